@@ -1,0 +1,694 @@
+//! The one configuration type of the engine, its presets (SPEC §5, §6), validation, and the
+//! `key=value` form used by the CLI's `--set` and by the web app's URL.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Model {
+    Linear,
+    Relu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Optimiser {
+    Gd,
+    Preconditioned,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitKind {
+    Vanilla,
+    LoraGa,
+    LoraOne,
+}
+
+impl InitKind {
+    pub const ALL: [InitKind; 3] = [InitKind::Vanilla, InitKind::LoraGa, InitKind::LoraOne];
+    pub fn name(self) -> &'static str {
+        match self {
+            InitKind::Vanilla => "vanilla",
+            InitKind::LoraGa => "lora-ga",
+            InitKind::LoraOne => "lora-one",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "vanilla" | "lora" => Some(InitKind::Vanilla),
+            "lora-ga" | "ga" => Some(InitKind::LoraGa),
+            "lora-one" | "one" => Some(InitKind::LoraOne),
+            _ => None,
+        }
+    }
+}
+
+/// How the linear model's gradient is computed (SPEC §1). Both give the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepForm {
+    /// `∇_W = Σ̂AB − G` in factored form: O(d²r + dkr) a step.
+    Factored,
+    /// `∇_W = Xᵀ(X(W0+AB) − Y)/N`: O(Ndk) a step (the textbook form; reference and baseline).
+    Residual,
+}
+
+/// Where Δ's singular vectors come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeltaBasis {
+    /// Haar-random orthonormal columns (QR of seeded Gaussians; same law as the singular vectors
+    /// of a Gaussian matrix used by the paper's notebook).
+    Random,
+    /// The first coordinate vectors `e_1..e_{r*}` (the phase-portrait slice, SPEC §6).
+    Canonical,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Input dimension of the weight (rows of W0, A).
+    pub d: usize,
+    /// Output dimension (columns of W0, B).
+    pub k: usize,
+    /// LoRA rank.
+    pub r: usize,
+    /// Rank of the target update Δ.
+    pub r_star: usize,
+    /// Number of samples; `None` means 16·d (the notebook's choice).
+    pub n: Option<usize>,
+    /// Use the population covariance Σ̂ = I instead of sampled data (linear model only).
+    pub population: bool,
+    /// Condition number of Δ: singular values spaced linearly from 1 down to 1/κ.
+    pub kappa: f64,
+    /// Explicit singular values of Δ (overrides κ); length r*.
+    pub spectrum: Option<Vec<f64>>,
+    pub delta_basis: DeltaBasis,
+    /// Standard deviation of W0's entries (W0 ~ N(0, w0_std²)); 0 gives W0 = 0.
+    pub w0_std: f64,
+    pub model: Model,
+    /// Label noise σ.
+    pub noise: f64,
+    /// Vanilla LoRA's A0 variance α²; one vanilla run per value.
+    pub alpha2: Vec<f64>,
+    pub eta: f64,
+    pub steps: usize,
+    pub optimiser: Optimiser,
+    /// Damping λ of preconditioned GD.
+    pub damping: f64,
+    /// LoRA-One's γ (A0B0 = γ·P_r(G)).
+    pub gamma: f64,
+    /// LoRA-One's practical variant: S / S[1] and both factors / √γ_stable.
+    pub normalised: bool,
+    pub gamma_stable: f64,
+    /// LoRA-GA's γ_GA (scale c = k^{1/4}/√γ_GA).
+    pub gamma_ga: f64,
+    pub seed: u64,
+    pub inits: Vec<InitKind>,
+    /// Record metrics every this many steps (and always at the first and last step).
+    pub record_every: usize,
+    pub step_form: StepForm,
+    /// A run stops as diverged when its loss exceeds this factor times max(initial loss, 1).
+    pub divergence_factor: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Preset::Spectral.config()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    Alignment,
+    Spectral,
+    Phase,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 3] = [Preset::Alignment, Preset::Spectral, Preset::Phase];
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Alignment => "alignment",
+            Preset::Spectral => "spectral",
+            Preset::Phase => "phase",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Preset::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// The preset's configuration (SPEC §5 for `alignment` and `spectral`, §6 for `phase`).
+    pub fn config(self) -> Config {
+        let base = Config {
+            d: 100,
+            k: 100,
+            r: 8,
+            r_star: 4,
+            n: None,
+            population: false,
+            kappa: 1.0,
+            spectrum: None,
+            delta_basis: DeltaBasis::Random,
+            w0_std: 1.0,
+            model: Model::Linear,
+            noise: 0.0,
+            alpha2: vec![1e-3],
+            eta: 1.0 / 64.0,
+            steps: 1500,
+            optimiser: Optimiser::Gd,
+            damping: 1e-3,
+            gamma: 1.0,
+            normalised: false,
+            gamma_stable: 128.0,
+            gamma_ga: 4.0,
+            seed: 0,
+            inits: InitKind::ALL.to_vec(),
+            record_every: 1,
+            step_form: StepForm::Factored,
+            divergence_factor: 1e8,
+        };
+        match self {
+            Preset::Alignment => Config {
+                alpha2: vec![1.0, 1e-1, 1e-2, 1e-3, 1e-4],
+                inits: vec![InitKind::Vanilla],
+                eta: 1.0 / 64.0,
+                steps: 1500,
+                ..base
+            },
+            Preset::Spectral => Config {
+                kappa: 4.0,
+                optimiser: Optimiser::Preconditioned,
+                eta: 0.5,
+                damping: 1e-3,
+                steps: 100,
+                alpha2: vec![1e-3],
+                ..base
+            },
+            Preset::Phase => Config {
+                d: 2,
+                k: 2,
+                r: 1,
+                r_star: 1,
+                population: true,
+                spectrum: Some(vec![1.0]),
+                delta_basis: DeltaBasis::Canonical,
+                w0_std: 0.0,
+                alpha2: vec![1e-2],
+                eta: 0.1,
+                steps: 200,
+                ..base
+            },
+        }
+    }
+}
+
+/// A configuration problem: which field, and what is allowed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Size limits that keep a run within memory and time on a laptop or in a browser tab.
+pub const MAX_DIM: usize = 8192;
+pub const MAX_N: usize = 1 << 20;
+pub const MAX_STEPS: usize = 1_000_000;
+/// Upper bound on N·max(d, k) (the size of X and Y), 2^28 entries = 2 GiB of f64.
+pub const MAX_DATA: usize = 1 << 28;
+
+fn finite(field: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, format!("must be a finite number, got {v}")))
+    }
+}
+
+fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
+    finite(field, v)?;
+    if v > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, format!("must be > 0, got {v}")))
+    }
+}
+
+fn nonneg(field: &str, v: f64) -> Result<(), ConfigError> {
+    finite(field, v)?;
+    if v >= 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, format!("must be ≥ 0, got {v}")))
+    }
+}
+
+fn in_range(field: &str, v: usize, lo: usize, hi: usize) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        Err(ConfigError::new(
+            field,
+            format!("must be in {lo}..={hi}, got {v}"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+impl Config {
+    /// N with its default filled in.
+    pub fn n_samples(&self) -> usize {
+        self.n.unwrap_or(16 * self.d)
+    }
+
+    /// Singular values of Δ, descending.
+    pub fn delta_spectrum(&self) -> Vec<f64> {
+        if let Some(s) = &self.spectrum {
+            let mut s = s.clone();
+            s.sort_by(|a, b| b.total_cmp(a));
+            return s;
+        }
+        let rs = self.r_star;
+        if rs == 1 {
+            return vec![1.0];
+        }
+        (0..rs)
+            .map(|i| 1.0 - (i as f64) / ((rs - 1) as f64) * (1.0 - 1.0 / self.kappa))
+            .collect()
+    }
+
+    /// The list of runs this configuration asks for: (init, α² for vanilla).
+    pub fn runs(&self) -> Vec<(InitKind, Option<f64>)> {
+        let mut out = Vec::new();
+        for &kind in &self.inits {
+            if kind == InitKind::Vanilla {
+                for &a in &self.alpha2 {
+                    out.push((kind, Some(a)));
+                }
+            } else {
+                out.push((kind, None));
+            }
+        }
+        out
+    }
+
+    /// Check every field; the error names the field and the allowed range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        in_range("d", self.d, 1, MAX_DIM)?;
+        in_range("k", self.k, 1, MAX_DIM)?;
+        let m = self.d.min(self.k);
+        in_range("r", self.r, 1, m)?;
+        in_range("r_star", self.r_star, 1, m)?;
+        if let Some(n) = self.n {
+            in_range("n", n, 1, MAX_N)?;
+        }
+        if !self.population {
+            let n = self.n_samples();
+            in_range("n", n, 1, MAX_N)?;
+            if n.saturating_mul(self.d.max(self.k)) > MAX_DATA {
+                return Err(ConfigError::new(
+                    "n",
+                    format!(
+                        "n·max(d,k) must be ≤ {MAX_DATA} (data kept in memory), got {}",
+                        n.saturating_mul(self.d.max(self.k))
+                    ),
+                ));
+            }
+        }
+        if self.population && self.model == Model::Relu {
+            return Err(ConfigError::new(
+                "population",
+                "the population (Σ̂ = I) mode exists for the linear model only; set population=false or model=linear",
+            ));
+        }
+        if self.population && self.noise != 0.0 {
+            return Err(ConfigError::new(
+                "noise",
+                "must be 0 in population mode (Σ̂ = I has no samples to add noise to)",
+            ));
+        }
+        positive("kappa", self.kappa)?;
+        if self.kappa < 1.0 {
+            return Err(ConfigError::new(
+                "kappa",
+                format!("must be ≥ 1 (λ1/λr*), got {}", self.kappa),
+            ));
+        }
+        if let Some(s) = &self.spectrum {
+            if s.len() != self.r_star {
+                return Err(ConfigError::new(
+                    "spectrum",
+                    format!(
+                        "must list exactly r_star = {} singular values, got {}",
+                        self.r_star,
+                        s.len()
+                    ),
+                ));
+            }
+            for &v in s {
+                positive("spectrum", v)?;
+            }
+        }
+        nonneg("w0_std", self.w0_std)?;
+        nonneg("noise", self.noise)?;
+        if self.inits.is_empty() {
+            return Err(ConfigError::new(
+                "inits",
+                "must name at least one of vanilla, lora-ga, lora-one",
+            ));
+        }
+        if self.inits.contains(&InitKind::Vanilla) {
+            if self.alpha2.is_empty() {
+                return Err(ConfigError::new(
+                    "alpha2",
+                    "must list at least one value when vanilla is run",
+                ));
+            }
+            for &a in &self.alpha2 {
+                positive("alpha2", a)?;
+            }
+        }
+        positive("eta", self.eta)?;
+        in_range("steps", self.steps, 1, MAX_STEPS)?;
+        nonneg("damping", self.damping)?;
+        if self.optimiser == Optimiser::Preconditioned
+            && self.damping == 0.0
+            && self.inits.contains(&InitKind::Vanilla)
+        {
+            return Err(ConfigError::new(
+                "damping",
+                "must be > 0 for preconditioned GD with the vanilla init (B0 = 0 makes BBᵀ singular)",
+            ));
+        }
+        positive("gamma", self.gamma)?;
+        positive("gamma_stable", self.gamma_stable)?;
+        positive("gamma_ga", self.gamma_ga)?;
+        if self.inits.contains(&InitKind::LoraGa) && 2 * self.r > m {
+            return Err(ConfigError::new(
+                "r",
+                format!(
+                    "LoRA-GA needs 2r singular vectors: r must be ≤ min(d,k)/2 = {}, got {}",
+                    m / 2,
+                    self.r
+                ),
+            ));
+        }
+        in_range("record_every", self.record_every, 1, MAX_STEPS)?;
+        positive("divergence_factor", self.divergence_factor)?;
+        if self.step_form == StepForm::Residual && self.population {
+            return Err(ConfigError::new(
+                "step_form",
+                "the residual form needs sampled data: set population=false",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Set one field from its text form (`--set key=value`, URL query pairs).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        fn num<T: std::str::FromStr>(key: &str, v: &str, what: &str) -> Result<T, ConfigError> {
+            v.parse::<T>()
+                .map_err(|_| ConfigError::new(key, format!("expected {what}, got `{v}`")))
+        }
+        fn float(key: &str, v: &str) -> Result<f64, ConfigError> {
+            let x: f64 = num(key, v, "a number")?;
+            finite(key, x)?;
+            Ok(x)
+        }
+        fn boolean(key: &str, v: &str) -> Result<bool, ConfigError> {
+            match v {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::new(key, format!("expected true or false, got `{v}`"))),
+            }
+        }
+        fn floats(key: &str, v: &str) -> Result<Vec<f64>, ConfigError> {
+            v.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| float(key, s.trim()))
+                .collect()
+        }
+        let uint = |what: &str| num::<usize>(key, v, what);
+        match key {
+            "d" => self.d = uint("a whole number")?,
+            "k" => self.k = uint("a whole number")?,
+            "r" => self.r = uint("a whole number")?,
+            "r_star" | "rstar" => self.r_star = uint("a whole number")?,
+            "n" => {
+                self.n = if v == "auto" || v.is_empty() {
+                    None
+                } else {
+                    Some(uint("a whole number or `auto`")?)
+                }
+            }
+            "population" => self.population = boolean(key, v)?,
+            "kappa" => self.kappa = float(key, v)?,
+            "spectrum" => {
+                self.spectrum = if v == "auto" || v.is_empty() {
+                    None
+                } else {
+                    Some(floats(key, v)?)
+                }
+            }
+            "delta_basis" => {
+                self.delta_basis = match v {
+                    "random" => DeltaBasis::Random,
+                    "canonical" => DeltaBasis::Canonical,
+                    _ => return Err(ConfigError::new(key, "expected random or canonical")),
+                }
+            }
+            "w0_std" => self.w0_std = float(key, v)?,
+            "model" => {
+                self.model = match v {
+                    "linear" => Model::Linear,
+                    "relu" => Model::Relu,
+                    _ => return Err(ConfigError::new(key, "expected linear or relu")),
+                }
+            }
+            "noise" | "sigma" => self.noise = float(key, v)?,
+            "alpha2" => self.alpha2 = floats(key, v)?,
+            "eta" => self.eta = float(key, v)?,
+            "steps" => self.steps = uint("a whole number")?,
+            "optimiser" | "optimizer" => {
+                self.optimiser = match v {
+                    "gd" => Optimiser::Gd,
+                    "preconditioned" | "pgd" | "scaled" => Optimiser::Preconditioned,
+                    _ => return Err(ConfigError::new(key, "expected gd or preconditioned")),
+                }
+            }
+            "damping" | "lambda" => self.damping = float(key, v)?,
+            "gamma" => self.gamma = float(key, v)?,
+            "normalised" | "normalized" => self.normalised = boolean(key, v)?,
+            "gamma_stable" => self.gamma_stable = float(key, v)?,
+            "gamma_ga" => self.gamma_ga = float(key, v)?,
+            "seed" => self.seed = num(key, v, "a whole number ≥ 0")?,
+            "inits" => {
+                let mut out = Vec::new();
+                for s in v.split(',').filter(|s| !s.trim().is_empty()) {
+                    let kind = InitKind::parse(s).ok_or_else(|| {
+                        ConfigError::new(
+                            key,
+                            format!("unknown init `{s}`; expected vanilla, lora-ga or lora-one"),
+                        )
+                    })?;
+                    if !out.contains(&kind) {
+                        out.push(kind);
+                    }
+                }
+                self.inits = out;
+            }
+            "record_every" => self.record_every = uint("a whole number")?,
+            "step_form" => {
+                self.step_form = match v {
+                    "factored" => StepForm::Factored,
+                    "residual" => StepForm::Residual,
+                    _ => return Err(ConfigError::new(key, "expected factored or residual")),
+                }
+            }
+            "divergence_factor" => self.divergence_factor = float(key, v)?,
+            _ => {
+                return Err(ConfigError::new(
+                    key,
+                    format!("unknown parameter; known: {}", Config::KEYS.join(", ")),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    pub const KEYS: [&'static str; 27] = [
+        "d",
+        "k",
+        "r",
+        "r_star",
+        "n",
+        "population",
+        "kappa",
+        "spectrum",
+        "delta_basis",
+        "w0_std",
+        "model",
+        "noise",
+        "alpha2",
+        "eta",
+        "steps",
+        "optimiser",
+        "damping",
+        "gamma",
+        "normalised",
+        "gamma_stable",
+        "gamma_ga",
+        "seed",
+        "inits",
+        "record_every",
+        "step_form",
+        "divergence_factor",
+        "preset",
+    ];
+
+    /// Every field as `(key, value)` text pairs; `set` reads them back to an equal config.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        fn list(v: &[f64]) -> String {
+            v.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(",")
+        }
+        fn s<T: Serialize>(v: &T) -> String {
+            serde_json::to_value(v)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        }
+        vec![
+            ("d", self.d.to_string()),
+            ("k", self.k.to_string()),
+            ("r", self.r.to_string()),
+            ("r_star", self.r_star.to_string()),
+            (
+                "n",
+                self.n.map_or_else(|| "auto".to_string(), |n| n.to_string()),
+            ),
+            ("population", self.population.to_string()),
+            ("kappa", format!("{}", self.kappa)),
+            (
+                "spectrum",
+                self.spectrum.as_deref().map_or_else(|| "auto".into(), list),
+            ),
+            ("delta_basis", s(&self.delta_basis)),
+            ("w0_std", format!("{}", self.w0_std)),
+            ("model", s(&self.model)),
+            ("noise", format!("{}", self.noise)),
+            ("alpha2", list(&self.alpha2)),
+            ("eta", format!("{}", self.eta)),
+            ("steps", self.steps.to_string()),
+            ("optimiser", s(&self.optimiser)),
+            ("damping", format!("{}", self.damping)),
+            ("gamma", format!("{}", self.gamma)),
+            ("normalised", self.normalised.to_string()),
+            ("gamma_stable", format!("{}", self.gamma_stable)),
+            ("gamma_ga", format!("{}", self.gamma_ga)),
+            ("seed", self.seed.to_string()),
+            (
+                "inits",
+                self.inits
+                    .iter()
+                    .map(|i| i.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("record_every", self.record_every.to_string()),
+            ("step_form", s(&self.step_form)),
+            ("divergence_factor", format!("{}", self.divergence_factor)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate() {
+        for p in Preset::ALL {
+            p.config().validate().unwrap_or_else(|e| panic!("{}: {e}", p.name()));
+        }
+    }
+
+    #[test]
+    fn spectral_spectrum_matches_spec() {
+        assert_eq!(
+            Preset::Spectral.config().delta_spectrum(),
+            vec![1.0, 0.75, 0.5, 0.25]
+        );
+        assert_eq!(Preset::Alignment.config().delta_spectrum(), vec![1.0; 4]);
+    }
+
+    #[test]
+    fn pairs_round_trip() {
+        let mut c = Preset::Alignment.config();
+        c.spectrum = Some(vec![2.0, 1.5, 1.0, 0.5]);
+        c.n = Some(777);
+        c.seed = 42;
+        let mut d = Config::default();
+        for (k, v) in c.to_pairs() {
+            d.set(k, &v).unwrap();
+        }
+        assert_eq!(c, d);
+    }
+
+    #[test]
+    fn validation_names_field_and_range() {
+        let mut c = Config::default();
+        c.r = 200;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "r");
+        assert!(e.message.contains("1..=100"), "{e}");
+
+        let mut c = Config::default();
+        c.r_star = 101;
+        assert_eq!(c.validate().unwrap_err().field, "r_star");
+
+        let mut c = Config::default();
+        c.n = Some(0);
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "n");
+
+        let mut c = Config::default();
+        c.eta = f64::NAN;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "eta");
+        assert!(e.message.contains("finite"));
+
+        let mut c = Config::default();
+        assert_eq!(c.set("eta", "inf").unwrap_err().field, "eta");
+        assert_eq!(c.set("d", "-3").unwrap_err().field, "d");
+        assert_eq!(c.set("bogus", "1").unwrap_err().field, "bogus");
+        assert_eq!(c.set("inits", "lora-two").unwrap_err().field, "inits");
+
+        let mut c = Config::default();
+        c.r = 60; // LoRA-GA needs 2r ≤ 100
+        assert_eq!(c.validate().unwrap_err().field, "r");
+
+        let mut c = Config::default();
+        c.damping = 0.0;
+        assert_eq!(c.validate().unwrap_err().field, "damping");
+    }
+}

@@ -1,0 +1,1 @@
+//! GPU backend (WGSL compute shaders through wgpu). Owned by the GPU work (issue 3).

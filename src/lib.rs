@@ -1,0 +1,27 @@
+//! LoRA-One Lab: the engine behind the web app and the CLI.
+//!
+//! - [`config`]: the one configuration type, presets, validation, `key=value` form.
+//! - [`problem`]: seeded problems (linear and ReLU models).
+//! - [`init`]: vanilla LoRA, LoRA-GA and LoRA-One initialisations.
+//! - [`engine`]: the `Backend` trait and the chunked `Experiment` driver with SPEC §4 metrics.
+//! - [`cpu`]: the f64 nalgebra reference backend.
+//! - [`phase`]: the phase-portrait model of SPEC §6.
+
+pub mod config;
+pub mod cpu;
+pub mod engine;
+pub mod init;
+pub mod linalg;
+pub mod phase;
+pub mod problem;
+pub mod rng;
+
+pub use config::{Config, ConfigError, InitKind, Model, Optimiser, Preset, StepForm};
+pub use cpu::CpuBackend;
+pub use engine::{Backend, EngineError, Experiment, Progress, Record, Report, RunResult};
+pub use problem::Problem;
+
+#[cfg(feature = "gpu")]
+pub mod gpu;
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
+pub mod web;
