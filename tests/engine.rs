@@ -1,0 +1,383 @@
+//! Engine behaviour against the theory (SPEC §1–§5) on the CPU reference backend.
+
+use lora_one_lab::config::{Config, InitKind, Model, Optimiser, Preset, StepForm};
+use lora_one_lab::engine::{Backend, StepSettings};
+use lora_one_lab::init;
+use lora_one_lab::linalg::{self, op_norm};
+use lora_one_lab::{CpuBackend, Experiment, Problem, Report};
+use nalgebra::DMatrix;
+use pollster::block_on;
+
+fn run(cfg: &Config) -> Report {
+    let mut exp = Experiment::new(cfg).expect("valid config");
+    let mut be = CpuBackend::new();
+    block_on(exp.run_to_end(&mut be, 64, |_| {})).expect("run");
+    exp.report()
+}
+
+fn small(preset: Preset) -> Config {
+    let mut c = preset.config();
+    c.d = 40;
+    c.k = 30;
+    c.r = 4;
+    c.r_star = 2;
+    c.spectrum = None;
+    c.steps = 60;
+    c
+}
+
+#[test]
+fn theorem_3_1_vanilla_b_stays_in_row_space_of_g() {
+    let mut c = small(Preset::Alignment);
+    c.alpha2 = vec![1e-2];
+    c.steps = 100;
+    let rep = run(&c);
+    let recs = &rep.runs[0].records;
+    assert_eq!(recs[0].sin_b, None, "B0 = 0 has no subspace");
+    for r in &recs[1..] {
+        let s = r.sin_b.expect("B_t ≠ 0 for t ≥ 1");
+        assert!(s < 1e-8, "sin θ_B({}) = {s}", r.step);
+    }
+    // ...while A needs many steps to align (it starts random)
+    assert!(recs[0].sin_a.unwrap() > 0.5);
+}
+
+#[test]
+fn lora_one_is_the_truncated_svd_of_g_and_close_to_delta() {
+    let mut c = Preset::Spectral.config();
+    c.inits = vec![InitKind::LoraOne];
+    let p = Problem::generate(&c).unwrap();
+    let mut be = CpuBackend::new();
+    block_on(be.load(&p)).unwrap();
+    let g = be.g().unwrap().clone();
+    let raw = block_on(be.top_svd(init::svd_rank_needed(&c))).unwrap();
+    let (svd, rank) = linalg::canonicalize(raw, c.seed);
+    assert_eq!(rank, 4, "linear, noise-free: rank G = r*");
+    let f = init::lora_one(&c, &svd);
+    let ab = &f.a0 * &f.b0;
+    // γ = 1: A0B0 = P_r(G) (the best rank-r approximation)
+    let exact = linalg::exact_top_svd(&g, c.r);
+    let pr = &exact.u * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(exact.s.clone())) * exact.v.transpose();
+    assert!((&ab - &pr).norm() < 1e-10 * pr.norm(), "{}", (&ab - &pr).norm());
+    // ‖A0B0 − Δ‖_op ≤ ε‖Δ‖_op with ε = ‖Σ̂ − I‖_op
+    let sigma = be.sigma().unwrap();
+    let eps = op_norm(&(sigma - DMatrix::identity(c.d, c.d)));
+    let lhs = op_norm(&(&ab - &p.delta));
+    assert!(lhs <= eps * op_norm(&p.delta) + 1e-12, "{lhs} > {eps}·‖Δ‖");
+    // and it tightens with more data
+    let mut c2 = c.clone();
+    c2.n = Some(200 * c.d);
+    let p2 = Problem::generate(&c2).unwrap();
+    let mut be2 = CpuBackend::new();
+    block_on(be2.load(&p2)).unwrap();
+    let (svd2, _) = linalg::canonicalize(block_on(be2.top_svd(c.r)).unwrap(), 0);
+    let f2 = init::lora_one(&c2, &svd2);
+    let lhs2 = op_norm(&(&f2.a0 * &f2.b0 - &p2.delta));
+    assert!(lhs2 < 0.5 * lhs, "more samples should help: {lhs2} vs {lhs}");
+}
+
+#[test]
+fn lora_one_normalised_variant_scales_as_specified() {
+    let mut c = Preset::Spectral.config();
+    c.normalised = true;
+    let p = Problem::generate(&c).unwrap();
+    let mut be = CpuBackend::new();
+    block_on(be.load(&p)).unwrap();
+    let (svd, _) = linalg::canonicalize(block_on(be.top_svd(c.r)).unwrap(), 0);
+    let f = init::lora_one(&c, &svd);
+    // A0B0 = U (S/S1) Vᵀ / γ_stable, so its top singular value is 1/γ_stable
+    let s = linalg::product_singular_values(&f.a0, &f.b0);
+    assert!((s[0] - 1.0 / 128.0).abs() < 1e-12, "{s:?}");
+}
+
+#[test]
+fn lora_ga_offset_keeps_the_initial_prediction() {
+    let c = Preset::Spectral.config();
+    let p = Problem::generate(&c).unwrap();
+    let mut be = CpuBackend::new();
+    block_on(be.load(&p)).unwrap();
+    let (svd, rank) = linalg::canonicalize(block_on(be.top_svd(2 * c.r)).unwrap(), c.seed);
+    assert_eq!(rank, 4);
+    let f = init::lora_ga(&c, &svd);
+    assert!(f.offset);
+    // c = k^{1/4}/√γ_GA; A0 = −c U[:, 1:r]: columns of norm c, B0 rows of norm c
+    let scale = (c.k as f64).powf(0.25) / 2.0;
+    for j in 0..c.r {
+        assert!((f.a0.column(j).norm() - scale).abs() < 1e-12);
+        assert!((f.b0.row(j).norm() - scale).abs() < 1e-12);
+    }
+    // B0 uses directions r+1..2r, orthogonal to G's top-r right subspace
+    let v_r = svd.v.columns(0, c.r).into_owned();
+    assert!((&f.b0 * &v_r).norm() < 1e-10);
+    // the prediction at t = 0 is X(W0 − A0B0 + A0B0) = X W0: loss equals the W0 loss
+    let st = StepSettings::from_config(&c);
+    let ga = block_on(be.start(&f, &st)).unwrap();
+    let van = block_on(be.start(&init::vanilla(&c, 1e-3), &st)).unwrap();
+    let (l_ga, l_van) = (ga.snapshots[0].loss, van.snapshots[0].loss);
+    assert!((l_ga - l_van).abs() < 1e-10 * l_van, "{l_ga} vs {l_van}");
+    let x = p.x.as_ref().unwrap();
+    let y = p.y.as_ref().unwrap();
+    let direct = (x * &p.w0 - y).norm_squared() / (2.0 * x.nrows() as f64);
+    assert!((l_ga - direct).abs() < 1e-10 * direct);
+}
+
+#[test]
+fn gd_with_small_step_decreases_loss_monotonically() {
+    for model in [Model::Linear, Model::Relu] {
+        let mut c = small(Preset::Spectral);
+        c.model = model;
+        c.optimiser = Optimiser::Gd;
+        c.eta = 0.01;
+        c.steps = 80;
+        let rep = run(&c);
+        for r in &rep.runs {
+            assert!(r.diverged.is_none());
+            for w in r.records.windows(2) {
+                assert!(
+                    w[1].loss <= w[0].loss * (1.0 + 1e-12),
+                    "{model:?} {}: loss rose at step {}: {} → {}",
+                    r.label,
+                    w[1].step,
+                    w[0].loss,
+                    w[1].loss
+                );
+            }
+            assert!(r.records.last().unwrap().loss < r.records[0].loss);
+        }
+    }
+}
+
+fn finite_difference_check(model: Model, offset: bool) {
+    let mut c = small(Preset::Spectral);
+    c.model = model;
+    c.d = 12;
+    c.k = 9;
+    c.r = 3;
+    c.n = Some(200);
+    let p = Problem::generate(&c).unwrap();
+    let mut be = CpuBackend::new();
+    block_on(be.load(&p)).unwrap();
+    let (svd, _) = linalg::canonicalize(block_on(be.top_svd(2 * c.r)).unwrap(), 0);
+    let f = if offset {
+        init::lora_ga(&c, &svd)
+    } else {
+        init::lora_one(&c, &svd)
+    };
+    block_on(be.start(&f, &StepSettings::from_config(&c))).unwrap();
+    let mut rng = lora_one_lab::rng::Rng::new(3, 0);
+    let a = &f.a0 + rng.normal_matrix(c.d, c.r, 0.1);
+    let b = &f.b0 + rng.normal_matrix(c.r, c.k, 0.1);
+    let (_, ga, gb) = be.loss_and_grads_at(&a, &b).unwrap();
+    let h = 1e-6;
+    let check = |m: &DMatrix<f64>, g: &DMatrix<f64>, is_a: bool| {
+        for i in 0..m.nrows() {
+            for j in 0..m.ncols() {
+                let mut mp = m.clone();
+                let mut mm = m.clone();
+                mp[(i, j)] += h;
+                mm[(i, j)] -= h;
+                let (lp, lm) = if is_a {
+                    (be.loss_and_grads_at(&mp, &b).unwrap().0, be.loss_and_grads_at(&mm, &b).unwrap().0)
+                } else {
+                    (be.loss_and_grads_at(&a, &mp).unwrap().0, be.loss_and_grads_at(&a, &mm).unwrap().0)
+                };
+                let fd = (lp - lm) / (2.0 * h);
+                assert!(
+                    (fd - g[(i, j)]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{model:?} offset={offset} {} ({i},{j}): fd {fd} vs grad {}",
+                    if is_a { "A" } else { "B" },
+                    g[(i, j)]
+                );
+            }
+        }
+    };
+    check(&a, &ga, true);
+    check(&b, &gb, false);
+}
+
+#[test]
+fn gradients_match_finite_differences_linear() {
+    finite_difference_check(Model::Linear, false);
+    finite_difference_check(Model::Linear, true);
+}
+
+#[test]
+fn gradients_match_finite_differences_relu() {
+    finite_difference_check(Model::Relu, false);
+    finite_difference_check(Model::Relu, true);
+}
+
+#[test]
+fn factored_and_residual_linear_steps_agree() {
+    let mut c = Preset::Spectral.config();
+    c.steps = 40;
+    let a = run(&c);
+    c.step_form = StepForm::Residual;
+    let b = run(&c);
+    for (ra, rb) in a.runs.iter().zip(&b.runs) {
+        assert_eq!(ra.records.len(), rb.records.len());
+        for (x, y) in ra.records.iter().zip(&rb.records) {
+            let tol = 1e-9 * (1.0 + x.loss.abs());
+            assert!((x.loss - y.loss).abs() < tol, "{} step {}: {} vs {}", ra.label, x.step, x.loss, y.loss);
+            assert!((x.risk - y.risk).abs() < 1e-9 * (1.0 + x.risk), "{} risk", ra.label);
+        }
+    }
+}
+
+#[test]
+fn spectral_preset_lora_one_aligned_at_step_0_and_lora_ga_plateaus() {
+    let c = Preset::Spectral.config();
+    let rep = run(&c);
+    let get = |k: InitKind| rep.runs.iter().find(|r| r.init == k).unwrap();
+    let one = get(InitKind::LoraOne);
+    let ga = get(InitKind::LoraGa);
+    let van = get(InitKind::Vanilla);
+    assert_eq!(one.records.len(), c.steps + 1);
+    // LoRA-One: aligned with G's top subspaces from step 0
+    assert!(one.records[0].sin_a.unwrap() < 1e-8);
+    assert!(one.records[0].sin_b.unwrap() < 1e-8);
+    // vanilla starts unaligned
+    assert!(van.records[0].sin_a.unwrap() > 0.5);
+    let (r_one, r_ga, r_van) = (
+        one.last().unwrap().risk,
+        ga.last().unwrap().risk,
+        van.last().unwrap().risk,
+    );
+    // LoRA-One reaches the lowest risk; LoRA-GA plateaus far above it
+    assert!(r_one < 1e-6, "LoRA-One final risk {r_one}");
+    assert!(r_ga > 1e3 * r_one, "LoRA-GA should plateau: {r_ga} vs {r_one}");
+    // the plateau: LoRA-GA's risk barely moves over the last half of the run
+    let mid = ga.records[c.steps / 2].risk;
+    assert!(r_ga > 0.5 * mid, "LoRA-GA still decreasing: {mid} → {r_ga}");
+    assert!(r_van.is_finite());
+}
+
+#[test]
+fn alignment_preset_smaller_alpha_aligns_better_and_ends_lower() {
+    let c = Preset::Alignment.config();
+    let rep = run(&c);
+    assert_eq!(rep.runs.len(), 5);
+    let finals: Vec<f64> = rep.runs.iter().map(|r| r.last().unwrap().risk).collect();
+    let sin_a: Vec<f64> = rep.runs.iter().map(|r| r.last().unwrap().sin_a.unwrap()).collect();
+    // runs are ordered α² = 1, 1e-1, …, 1e-4
+    assert!(finals[4] < finals[0] * 1e-2, "final risks {finals:?}");
+    assert!(sin_a[4] < sin_a[0], "final sin θ_A {sin_a:?}");
+    for w in finals.windows(2) {
+        assert!(w[1] <= w[0] * 1.5, "final risk should not grow much as α² shrinks: {finals:?}");
+    }
+}
+
+#[test]
+fn same_seed_bit_identical_metrics() {
+    let mut c = small(Preset::Spectral);
+    c.steps = 30;
+    let a = run(&c);
+    let b = run(&c);
+    for (ra, rb) in a.runs.iter().zip(&b.runs) {
+        for (x, y) in ra.records.iter().zip(&rb.records) {
+            assert_eq!(x.loss.to_bits(), y.loss.to_bits());
+            assert_eq!(x.risk.to_bits(), y.risk.to_bits());
+            assert_eq!(x.sin_a.map(f64::to_bits), y.sin_a.map(f64::to_bits));
+            assert_eq!(x.sin_b.map(f64::to_bits), y.sin_b.map(f64::to_bits));
+        }
+    }
+    c.seed = 1;
+    let d = run(&c);
+    assert_ne!(a.runs[0].records[1].loss, d.runs[0].records[1].loss);
+}
+
+#[test]
+fn divergence_is_detected_and_reported_with_its_step() {
+    let mut c = small(Preset::Spectral);
+    c.optimiser = Optimiser::Gd;
+    c.eta = 50.0;
+    c.inits = vec![InitKind::LoraOne];
+    let rep = run(&c);
+    let r = &rep.runs[0];
+    let d = r.diverged.as_ref().expect("η = 50 must diverge");
+    assert!(d.step >= 1 && d.step < c.steps, "{d:?}");
+    assert!(d.reason.contains(&format!("step {}", d.step)));
+    // nothing non-finite reaches the records, and none is recorded past the divergence
+    for rec in &r.records {
+        assert!(rec.loss.is_finite() && rec.risk.is_finite() && rec.err_f.is_finite());
+        assert!(rec.step < d.step);
+    }
+    // the report serialises (no NaN in JSON)
+    serde_json::to_string(&rep).unwrap();
+}
+
+#[test]
+fn bad_configs_are_rejected_with_field_names() {
+    let mut c = Config::default();
+    c.r_star = 0;
+    let e = Experiment::new(&c).err().unwrap();
+    assert_eq!(e.field, "r_star");
+    let mut c = Config::default();
+    c.spectrum = Some(vec![1.0, f64::INFINITY, 0.5, 0.2]);
+    assert_eq!(Experiment::new(&c).err().unwrap().field, "spectrum");
+    let mut c = Config::default();
+    c.model = Model::Relu;
+    c.population = true;
+    assert_eq!(Experiment::new(&c).err().unwrap().field, "population");
+}
+
+#[test]
+fn record_interval_and_chunking_do_not_change_results() {
+    let mut c = small(Preset::Spectral);
+    c.steps = 50;
+    let full = run(&c);
+    c.record_every = 7;
+    let mut exp = Experiment::new(&c).unwrap();
+    let mut be = CpuBackend::new();
+    block_on(exp.run_to_end(&mut be, 3, |_| {})).unwrap();
+    let sparse = exp.report();
+    for (rf, rs) in full.runs.iter().zip(&sparse.runs) {
+        let steps: Vec<usize> = rs.records.iter().map(|r| r.step).collect();
+        assert_eq!(steps, vec![0, 7, 14, 21, 28, 35, 42, 49, 50]);
+        for rec in &rs.records {
+            let f = &rf.records[rec.step];
+            assert_eq!(f.loss.to_bits(), rec.loss.to_bits());
+        }
+    }
+}
+
+#[test]
+fn stop_keeps_records_and_skips_remaining_runs() {
+    let c = small(Preset::Spectral);
+    let mut exp = Experiment::new(&c).unwrap();
+    let mut be = CpuBackend::new();
+    block_on(exp.step(&mut be, 10)).unwrap(); // prepare
+    let p = block_on(exp.step(&mut be, 10)).unwrap();
+    assert!(!p.done);
+    exp.stop();
+    let rep = exp.report();
+    assert_eq!(rep.runs.len(), 1);
+    assert!(rep.runs[0].stopped);
+    assert!(exp.progress().done);
+}
+
+#[test]
+fn phase_portrait_trajectories() {
+    let c = Preset::Phase.config();
+    let mut be = CpuBackend::new();
+    let p = block_on(lora_one_lab::phase::compute(&c, &mut be, 64, 12)).unwrap();
+    assert_eq!(p.surface.values.len(), 64 * 64);
+    assert!(p.surface.values.iter().all(|v| v.is_finite()));
+    let get = |k: InitKind| p.report.runs.iter().find(|r| r.init == k).unwrap();
+    // LoRA-One starts on the hyperbola at (√δ, √δ) (population: s1 = δ = 1)
+    let one = get(InitKind::LoraOne).records[0].proj.unwrap();
+    assert!((one[0] - 1.0).abs() < 1e-12 && (one[1] - 1.0).abs() < 1e-12, "{one:?}");
+    // vanilla starts next to the saddle with b = 0
+    let van = get(InitKind::Vanilla).records[0].proj.unwrap();
+    assert!(van[0].abs() < 0.5 && van[1] == 0.0);
+    // LoRA-GA starts at (−c, 0) with its B entirely off the plane: ‖B_⊥‖ = c
+    let ga = get(InitKind::LoraGa);
+    let g0 = ga.records[0].proj.unwrap();
+    let cga = 2f64.powf(0.25) / 2.0;
+    assert!((g0[0] + cga).abs() < 1e-12 && g0[1].abs() < 1e-12 && (g0[2] - cga).abs() < 1e-12, "{g0:?}");
+    // all three end on the hyperbola ab = δ... vanilla needs its escape time, LoRA-One is already there
+    for r in &p.report.runs {
+        let last = r.last().unwrap().proj.unwrap();
+        assert!((last[0] * last[1] - 1.0).abs() < 1e-2, "{}: {last:?}", r.label);
+    }
+}
