@@ -241,7 +241,10 @@ fn finite(field: &str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() {
         Ok(())
     } else {
-        Err(ConfigError::new(field, format!("must be a finite number, got {v}")))
+        Err(ConfigError::new(
+            field,
+            format!("must be a finite number, got {v}"),
+        ))
     }
 }
 
@@ -439,7 +442,10 @@ impl Config {
             match v {
                 "1" | "true" | "yes" | "on" => Ok(true),
                 "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::new(key, format!("expected true or false, got `{v}`"))),
+                _ => Err(ConfigError::new(
+                    key,
+                    format!("expected true or false, got `{v}`"),
+                )),
             }
         }
         fn floats(key: &str, v: &str) -> Result<Vec<f64>, ConfigError> {
@@ -569,7 +575,10 @@ impl Config {
     /// Every field as `(key, value)` text pairs; `set` reads them back to an equal config.
     pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
         fn list(v: &[f64]) -> String {
-            v.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(",")
+            v.iter()
+                .map(|x| format!("{x}"))
+                .collect::<Vec<_>>()
+                .join(",")
         }
         fn s<T: Serialize>(v: &T) -> String {
             serde_json::to_value(v)
@@ -628,7 +637,9 @@ mod tests {
     #[test]
     fn presets_validate() {
         for p in Preset::ALL {
-            p.config().validate().unwrap_or_else(|e| panic!("{}: {e}", p.name()));
+            p.config()
+                .validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", p.name()));
         }
     }
 

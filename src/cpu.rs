@@ -75,10 +75,7 @@ impl CpuBackend {
     }
 
     pub fn with_svd(svd: SvdMethod) -> Self {
-        CpuBackend {
-            svd,
-            ..Self::new()
-        }
+        CpuBackend { svd, ..Self::new() }
     }
 
     /// G = −∇_W L(W0), formed on this backend (after `load`).
@@ -116,7 +113,12 @@ fn sigma_times(sigma: &Option<DMatrix<f64>>, m: &DMatrix<f64>) -> DMatrix<f64> {
 }
 
 /// Loss and (∇_A, ∇_B) at (a, b).
-fn eval(l: &Loaded, run: &Run, a: &DMatrix<f64>, b: &DMatrix<f64>) -> (f64, DMatrix<f64>, DMatrix<f64>) {
+fn eval(
+    l: &Loaded,
+    run: &Run,
+    a: &DMatrix<f64>,
+    b: &DMatrix<f64>,
+) -> (f64, DMatrix<f64>, DMatrix<f64>) {
     match (l.model, l.form) {
         (Model::Linear, StepForm::Factored) => {
             // ∇_W = Σ̂AB − G_eff; every product is d×r, r×k or r×r.
@@ -207,7 +209,9 @@ impl Backend for CpuBackend {
             kind: "cpu".into(),
             name: match self.svd {
                 SvdMethod::Exact => "CPU reference (nalgebra, exact SVD)".into(),
-                SvdMethod::Subspace { .. } => "CPU reference (nalgebra, subspace-iteration SVD)".into(),
+                SvdMethod::Subspace { .. } => {
+                    "CPU reference (nalgebra, subspace-iteration SVD)".into()
+                }
             },
             precision: "f64".into(),
         }

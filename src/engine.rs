@@ -416,7 +416,8 @@ impl Experiment {
         let m = cfg.r.min(cfg.r_star);
         let run = self.runs.last_mut().expect("a run");
         for s in adv.snapshots {
-            let sin_a = linalg::top_left_subspace(&s.a, m).map(|q| linalg::sin_theta(&prep.u_rs, &q));
+            let sin_a =
+                linalg::top_left_subspace(&s.a, m).map(|q| linalg::sin_theta(&prep.u_rs, &q));
             let sin_b = linalg::top_left_subspace(&s.b.transpose(), m)
                 .map(|q| linalg::sin_theta(&prep.v_rs, &q));
             let proj = if cfg.r == 1 {

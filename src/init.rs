@@ -32,7 +32,10 @@ pub fn lora_one(cfg: &Config, g: &TopSvd) -> InitFactors {
     let r = cfg.r;
     let s1 = g.s[0];
     let (scale, norm) = if cfg.normalised {
-        (1.0 / cfg.gamma_stable.sqrt(), if s1 > 0.0 { s1 } else { 1.0 })
+        (
+            1.0 / cfg.gamma_stable.sqrt(),
+            if s1 > 0.0 { s1 } else { 1.0 },
+        )
     } else {
         (cfg.gamma.sqrt(), 1.0)
     };

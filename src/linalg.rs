@@ -48,7 +48,13 @@ pub fn orthonormalize(m: &DMatrix<f64>) -> DMatrix<f64> {
 /// Randomised subspace iteration for the top-m singular triplets of `g`: sketch with a seeded
 /// Gaussian k×(m+p), `iters` power iterations with re-orthonormalisation, then an SVD of the small
 /// projected matrix. This is the algorithm the GPU backend runs; this function is its CPU twin.
-pub fn subspace_top_svd(g: &DMatrix<f64>, m: usize, oversample: usize, iters: usize, seed: u64) -> TopSvd {
+pub fn subspace_top_svd(
+    g: &DMatrix<f64>,
+    m: usize,
+    oversample: usize,
+    iters: usize,
+    seed: u64,
+) -> TopSvd {
     let (d, k) = g.shape();
     let l = (m + oversample).min(d.min(k));
     let omega = Rng::new(seed, stream::SUBSPACE).normal_matrix(k, l, 1.0);
@@ -72,11 +78,10 @@ pub fn subspace_top_svd(g: &DMatrix<f64>, m: usize, oversample: usize, iters: us
 /// each pair (u_i, v_i) is signed so that u_i's largest-magnitude entry is positive.
 pub fn canonicalize(mut t: TopSvd, seed: u64) -> (TopSvd, usize) {
     let s1 = t.s.first().copied().unwrap_or(0.0);
-    let rank = t
-        .s
-        .iter()
-        .take_while(|&&s| s1 > 0.0 && s > RANK_TOL * s1)
-        .count();
+    let rank =
+        t.s.iter()
+            .take_while(|&&s| s1 > 0.0 && s > RANK_TOL * s1)
+            .count();
     let m = t.s.len();
     for i in 0..rank {
         let col = t.u.column(i);
@@ -176,7 +181,11 @@ pub fn top_left_subspace(a: &DMatrix<f64>, m: usize) -> Option<DMatrix<f64>> {
 pub fn product_singular_values(a: &DMatrix<f64>, b: &DMatrix<f64>) -> Vec<f64> {
     let ra = a.clone().qr().r();
     let rb = b.transpose().qr().r();
-    let mut s: Vec<f64> = (ra * rb.transpose()).singular_values().iter().copied().collect();
+    let mut s: Vec<f64> = (ra * rb.transpose())
+        .singular_values()
+        .iter()
+        .copied()
+        .collect();
     s.sort_by(|x, y| y.total_cmp(x));
     s
 }
@@ -200,7 +209,9 @@ mod tests {
         let m = rand(1, 7, 5);
         let t = exact_top_svd(&m, 5);
         assert!(t.s.windows(2).all(|w| w[0] >= w[1]));
-        let rec = &t.u * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(t.s.clone())) * t.v.transpose();
+        let rec = &t.u
+            * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(t.s.clone()))
+            * t.v.transpose();
         assert!((rec - m).norm() < 1e-10);
     }
 
@@ -210,7 +221,9 @@ mod tests {
         let (d, k) = (60, 40);
         let u = orthonormalize(&rand(2, d, k));
         let v = orthonormalize(&rand(3, k, k));
-        let s: Vec<f64> = (0..k).map(|i| if i < 4 { 10.0 - 2.0 * i as f64 } else { 0.1 }).collect();
+        let s: Vec<f64> = (0..k)
+            .map(|i| if i < 4 { 10.0 - 2.0 * i as f64 } else { 0.1 })
+            .collect();
         let g = &u * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(s)) * v.transpose();
         let t = subspace_top_svd(&g, 4, 4, 6, 0);
         let e = exact_top_svd(&g, 4);
@@ -236,7 +249,9 @@ mod tests {
         // signs: largest entry of each kept u_i is positive
         for i in 0..2 {
             let c = t.u.column(i);
-            let m = c.iter().fold(0.0f64, |acc, x| if x.abs() > acc.abs() { *x } else { acc });
+            let m = c
+                .iter()
+                .fold(0.0f64, |acc, x| if x.abs() > acc.abs() { *x } else { acc });
             assert!(m > 0.0);
         }
     }

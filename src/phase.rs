@@ -199,7 +199,10 @@ pub async fn compute<B: Backend>(
     if cfg.r != 1 {
         return Err(EngineError::Config(crate::ConfigError::new(
             "r",
-            format!("the phase portrait is the rank-one slice: r must be 1, got {}", cfg.r),
+            format!(
+                "the phase portrait is the rank-one slice: r must be 1, got {}",
+                cfg.r
+            ),
         )));
     }
     let mut exp = Experiment::new(cfg)?;

@@ -42,7 +42,9 @@ impl Problem {
             DeltaBasis::Canonical => (DMatrix::identity(d, rs), DMatrix::identity(k, rs)),
         };
         let delta_s = cfg.delta_spectrum();
-        let delta = &delta_u * DMatrix::from_diagonal(&DVector::from_vec(delta_s.clone())) * delta_v.transpose();
+        let delta = &delta_u
+            * DMatrix::from_diagonal(&DVector::from_vec(delta_s.clone()))
+            * delta_v.transpose();
         let (x, y) = if cfg.population {
             (None, None)
         } else {
@@ -85,7 +87,10 @@ mod tests {
         let c = Preset::Spectral.config();
         let a = Problem::generate(&c).unwrap();
         let b = Problem::generate(&c).unwrap();
-        assert_eq!(bits_hash(a.x.as_ref().unwrap()), bits_hash(b.x.as_ref().unwrap()));
+        assert_eq!(
+            bits_hash(a.x.as_ref().unwrap()),
+            bits_hash(b.x.as_ref().unwrap())
+        );
         assert_eq!(bits_hash(&a.delta), bits_hash(&b.delta));
         let mut c2 = c.clone();
         c2.seed = 1;

@@ -57,8 +57,14 @@ fn lora_one_is_the_truncated_svd_of_g_and_close_to_delta() {
     let ab = &f.a0 * &f.b0;
     // γ = 1: A0B0 = P_r(G) (the best rank-r approximation)
     let exact = linalg::exact_top_svd(&g, c.r);
-    let pr = &exact.u * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(exact.s.clone())) * exact.v.transpose();
-    assert!((&ab - &pr).norm() < 1e-10 * pr.norm(), "{}", (&ab - &pr).norm());
+    let pr = &exact.u
+        * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(exact.s.clone()))
+        * exact.v.transpose();
+    assert!(
+        (&ab - &pr).norm() < 1e-10 * pr.norm(),
+        "{}",
+        (&ab - &pr).norm()
+    );
     // ‖A0B0 − Δ‖_op ≤ ε‖Δ‖_op with ε = ‖Σ̂ − I‖_op
     let sigma = be.sigma().unwrap();
     let eps = op_norm(&(sigma - DMatrix::identity(c.d, c.d)));
@@ -73,7 +79,10 @@ fn lora_one_is_the_truncated_svd_of_g_and_close_to_delta() {
     let (svd2, _) = linalg::canonicalize(block_on(be2.top_svd(c.r)).unwrap(), 0);
     let f2 = init::lora_one(&c2, &svd2);
     let lhs2 = op_norm(&(&f2.a0 * &f2.b0 - &p2.delta));
-    assert!(lhs2 < 0.5 * lhs, "more samples should help: {lhs2} vs {lhs}");
+    assert!(
+        lhs2 < 0.5 * lhs,
+        "more samples should help: {lhs2} vs {lhs}"
+    );
 }
 
 #[test]
@@ -177,9 +186,15 @@ fn finite_difference_check(model: Model, offset: bool) {
                 mp[(i, j)] += h;
                 mm[(i, j)] -= h;
                 let (lp, lm) = if is_a {
-                    (be.loss_and_grads_at(&mp, &b).unwrap().0, be.loss_and_grads_at(&mm, &b).unwrap().0)
+                    (
+                        be.loss_and_grads_at(&mp, &b).unwrap().0,
+                        be.loss_and_grads_at(&mm, &b).unwrap().0,
+                    )
                 } else {
-                    (be.loss_and_grads_at(&a, &mp).unwrap().0, be.loss_and_grads_at(&a, &mm).unwrap().0)
+                    (
+                        be.loss_and_grads_at(&a, &mp).unwrap().0,
+                        be.loss_and_grads_at(&a, &mm).unwrap().0,
+                    )
                 };
                 let fd = (lp - lm) / (2.0 * h);
                 assert!(
@@ -218,8 +233,19 @@ fn factored_and_residual_linear_steps_agree() {
         assert_eq!(ra.records.len(), rb.records.len());
         for (x, y) in ra.records.iter().zip(&rb.records) {
             let tol = 1e-9 * (1.0 + x.loss.abs());
-            assert!((x.loss - y.loss).abs() < tol, "{} step {}: {} vs {}", ra.label, x.step, x.loss, y.loss);
-            assert!((x.risk - y.risk).abs() < 1e-9 * (1.0 + x.risk), "{} risk", ra.label);
+            assert!(
+                (x.loss - y.loss).abs() < tol,
+                "{} step {}: {} vs {}",
+                ra.label,
+                x.step,
+                x.loss,
+                y.loss
+            );
+            assert!(
+                (x.risk - y.risk).abs() < 1e-9 * (1.0 + x.risk),
+                "{} risk",
+                ra.label
+            );
         }
     }
 }
@@ -245,7 +271,10 @@ fn spectral_preset_lora_one_aligned_at_step_0_and_lora_ga_plateaus() {
     );
     // LoRA-One reaches the lowest risk; LoRA-GA plateaus far above it
     assert!(r_one < 1e-6, "LoRA-One final risk {r_one}");
-    assert!(r_ga > 1e3 * r_one, "LoRA-GA should plateau: {r_ga} vs {r_one}");
+    assert!(
+        r_ga > 1e3 * r_one,
+        "LoRA-GA should plateau: {r_ga} vs {r_one}"
+    );
     // the plateau: LoRA-GA's risk barely moves over the last half of the run
     let mid = ga.records[c.steps / 2].risk;
     assert!(r_ga > 0.5 * mid, "LoRA-GA still decreasing: {mid} → {r_ga}");
@@ -258,12 +287,19 @@ fn alignment_preset_smaller_alpha_aligns_better_and_ends_lower() {
     let rep = run(&c);
     assert_eq!(rep.runs.len(), 5);
     let finals: Vec<f64> = rep.runs.iter().map(|r| r.last().unwrap().risk).collect();
-    let sin_a: Vec<f64> = rep.runs.iter().map(|r| r.last().unwrap().sin_a.unwrap()).collect();
+    let sin_a: Vec<f64> = rep
+        .runs
+        .iter()
+        .map(|r| r.last().unwrap().sin_a.unwrap())
+        .collect();
     // runs are ordered α² = 1, 1e-1, …, 1e-4
     assert!(finals[4] < finals[0] * 1e-2, "final risks {finals:?}");
     assert!(sin_a[4] < sin_a[0], "final sin θ_A {sin_a:?}");
     for w in finals.windows(2) {
-        assert!(w[1] <= w[0] * 1.5, "final risk should not grow much as α² shrinks: {finals:?}");
+        assert!(
+            w[1] <= w[0] * 1.5,
+            "final risk should not grow much as α² shrinks: {finals:?}"
+        );
     }
 }
 
@@ -366,7 +402,10 @@ fn phase_portrait_trajectories() {
     let get = |k: InitKind| p.report.runs.iter().find(|r| r.init == k).unwrap();
     // LoRA-One starts on the hyperbola at (√δ, √δ) (population: s1 = δ = 1)
     let one = get(InitKind::LoraOne).records[0].proj.unwrap();
-    assert!((one[0] - 1.0).abs() < 1e-12 && (one[1] - 1.0).abs() < 1e-12, "{one:?}");
+    assert!(
+        (one[0] - 1.0).abs() < 1e-12 && (one[1] - 1.0).abs() < 1e-12,
+        "{one:?}"
+    );
     // vanilla starts next to the saddle with b = 0
     let van = get(InitKind::Vanilla).records[0].proj.unwrap();
     assert!(van[0].abs() < 0.5 && van[1] == 0.0);
@@ -374,10 +413,17 @@ fn phase_portrait_trajectories() {
     let ga = get(InitKind::LoraGa);
     let g0 = ga.records[0].proj.unwrap();
     let cga = 2f64.powf(0.25) / 2.0;
-    assert!((g0[0] + cga).abs() < 1e-12 && g0[1].abs() < 1e-12 && (g0[2] - cga).abs() < 1e-12, "{g0:?}");
+    assert!(
+        (g0[0] + cga).abs() < 1e-12 && g0[1].abs() < 1e-12 && (g0[2] - cga).abs() < 1e-12,
+        "{g0:?}"
+    );
     // all three end on the hyperbola ab = δ... vanilla needs its escape time, LoRA-One is already there
     for r in &p.report.runs {
         let last = r.last().unwrap().proj.unwrap();
-        assert!((last[0] * last[1] - 1.0).abs() < 1e-2, "{}: {last:?}", r.label);
+        assert!(
+            (last[0] * last[1] - 1.0).abs() < 1e-2,
+            "{}: {last:?}",
+            r.label
+        );
     }
 }
