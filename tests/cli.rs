@@ -1,0 +1,137 @@
+//! The CLI end to end: outputs, dumps, figures, and exit code 2 with a field-naming message on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lora-one-lab"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lora-one-lab-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Shape of a C-order float64 .npy file, read from its header.
+fn npy_shape(path: &Path) -> Vec<usize> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header = String::from_utf8_lossy(&bytes[10..128.min(bytes.len())]).to_string();
+    assert!(header.contains("'descr': '<f8'"), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let inner = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    inner
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn run_writes_json_csv_and_npy_dump() {
+    let dir = tmp("run");
+    let json = dir.join("run.json");
+    let csv = dir.join("run.csv");
+    let dump = dir.join("dump");
+    let st = bin()
+        .args(["run", "--preset", "spectral", "--set", "steps=20", "--set", "d=30", "--set", "k=20", "-q"])
+        .arg("--out")
+        .arg(&json)
+        .arg("--dump")
+        .arg(&dump)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["schema"], "lora-one-lab/run@1");
+    assert_eq!(v["config"]["steps"], 20);
+    assert_eq!(v["config"]["n"], 480, "N resolved to 16·d");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(v["runs"][0]["records"].as_array().unwrap().len(), 21);
+    assert!(v["cost"]["svd_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(npy_shape(&dump.join("X.npy")), vec![480, 30]);
+    assert_eq!(npy_shape(&dump.join("W0.npy")), vec![30, 20]);
+    assert_eq!(npy_shape(&dump.join("G.npy")), vec![30, 20]);
+    assert_eq!(npy_shape(&dump.join("lora-one_A0.npy")), vec![30, 8]);
+    assert_eq!(npy_shape(&dump.join("lora-ga_B0.npy")), vec![8, 20]);
+
+    let st = bin()
+        .args(["run", "--preset", "alignment", "--set", "steps=10", "--set", "alpha2=1e-2,1e-4", "-q"])
+        .arg("--out")
+        .arg(&csv)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("run,init,alpha2,step,loss,risk"));
+    assert_eq!(lines.count(), 2 * 11);
+}
+
+#[test]
+fn figures_are_written() {
+    let dir = tmp("fig");
+    let json = dir.join("r.json");
+    assert!(bin()
+        .args(["run", "--set", "steps=15", "-q", "--out"])
+        .arg(&json)
+        .status()
+        .unwrap()
+        .success());
+    for ext in ["svg", "png"] {
+        let out = dir.join(format!("curves.{ext}"));
+        assert!(bin().arg("plot").arg(&json).arg("--out").arg(&out).status().unwrap().success());
+        assert!(std::fs::metadata(&out).unwrap().len() > 10_000);
+        let out = dir.join(format!("phase.{ext}"));
+        assert!(bin()
+            .args(["phase", "--grid", "40", "--set", "steps=50", "--out"])
+            .arg(&out)
+            .status()
+            .unwrap()
+            .success());
+        assert!(std::fs::metadata(&out).unwrap().len() > 10_000);
+    }
+    let png = std::fs::read(dir.join("phase.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = bin().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "{args:?}: stderr was {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_field() {
+    fails_with(&["run", "--set", "r=500"], "`r`: must be in 1..=100");
+    fails_with(&["run", "--set", "r_star=0"], "`r_star`");
+    fails_with(&["run", "--set", "n=0"], "`n`");
+    fails_with(&["run", "--set", "eta=nan"], "`eta`");
+    fails_with(&["run", "--set", "eta=inf"], "`eta`");
+    fails_with(&["run", "--set", "steps=-1"], "`steps`");
+    fails_with(&["run", "--set", "wat=1"], "`wat`: unknown parameter");
+    fails_with(&["run", "--set", "steps"], "KEY=VALUE");
+    fails_with(&["run", "--preset", "nope"], "`--preset`");
+    fails_with(&["run", "--out", "x.txt"], ".json or .csv");
+    fails_with(&["phase", "--set", "r=2", "--out", "x.png"], "`r`");
+    fails_with(&["run", "--bogus-flag"], "bogus");
+}
+
+#[test]
+fn divergence_is_reported_not_a_crash() {
+    let dir = tmp("div");
+    let json = dir.join("d.json");
+    let out = bin()
+        .args(["run", "--set", "optimiser=gd", "--set", "eta=100", "--set", "inits=lora-one", "--out"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DIVERGED"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["runs"][0]["diverged"]["step"].as_u64().unwrap() >= 1);
+}
