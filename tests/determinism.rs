@@ -1,0 +1,29 @@
+//! Same seed, same problem, on every platform: golden hashes of the seeded draws. The same file
+//! runs natively (`cargo test`) and in the browser (wasm-bindgen-test), so a platform whose maths
+//! differs in the last bit fails here.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use lora_one_lab::config::Preset;
+use lora_one_lab::rng::{bits_hash, Rng};
+use lora_one_lab::Problem;
+
+/// Golden values, computed once on x86_64 Linux; any platform must reproduce them bit for bit.
+const GOLDEN_NORMALS: u64 = 0x7e041b30b277ee4a;
+const GOLDEN_X: u64 = 0x9e182f78ec605ac;
+const GOLDEN_W0: u64 = 0x53ad1cc1f83092d4;
+
+#[test]
+fn seeded_draws_are_bit_identical_everywhere() {
+    let m = Rng::new(12345, 0).normal_matrix(7, 9, 1.0);
+    assert_eq!(bits_hash(&m), GOLDEN_NORMALS, "normal draws");
+    let mut c = Preset::Spectral.config();
+    c.d = 20;
+    c.k = 10;
+    c.r = 4;
+    c.seed = 7;
+    let p = Problem::generate(&c).unwrap();
+    assert_eq!(bits_hash(p.x.as_ref().unwrap()), GOLDEN_X, "X");
+    assert_eq!(bits_hash(&p.w0), GOLDEN_W0, "W0");
+}
