@@ -1,0 +1,603 @@
+//! Compute pipelines for every kernel in `shaders/*.wgsl`, and builders of pre-bound dispatches
+//! (pipeline + bind groups + grid) that can be encoded many times without new allocations.
+
+use super::context::Context;
+use crate::engine::EngineError;
+
+pub const MATMUL_WGSL: &str = include_str!("../../shaders/matmul.wgsl");
+pub const SKINNY_WGSL: &str = include_str!("../../shaders/skinny.wgsl");
+pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
+pub const REDUCE_WGSL: &str = include_str!("../../shaders/reduce.wgsl");
+pub const STEP_WGSL: &str = include_str!("../../shaders/step.wgsl");
+pub const QR_WGSL: &str = include_str!("../../shaders/qr.wgsl");
+pub const SURFACE_WGSL: &str = include_str!("../../shaders/surface.wgsl");
+
+/// Largest skinny dimension (LoRA rank r, subspace width l) the small one-workgroup kernels take.
+pub const MAX_SMALL: usize = 64;
+
+pub struct Kernels {
+    pub matmul: wgpu::ComputePipeline,
+    pub tall_skinny: wgpu::ComputePipeline,
+    pub skinny_t_big: wgpu::ComputePipeline,
+    pub reduce_segments: wgpu::ComputePipeline,
+    pub apply_small: wgpu::ComputePipeline,
+    pub rank_update: wgpu::ComputePipeline,
+    pub form_e: wgpu::ComputePipeline,
+    pub residual: wgpu::ComputePipeline,
+    pub risk_partial: wgpu::ComputePipeline,
+    pub finish_risk: wgpu::ComputePipeline,
+    pub sum_partials: wgpu::ComputePipeline,
+    pub small_step: wgpu::ComputePipeline,
+    pub update_a: wgpu::ComputePipeline,
+    pub update_b: wgpu::ComputePipeline,
+    pub chol_inv: wgpu::ComputePipeline,
+    pub surface: wgpu::ComputePipeline,
+}
+
+fn pipeline(ctx: &Context, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
+    ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: None,
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &[],
+            // every kernel writes its workgroup memory before reading it
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    })
+}
+
+impl Kernels {
+    pub async fn new(ctx: &Context) -> Result<Self, EngineError> {
+        ctx.scoped("compiling the WGSL kernels", || {
+            let mm = ctx.module("matmul", MATMUL_WGSL);
+            let sk = ctx.module("skinny", SKINNY_WGSL);
+            let ew = ctx.module("elementwise", ELEMENTWISE_WGSL);
+            let rd = ctx.module("reduce", REDUCE_WGSL);
+            let st = ctx.module("step", STEP_WGSL);
+            let qr = ctx.module("qr", QR_WGSL);
+            let sf = ctx.module("surface", SURFACE_WGSL);
+            Kernels {
+                matmul: pipeline(ctx, &mm, "matmul"),
+                tall_skinny: pipeline(ctx, &sk, "tall_skinny"),
+                skinny_t_big: pipeline(ctx, &sk, "skinny_t_big"),
+                reduce_segments: pipeline(ctx, &sk, "reduce_segments"),
+                apply_small: pipeline(ctx, &sk, "apply_small"),
+                rank_update: pipeline(ctx, &ew, "rank_update"),
+                form_e: pipeline(ctx, &ew, "form_e"),
+                residual: pipeline(ctx, &ew, "residual"),
+                risk_partial: pipeline(ctx, &rd, "risk_partial"),
+                finish_risk: pipeline(ctx, &rd, "finish_risk"),
+                sum_partials: pipeline(ctx, &rd, "sum_partials"),
+                small_step: pipeline(ctx, &st, "small_step"),
+                update_a: pipeline(ctx, &st, "update_a"),
+                update_b: pipeline(ctx, &st, "update_b"),
+                chol_inv: pipeline(ctx, &qr, "chol_inv"),
+                surface: pipeline(ctx, &sf, "surface"),
+            }
+        })
+        .await
+    }
+}
+
+/// A strided view of a row-major matrix in a buffer: X(i, j) = x[off + i*s0 + j*s1].
+#[derive(Clone, Copy, Debug)]
+pub struct View {
+    pub off: u32,
+    pub s0: u32,
+    pub s1: u32,
+}
+
+impl View {
+    /// Contiguous row-major with `cols` columns.
+    pub fn rm(cols: usize) -> Self {
+        View {
+            off: 0,
+            s0: cols as u32,
+            s1: 1,
+        }
+    }
+    /// The transpose of a contiguous row-major matrix with `cols` columns.
+    pub fn rm_t(cols: usize) -> Self {
+        View {
+            off: 0,
+            s0: 1,
+            s1: cols as u32,
+        }
+    }
+    pub fn at(mut self, off: usize) -> Self {
+        self.off = off as u32;
+        self
+    }
+}
+
+/// One pre-bound dispatch.
+pub struct Dispatch {
+    pub pipeline: wgpu::ComputePipeline,
+    pub groups: Vec<wgpu::BindGroup>,
+    pub grid: (u32, u32, u32),
+    /// Keeps the parameter buffer alive.
+    pub _params: Option<wgpu::Buffer>,
+}
+
+impl Dispatch {
+    pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        for (i, g) in self.groups.iter().enumerate() {
+            pass.set_bind_group(i as u32, g, &[]);
+        }
+        pass.dispatch_workgroups(self.grid.0, self.grid.1, self.grid.2);
+    }
+}
+
+pub fn encode_all(enc: &mut wgpu::CommandEncoder, ds: &[&Dispatch]) {
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: None,
+        timestamp_writes: None,
+    });
+    for d in ds {
+        d.encode(&mut pass);
+    }
+}
+
+fn f(x: f32) -> u32 {
+    x.to_bits()
+}
+
+/// Fold a 1-D workgroup count into a 2-D grid within the 65535-per-dimension limit.
+pub fn fold(n: usize) -> (u32, u32) {
+    let n = n.max(1);
+    let x = n.min(32768);
+    (x as u32, n.div_ceil(x) as u32)
+}
+
+pub struct Builder<'a> {
+    pub ctx: &'a Context,
+    pub k: &'a Kernels,
+}
+
+impl<'a> Builder<'a> {
+    fn group(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        index: u32,
+        entries: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let layout = pipeline.get_bind_group_layout(index);
+        let e: Vec<wgpu::BindGroupEntry> = entries
+            .iter()
+            .map(|(b, buf)| wgpu::BindGroupEntry {
+                binding: *b,
+                resource: buf.as_entire_binding(),
+            })
+            .collect();
+        self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &e,
+        })
+    }
+
+    fn make(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        params: &[u32],
+        groups: &[&[(u32, &wgpu::Buffer)]],
+        grid: (u32, u32, u32),
+    ) -> Dispatch {
+        let pbuf = self.ctx.uniform(params);
+        let mut bgs = Vec::new();
+        for (gi, entries) in groups.iter().enumerate() {
+            let mut e: Vec<(u32, &wgpu::Buffer)> = Vec::new();
+            if gi == 0 {
+                e.push((0, &pbuf));
+            }
+            e.extend_from_slice(entries);
+            bgs.push(self.group(pipeline, gi as u32, &e));
+        }
+        Dispatch {
+            pipeline: pipeline.clone(),
+            groups: bgs,
+            grid,
+            _params: Some(pbuf),
+        }
+    }
+
+    /// C = alpha A B + beta C (A: m×k view, B: k×n view, C row-major with row stride c_s0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: (&wgpu::Buffer, View),
+        b: (&wgpu::Buffer, View),
+        c: (&wgpu::Buffer, usize, usize),
+        alpha: f32,
+        beta: f32,
+    ) -> Dispatch {
+        let p = [
+            m as u32,
+            n as u32,
+            k as u32,
+            0,
+            a.1.off,
+            a.1.s0,
+            a.1.s1,
+            b.1.off,
+            b.1.s0,
+            b.1.s1,
+            c.1 as u32,
+            c.2 as u32,
+            f(alpha),
+            f(beta),
+            0,
+            0,
+        ];
+        self.make(
+            &self.k.matmul,
+            &p,
+            &[&[(1, a.0), (2, b.0), (3, c.0)]],
+            (n.div_ceil(128) as u32, m.div_ceil(128) as u32, 1),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sk_params(
+        m: usize,
+        kdim: usize,
+        ncols: usize,
+        nbig: usize,
+        big: View,
+        sk: View,
+        out: View,
+        seg_rows: usize,
+        nseg: usize,
+        gridx: u32,
+        alpha: f32,
+        beta: f32,
+    ) -> [u32; 20] {
+        [
+            m as u32,
+            kdim as u32,
+            ncols as u32,
+            nbig as u32,
+            big.off,
+            big.s0,
+            big.s1,
+            sk.off,
+            sk.s0,
+            sk.s1,
+            out.off,
+            out.s0,
+            out.s1,
+            seg_rows as u32,
+            nseg as u32,
+            gridx,
+            f(alpha),
+            f(beta),
+            0,
+            0,
+        ]
+    }
+
+    /// out (m × ncols) = alpha · Big (m × kdim) · Sk (kdim × ncols).
+    #[allow(clippy::too_many_arguments)]
+    pub fn tall_skinny(
+        &self,
+        m: usize,
+        kdim: usize,
+        ncols: usize,
+        big: (&wgpu::Buffer, View),
+        sk: (&wgpu::Buffer, View),
+        out: (&wgpu::Buffer, View),
+        alpha: f32,
+    ) -> Dispatch {
+        let (gx, gy) = fold(m.div_ceil(16));
+        let p = Self::sk_params(m, kdim, ncols, 0, big.1, sk.1, out.1, 0, 0, gx, alpha, 0.0);
+        self.make(
+            &self.k.tall_skinny,
+            &p,
+            &[&[(1, big.0), (2, sk.0), (3, out.0)]],
+            (gx, gy, ncols.div_ceil(8) as u32),
+        )
+    }
+
+    /// out (ncols × nbig) = alpha · Skᵀ · Big + beta · out, Sk: m × ncols, Big: m × nbig.
+    /// Two dispatches (segment partials, then their sum) through the scratch buffer `part`,
+    /// which must hold `t_big_scratch(m, nbig, ncols)` floats.
+    #[allow(clippy::too_many_arguments)]
+    pub fn t_big(
+        &self,
+        m: usize,
+        nbig: usize,
+        ncols: usize,
+        sk: (&wgpu::Buffer, View),
+        big: (&wgpu::Buffer, View),
+        part: &wgpu::Buffer,
+        out: (&wgpu::Buffer, View),
+        alpha: f32,
+        beta: f32,
+    ) -> [Dispatch; 2] {
+        let (seg_rows, nseg) = t_big_segments(m, nbig);
+        let p = Self::sk_params(m, 0, ncols, nbig, big.1, sk.1, out.1, seg_rows, nseg, 0, 1.0, 0.0);
+        let d1 = self.make(
+            &self.k.skinny_t_big,
+            &p,
+            &[&[(1, big.0), (2, sk.0), (3, part)]],
+            (nbig.div_ceil(64) as u32, nseg as u32, ncols.div_ceil(8) as u32),
+        );
+        let (gx, gy) = fold((ncols * nbig).div_ceil(256));
+        let p2 = Self::sk_params(0, 0, ncols, nbig, View::rm(0), View::rm(0), out.1, seg_rows, nseg, 0, alpha, beta);
+        let d2 = self.make(
+            &self.k.reduce_segments,
+            &p2,
+            &[&[(1, part), (3, out.0)]],
+            (gx, gy, 1),
+        );
+        [d1, d2]
+    }
+
+    /// out (m × l) = In (m × l view) · M (l × l row-major at m_off of `mbuf`).
+    pub fn apply_small(
+        &self,
+        m: usize,
+        l: usize,
+        input: (&wgpu::Buffer, View),
+        mbuf: (&wgpu::Buffer, usize),
+        out: (&wgpu::Buffer, View),
+    ) -> Dispatch {
+        let (gx, gy) = fold((m * l).div_ceil(256));
+        let p = Self::sk_params(m, 0, l, 0, input.1, View::rm(l).at(mbuf.1), out.1, 0, 0, gx, 1.0, 0.0);
+        self.make(
+            &self.k.apply_small,
+            &p,
+            &[&[(1, input.0), (2, mbuf.0), (3, out.0)]],
+            (gx, gy, 1),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ew_params(m: usize, n: usize, r: usize, relu: bool, u: View, v: View, alpha: f32, beta: f32) -> [u32; 16] {
+        [
+            m as u32,
+            n as u32,
+            r as u32,
+            relu as u32,
+            u.off,
+            u.s0,
+            u.s1,
+            v.off,
+            v.s0,
+            v.s1,
+            0,
+            0,
+            f(alpha),
+            f(beta),
+            0,
+            0,
+        ]
+    }
+
+    /// X (m × n, contiguous) ← beta X + alpha U V (U: m × r view, V: r × n view).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rank_update(
+        &self,
+        m: usize,
+        n: usize,
+        r: usize,
+        u: (&wgpu::Buffer, View),
+        v: (&wgpu::Buffer, View),
+        x: &wgpu::Buffer,
+        alpha: f32,
+        beta: f32,
+    ) -> Dispatch {
+        let (gx, gy) = fold((m * n).div_ceil(256));
+        let p = Self::ew_params(m, n, r, false, u.1, v.1, alpha, beta);
+        self.make(
+            &self.k.rank_update,
+            &p,
+            &[&[(1, u.0), (2, v.0), (3, x)]],
+            (gx, gy, 1),
+        )
+    }
+
+    /// E = Y − Z0 (masked for ReLU) and per-workgroup sums of E² into `partial`
+    /// (`ew_parts(m*n)` floats).
+    #[allow(clippy::too_many_arguments)]
+    pub fn form_e(
+        &self,
+        m: usize,
+        n: usize,
+        relu: bool,
+        y: &wgpu::Buffer,
+        z0: &wgpu::Buffer,
+        e: &wgpu::Buffer,
+        partial: &wgpu::Buffer,
+    ) -> Dispatch {
+        let (gx, gy) = fold((m * n).div_ceil(256));
+        let p = Self::ew_params(m, n, 0, relu, View::rm(n), View::rm(n), 1.0, 0.0);
+        self.make(
+            &self.k.form_e,
+            &p,
+            &[&[(1, y), (2, z0), (3, e), (4, partial)]],
+            (gx, gy, 1),
+        )
+    }
+
+    /// R = f(Z0 + XA·B) − Y (masked for ReLU), per-workgroup sums of (f(Z) − Y)² into `partial`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn residual(
+        &self,
+        nrows: usize,
+        k: usize,
+        r: usize,
+        relu: bool,
+        xa: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        r_out: &wgpu::Buffer,
+        partial: &wgpu::Buffer,
+        z0: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+    ) -> Dispatch {
+        let (gx, gy) = fold((nrows * k).div_ceil(256));
+        let p = Self::ew_params(nrows, k, r, relu, View::rm(r), View::rm(k), 1.0, 0.0);
+        self.make(
+            &self.k.residual,
+            &p,
+            &[&[(1, xa), (2, b), (3, r_out), (4, partial), (5, z0), (6, y)]],
+            (gx, gy, 1),
+        )
+    }
+
+    /// Sum of `nparts` floats of `parts` times `scale` into out[0].
+    pub fn sum_partials(&self, nparts: usize, scale: f32, parts: &wgpu::Buffer, out: &wgpu::Buffer) -> Dispatch {
+        let p = [0, 0, 0, 0, 0, 0, nparts as u32, 0, f(scale), 0, 0, 0];
+        self.make(&self.k.sum_partials, &p, &[&[], &[(0, parts), (1, out)]], (1, 1, 1))
+    }
+
+    /// Direct risk and error reductions of AB against Δ (and Δ + A0B0 for an offset run).
+    #[allow(clippy::too_many_arguments)]
+    pub fn risk(
+        &self,
+        d: usize,
+        k: usize,
+        r: usize,
+        offset: bool,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        a0: &wgpu::Buffer,
+        b0: &wgpu::Buffer,
+        delta: &wgpu::Buffer,
+        parts: &wgpu::Buffer,
+        rec: &wgpu::Buffer,
+        state: &wgpu::Buffer,
+    ) -> [Dispatch; 2] {
+        let (per_wg, nwg) = risk_split(d * k);
+        let (gx, gy) = fold(nwg);
+        let p = [
+            d as u32,
+            k as u32,
+            r as u32,
+            offset as u32,
+            0,
+            r as u32,
+            nwg as u32,
+            per_wg as u32,
+            f(1.0),
+            0,
+            0,
+            0,
+        ];
+        let d1 = self.make(
+            &self.k.risk_partial,
+            &p,
+            &[&[(1, a), (2, b), (3, a0), (4, b0), (5, delta), (6, parts)]],
+            (gx, gy, 1),
+        );
+        let d2 = self.make(
+            &self.k.finish_risk,
+            &p,
+            &[&[], &[(0, parts), (1, rec), (2, state)]],
+            (1, 1, 1),
+        );
+        [d1, d2]
+    }
+
+    pub fn chol_inv(&self, l: usize, buf: &wgpu::Buffer, src: usize, dst: usize, scratch: usize, tol: f32) -> Dispatch {
+        let p = [l as u32, src as u32, dst as u32, scratch as u32, f(tol), 0, 0, 0];
+        self.make(&self.k.chol_inv, &p, &[&[(1, buf)]], (1, 1, 1))
+    }
+
+    pub fn surface(&self, nx: usize, ny: usize, p: [f32; 8], out: &wgpu::Buffer) -> Dispatch {
+        let mut w = vec![nx as u32, ny as u32, 0, 0];
+        w.extend(p.iter().map(|x| x.to_bits()));
+        self.make(
+            &self.k.surface,
+            &w,
+            &[&[(1, out)]],
+            (nx.div_ceil(16) as u32, ny.div_ceil(16) as u32, 1),
+        )
+    }
+
+    /// The three step kernels. `st` holds the StParams words.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_kernels(
+        &self,
+        st: &[u32; 16],
+        d: usize,
+        k: usize,
+        r: usize,
+        small: &wgpu::Buffer,
+        state: &wgpu::Buffer,
+        tws: &wgpu::Buffer,
+        bmat: &wgpu::Buffer,
+        rk: &wgpu::Buffer,
+        abuf: &wgpu::Buffer,
+        hist: &wgpu::Buffer,
+        lossparts: &wgpu::Buffer,
+    ) -> (Dispatch, Dispatch, Dispatch, wgpu::Buffer) {
+        let pbuf = self.ctx.uniform(st);
+        let g0 = |pl: &wgpu::ComputePipeline| self.group(pl, 0, &[(0, &pbuf), (1, small), (2, state)]);
+        let small_d = Dispatch {
+            pipeline: self.k.small_step.clone(),
+            groups: vec![
+                g0(&self.k.small_step),
+                self.group(&self.k.small_step, 1, &[]),
+                self.group(&self.k.small_step, 2, &[(0, hist), (1, lossparts)]),
+            ],
+            grid: (1, 1, 1),
+            _params: None,
+        };
+        let (ax, ay) = fold((d * r).div_ceil(256));
+        let ua = Dispatch {
+            pipeline: self.k.update_a.clone(),
+            groups: vec![
+                g0(&self.k.update_a),
+                self.group(&self.k.update_a, 1, &[(0, tws), (3, abuf)]),
+            ],
+            grid: (ax, ay, 1),
+            _params: None,
+        };
+        let (bx, by) = fold(k.div_ceil(256));
+        let ub = Dispatch {
+            pipeline: self.k.update_b.clone(),
+            groups: vec![
+                g0(&self.k.update_b),
+                self.group(&self.k.update_b, 1, &[(1, bmat), (2, rk)]),
+            ],
+            grid: (bx, by, 1),
+            _params: None,
+        };
+        (small_d, ua, ub, pbuf)
+    }
+}
+
+/// Row segments of skinny_t_big: enough workgroups to fill a large GPU, at least 64 rows each.
+pub fn t_big_segments(m: usize, nbig: usize) -> (usize, usize) {
+    let col_blocks = nbig.div_ceil(64).max(1);
+    let want = (1024 / col_blocks).clamp(1, 65535);
+    let seg_rows = m.div_ceil(want).max(64);
+    let nseg = m.div_ceil(seg_rows).max(1);
+    (seg_rows, nseg)
+}
+
+/// Floats of scratch the t_big partials need.
+pub fn t_big_scratch(m: usize, nbig: usize, ncols: usize) -> usize {
+    let (_, nseg) = t_big_segments(m, nbig);
+    nseg * ncols * nbig
+}
+
+/// Elements per workgroup and workgroup count of the risk reduction.
+pub fn risk_split(total: usize) -> (usize, usize) {
+    let per = total.div_ceil(1024).max(256);
+    (per, total.div_ceil(per).max(1))
+}
+
+/// Number of per-workgroup partial sums form_e / residual write for `elems` elements.
+pub fn ew_parts(elems: usize) -> usize {
+    let (gx, gy) = fold(elems.div_ceil(256));
+    (gx * gy) as usize
+}
