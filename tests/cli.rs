@@ -20,7 +20,13 @@ fn npy_shape(path: &Path) -> Vec<usize> {
     let header = String::from_utf8_lossy(&bytes[10..128.min(bytes.len())]).to_string();
     assert!(header.contains("'descr': '<f8'"), "{header}");
     assert!(header.contains("'fortran_order': False"), "{header}");
-    let inner = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let inner = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
     inner
         .split(',')
         .filter(|s| !s.trim().is_empty())
@@ -35,7 +41,10 @@ fn run_writes_json_csv_and_npy_dump() {
     let csv = dir.join("run.csv");
     let dump = dir.join("dump");
     let st = bin()
-        .args(["run", "--preset", "spectral", "--set", "steps=20", "--set", "d=30", "--set", "k=20", "-q"])
+        .args([
+            "run", "--preset", "spectral", "--set", "steps=20", "--set", "d=30", "--set", "k=20",
+            "-q",
+        ])
         .arg("--out")
         .arg(&json)
         .arg("--dump")
@@ -43,7 +52,8 @@ fn run_writes_json_csv_and_npy_dump() {
         .status()
         .unwrap();
     assert!(st.success());
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["schema"], "lora-one-lab/run@1");
     assert_eq!(v["config"]["steps"], 20);
     assert_eq!(v["config"]["n"], 480, "N resolved to 16·d");
@@ -57,7 +67,16 @@ fn run_writes_json_csv_and_npy_dump() {
     assert_eq!(npy_shape(&dump.join("lora-ga_B0.npy")), vec![8, 20]);
 
     let st = bin()
-        .args(["run", "--preset", "alignment", "--set", "steps=10", "--set", "alpha2=1e-2,1e-4", "-q"])
+        .args([
+            "run",
+            "--preset",
+            "alignment",
+            "--set",
+            "steps=10",
+            "--set",
+            "alpha2=1e-2,1e-4",
+            "-q",
+        ])
         .arg("--out")
         .arg(&csv)
         .status()
@@ -65,7 +84,10 @@ fn run_writes_json_csv_and_npy_dump() {
     assert!(st.success());
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("run,init,alpha2,step,loss,risk"));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("run,init,alpha2,step,loss,risk"));
     assert_eq!(lines.count(), 2 * 11);
 }
 
@@ -81,7 +103,14 @@ fn figures_are_written() {
         .success());
     for ext in ["svg", "png"] {
         let out = dir.join(format!("curves.{ext}"));
-        assert!(bin().arg("plot").arg(&json).arg("--out").arg(&out).status().unwrap().success());
+        assert!(bin()
+            .arg("plot")
+            .arg(&json)
+            .arg("--out")
+            .arg(&out)
+            .status()
+            .unwrap()
+            .success());
         assert!(std::fs::metadata(&out).unwrap().len() > 10_000);
         let out = dir.join(format!("phase.{ext}"));
         assert!(bin()
@@ -125,13 +154,23 @@ fn divergence_is_reported_not_a_crash() {
     let dir = tmp("div");
     let json = dir.join("d.json");
     let out = bin()
-        .args(["run", "--set", "optimiser=gd", "--set", "eta=100", "--set", "inits=lora-one", "--out"])
+        .args([
+            "run",
+            "--set",
+            "optimiser=gd",
+            "--set",
+            "eta=100",
+            "--set",
+            "inits=lora-one",
+            "--out",
+        ])
         .arg(&json)
         .output()
         .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DIVERGED"), "{err}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(v["runs"][0]["diverged"]["step"].as_u64().unwrap() >= 1);
 }

@@ -344,16 +344,22 @@ fn divergence_is_detected_and_reported_with_its_step() {
 
 #[test]
 fn bad_configs_are_rejected_with_field_names() {
-    let mut c = Config::default();
-    c.r_star = 0;
+    let c = Config {
+        r_star: 0,
+        ..Config::default()
+    };
     let e = Experiment::new(&c).err().unwrap();
     assert_eq!(e.field, "r_star");
-    let mut c = Config::default();
-    c.spectrum = Some(vec![1.0, f64::INFINITY, 0.5, 0.2]);
+    let c = Config {
+        spectrum: Some(vec![1.0, f64::INFINITY, 0.5, 0.2]),
+        ..Config::default()
+    };
     assert_eq!(Experiment::new(&c).err().unwrap().field, "spectrum");
-    let mut c = Config::default();
-    c.model = Model::Relu;
-    c.population = true;
+    let c = Config {
+        model: Model::Relu,
+        population: true,
+        ..Config::default()
+    };
     assert_eq!(Experiment::new(&c).err().unwrap().field, "population");
 }
 
