@@ -1,1 +1,263 @@
-//! The Leptos web app (wasm32). Owned by the web-app work (issue 4).
+//! The Leptos web app (wasm32, feature `web`): two views, a GPU status badge, URL state, embed
+//! mode for slides. Started from `index.html` by calling the exported `start_app`.
+
+pub mod backend;
+pub mod controls;
+pub mod explain;
+pub mod export;
+pub mod lab_charts;
+pub mod lab_view;
+pub mod palette;
+pub mod phase_draw;
+pub mod phase_model;
+pub mod phase_view;
+pub mod url;
+pub mod util;
+
+use crate::config::{Config, Preset};
+use backend::BackendChoice;
+use lab_view::LabView;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use phase_model::PhaseParams;
+use phase_view::{PageOpts, PhaseView};
+use wasm_bindgen::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Phase,
+    Lab,
+}
+
+impl View {
+    pub fn key(self) -> &'static str {
+        match self {
+            View::Phase => "phase",
+            View::Lab => "lab",
+        }
+    }
+}
+
+/// Everything the URL says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UrlState {
+    pub view: View,
+    pub opts: PageOpts,
+    pub phase: PhaseParams,
+    pub lab: Config,
+    pub preset: Option<Preset>,
+    pub errors: Vec<String>,
+}
+
+pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
+    let get = |k: &str| pairs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
+    let flag = |k: &str| matches!(get(k), Some("1" | "true" | "yes" | "on" | ""));
+    let view = match get("view") {
+        Some("lab") => View::Lab,
+        _ => View::Phase,
+    };
+    let opts = PageOpts {
+        embed: get("embed").is_some() && flag("embed"),
+        large: get("large").is_some() && flag("large"),
+        autoplay: get("autoplay").is_some() && flag("autoplay"),
+    };
+    let mut errors = Vec::new();
+    let mut phase = PhaseParams::default();
+    let preset = get("preset").and_then(Preset::parse);
+    let mut lab = preset.map_or_else(|| Preset::Spectral.config(), |p| p.config());
+    for (k, v) in pairs {
+        if matches!(
+            k.as_str(),
+            "view" | "embed" | "large" | "autoplay" | "preset"
+        ) {
+            continue;
+        }
+        match view {
+            View::Phase => {
+                if let Err(e) = phase.set(k, v) {
+                    errors.push(e);
+                }
+            }
+            View::Lab => {
+                if let Err(e) = lab.set(k, v) {
+                    errors.push(format!("{}: {}", e.field, e.message));
+                }
+            }
+        }
+    }
+    UrlState {
+        view,
+        opts,
+        phase,
+        lab,
+        preset,
+        errors,
+    }
+}
+
+pub fn state_pairs(
+    view: View,
+    opts: PageOpts,
+    phase: &PhaseParams,
+    lab: &Config,
+    preset: Option<Preset>,
+) -> Vec<(String, String)> {
+    let mut v = vec![("view".to_string(), view.key().to_string())];
+    if opts.embed {
+        v.push(("embed".into(), "1".into()));
+    }
+    if opts.large {
+        v.push(("large".into(), "1".into()));
+    }
+    if opts.autoplay {
+        v.push(("autoplay".into(), "1".into()));
+    }
+    match view {
+        View::Phase => v.extend(phase.to_pairs()),
+        View::Lab => {
+            if let Some(p) = preset {
+                v.push(("preset".into(), p.name().into()));
+            }
+            v.extend(lab.to_pairs().into_iter().map(|(k, x)| (k.to_string(), x)));
+        }
+    }
+    v
+}
+
+/// Entry point, called by index.html after the module is initialised.
+#[wasm_bindgen]
+pub fn start_app() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(App);
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let init = parse_state(&url::read_query());
+    let opts = init.opts;
+    let view_sig = RwSignal::new(init.view);
+    let phase = RwSignal::new(init.phase.clone());
+    let lab = RwSignal::new(init.lab.clone());
+    let preset = RwSignal::new(init.preset);
+    let url_errors = RwSignal::new(init.errors.clone());
+    let choice = RwSignal::new(BackendChoice::probing());
+    let dark = RwSignal::new(util::prefers_dark());
+    let copied = RwSignal::new(false);
+
+    spawn_local(async move {
+        let c = backend::choose().await;
+        choice.set(c);
+    });
+    // Follow the system theme.
+    if let Ok(Some(mq)) = window().match_media("(prefers-color-scheme: dark)") {
+        let mq2 = mq.clone();
+        let cb = Closure::<dyn FnMut()>::new(move || dark.set(mq2.matches()));
+        mq.set_onchange(Some(cb.as_ref().unchecked_ref()));
+        cb.forget();
+    }
+    // URL state: replaced (never pushed) on every change.
+    Effect::new(move |_| {
+        let pairs = state_pairs(view_sig.get(), opts, &phase.get(), &lab.get(), preset.get());
+        url::replace_query(&pairs);
+    });
+    if let Some(body) = document().body() {
+        let mut cls = Vec::new();
+        if opts.embed {
+            cls.push("embed");
+        }
+        if opts.large {
+            cls.push("large");
+        }
+        let _ = body.set_attribute("class", &cls.join(" "));
+    }
+
+    let copy_link = move |_| {
+        let href = url::current_url();
+        let p = window().navigator().clipboard().write_text(&href);
+        spawn_local(async move {
+            let ok = wasm_bindgen_futures::JsFuture::from(p).await.is_ok();
+            copied.set(ok);
+        });
+    };
+    let embed_snippet = move || {
+        let pairs = state_pairs(
+            view_sig.get(),
+            PageOpts {
+                embed: true,
+                large: true,
+                autoplay: true,
+            },
+            &phase.get(),
+            &lab.get(),
+            preset.get(),
+        );
+        format!(
+            "<iframe src=\"{}?{}\" width=\"960\" height=\"700\" style=\"border:0\" title=\"LoRA-One Lab\" loading=\"lazy\"></iframe>",
+            url::base_url(),
+            url::to_query(&pairs)
+        )
+    };
+
+    let badge = move || {
+        choice.with(|c| {
+            view! {
+                <span id="gpu-badge" class="badge" role="status"
+                    data-webgpu=c.webgpu_attr()
+                    data-backend=if c.use_gpu { "gpu" } else { "cpu" }
+                    data-adapter=match &c.gpu { backend::GpuStatus::WebGpu { adapter, .. } => adapter.clone(), _ => String::new() }
+                    class:gpu=c.use_gpu>
+                    {c.badge()}
+                </span>
+            }
+        })
+    };
+    let tab = move |v: View, label: &'static str| {
+        view! {
+            <button role="tab" class="tab" id=format!("tab-{}", v.key())
+                aria-selected=move || (view_sig.get() == v).to_string()
+                on:click=move |_| view_sig.set(v)>{label}</button>
+        }
+    };
+
+    view! {
+        <div class="app" data-embed=opts.embed.to_string()>
+            <Show when=move || !opts.embed>
+                <header class="top">
+                    <h1>"LoRA-One Lab"</h1>
+                    <nav role="tablist" aria-label="Views">
+                        {tab(View::Phase, "Phase portrait")}
+                        {tab(View::Lab, "Dynamics lab")}
+                    </nav>
+                    {badge}
+                    <button id="copy-link" on:click=copy_link>
+                        {move || if copied.get() { "Link copied" } else { "Copy link" }}
+                    </button>
+                </header>
+            </Show>
+            {move || (!url_errors.get().is_empty()).then(|| view! {
+                <p class="error" role="alert">{format!("Ignored URL parameters: {}", url_errors.get().join("; "))}</p>
+            })}
+            <main>
+                {move || match view_sig.get() {
+                    View::Phase => view! { <PhaseView params=phase opts=opts dark=dark /> }.into_any(),
+                    View::Lab => view! { <LabView cfg=lab preset=preset choice=choice dark=dark large=opts.large /> }.into_any(),
+                }}
+            </main>
+            <Show when=move || opts.embed>
+                <div class="embed-badge">{badge}</div>
+            </Show>
+            <Show when=move || !opts.embed>
+                <footer>
+                    <details>
+                        <summary>"Embed this view in slides"</summary>
+                        <p>"Paste into a reveal.js slide (960×700; large type and autoplay on; it restarts on slide:start; keys: space . r 1 2 3):"</p>
+                        <textarea id="embed-snippet" readonly rows="3" aria-label="Embed snippet">{embed_snippet}</textarea>
+                    </details>
+                    <p class="small">"LoRA-One (Zhang, Liu, Chen; ICML 2025) · computed in your browser · "
+                        <a href="?view=phase">"phase portrait"</a> " · " <a href="?view=lab&preset=spectral">"spectral preset"</a>
+                    </p>
+                </footer>
+            </Show>
+        </div>
+    }
+}

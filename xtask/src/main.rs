@@ -1,1 +1,755 @@
-fn main() { println!("xtask placeholder"); }
+//! Project tasks: `cargo xtask build | serve | test`.
+//!
+//! - `build`: release wasm of the library (feature `web`), bindings through the wasm-bindgen
+//!   library pinned to Cargo.lock's wasm-bindgen, `wasm-opt -Oz` from npm `binaryen@132`, and a
+//!   static `dist/` with relative URLs only (works from any static host and under a sub-path).
+//! - `serve [--port N] [--no-build]`: build, then serve `dist/` on 127.0.0.1.
+//! - `test`: THE test command. Installs what is missing, then runs every check and test and
+//!   prints a summary; exits non-zero on any failure.
+//! - `wasm-bindgen-test-runner <args>`: the test runner of the same pinned wasm-bindgen (used as
+//!   `CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER` by `test`).
+//! - `wasm-bindgen <args>`: the pinned bindings generator.
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+type Res<T> = Result<T, String>;
+
+const APT_PACKAGES: &[&str] = &[
+    "mesa-vulkan-drivers",
+    "libvulkan1",
+    "libegl1",
+    "libegl-mesa0",
+    "libgl1-mesa-dri",
+    "chromium",
+    "chromium-driver",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().collect();
+    let cmd = args.get(1).map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(2)..];
+    let result = match cmd {
+        "build" => build(&root()).map(|_| ()),
+        "serve" => serve_cmd(rest),
+        "test" => return test_cmd(rest),
+        "wasm-bindgen-test-runner" => {
+            let mut a: Vec<OsString> = vec!["wasm-bindgen-test-runner".into()];
+            a.extend(rest.iter().map(OsString::from));
+            wasm_bindgen_cli::wasm_bindgen_test_runner::run_cli_with_args(a)
+                .map_err(|e| format!("{e:#}"))
+        }
+        "wasm-bindgen" => {
+            let mut a: Vec<OsString> = vec!["wasm-bindgen".into()];
+            a.extend(rest.iter().map(OsString::from));
+            wasm_bindgen_cli::wasm_bindgen::run_cli_with_args(a).map_err(|e| format!("{e:#}"))
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 build                      build the static site into dist/\n  \
+                 serve [--port N] [--no-build]  build, then serve dist/ on 127.0.0.1\n  \
+                 test [--keep-going]        install what is missing, run every check and test\n  \
+                 wasm-bindgen <args>        the pinned bindings generator\n  \
+                 wasm-bindgen-test-runner <args>  the pinned wasm test runner"
+            );
+            return if cmd == "help" || cmd == "--help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {cmd}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's manifest directory).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn run(cmd: &mut Command) -> Res<()> {
+    eprintln!("  $ {}", show(cmd));
+    let st = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({st})", show(cmd)))
+    }
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn have(program: &str) -> bool {
+    env::var_os("PATH")
+        .map(|p| env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tools installed on demand
+
+/// npm packages (binaryen for wasm-opt, playwright-core for the e2e test) live in tests/e2e.
+fn npm_dir(root: &Path) -> PathBuf {
+    root.join("tests").join("e2e")
+}
+
+fn ensure_npm(root: &Path) -> Res<()> {
+    let dir = npm_dir(root);
+    let wasm_opt = dir.join("node_modules/.bin/wasm-opt");
+    let pw = dir.join("node_modules/playwright-core/package.json");
+    if wasm_opt.is_file() && pw.is_file() {
+        return Ok(());
+    }
+    if !have("npm") {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    let lock = dir.join("package-lock.json").is_file();
+    let mut c = Command::new("npm");
+    c.current_dir(&dir)
+        .arg(if lock { "ci" } else { "install" })
+        .args(["--no-audit", "--no-fund"]);
+    run(&mut c)
+}
+
+fn wasm_opt_path(root: &Path) -> Res<PathBuf> {
+    ensure_npm(root)?;
+    Ok(npm_dir(root).join("node_modules/.bin/wasm-opt"))
+}
+
+fn apt_install(pkgs: &[&str]) -> Res<()> {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let prefix: Vec<&str> = if is_root { vec![] } else { vec!["sudo"] };
+    let mk = |args: &[&str]| {
+        let mut all: Vec<&str> = prefix.clone();
+        all.extend_from_slice(args);
+        let mut c = Command::new(all[0]);
+        c.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut mk(&["apt-get", "update"]))?;
+    let mut args = vec!["apt-get", "install", "-y", "--no-install-recommends"];
+    args.extend_from_slice(pkgs);
+    run(&mut mk(&args))
+}
+
+fn lavapipe_present() -> bool {
+    ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
+        .iter()
+        .filter_map(|d| fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd"))
+}
+
+fn ensure_system(root: &Path) -> Res<()> {
+    if !have("chromium") || !have("chromedriver") || !lavapipe_present() {
+        eprintln!("  chromium, chromedriver or lavapipe missing: installing with apt-get");
+        apt_install(APT_PACKAGES)?;
+    }
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"))
+        .unwrap_or(false);
+    if !installed {
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    let comps = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for c in ["rustfmt", "clippy"] {
+        if !comps.contains(c) {
+            run(Command::new("rustup").args(["component", "add", c]))?;
+        }
+    }
+    ensure_npm(root)
+}
+
+// ---------------------------------------------------------------------------------------------
+// build
+
+const WASM_NAME: &str = "lora_one_lab";
+const APP_NAME: &str = "app";
+
+fn build(root: &Path) -> Res<PathBuf> {
+    let t0 = Instant::now();
+    run(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--lib",
+        "--no-default-features",
+        "--features",
+        "web",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "release-wasm",
+    ]))?;
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let wasm = target_dir
+        .join("wasm32-unknown-unknown/release-wasm")
+        .join(format!("{WASM_NAME}.wasm"));
+    let dist = root.join("dist");
+    if dist.exists() {
+        fs::remove_dir_all(&dist).map_err(|e| format!("cannot clear {}: {e}", dist.display()))?;
+    }
+    fs::create_dir_all(&dist).map_err(|e| e.to_string())?;
+
+    let bg = target_dir.join("xtask-bindgen");
+    let _ = fs::remove_dir_all(&bg);
+    eprintln!("  wasm-bindgen (library, pinned) → {}", bg.display());
+    let args: Vec<OsString> = vec![
+        "wasm-bindgen".into(),
+        "--target".into(),
+        "web".into(),
+        "--no-typescript".into(),
+        "--out-name".into(),
+        APP_NAME.into(),
+        "--out-dir".into(),
+        bg.clone().into(),
+        wasm.clone().into(),
+    ];
+    wasm_bindgen_cli::wasm_bindgen::run_cli_with_args(args)
+        .map_err(|e| format!("wasm-bindgen: {e:#}"))?;
+
+    // JS glue and any snippets, as they are.
+    copy_tree(&bg, &dist, &|p| p.extension().is_some_and(|e| e == "wasm"))?;
+    let bg_wasm = bg.join(format!("{APP_NAME}_bg.wasm"));
+    let out_wasm = dist.join(format!("{APP_NAME}_bg.wasm"));
+    let wasm_opt = wasm_opt_path(root)?;
+    run(Command::new(&wasm_opt)
+        .arg("-Oz")
+        .arg("--enable-bulk-memory")
+        .arg("--enable-nontrapping-float-to-int")
+        .arg("--enable-sign-ext")
+        .arg("--enable-mutable-globals")
+        .arg("--enable-reference-types")
+        .arg("--enable-multivalue")
+        .arg(&bg_wasm)
+        .arg("-o")
+        .arg(&out_wasm))?;
+
+    // The shell: index.html, css, icons.
+    copy_tree(&root.join("www"), &dist, &|_| false)?;
+    if !dist.join("index.html").is_file() {
+        return Err("www/index.html is missing".into());
+    }
+    check_relative_urls(&dist)?;
+
+    let mut total = 0u64;
+    let mut total_gz = 0u64;
+    let mut lines = Vec::new();
+    for f in list_files(&dist)? {
+        let len = fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        let gz = gzip_len(&f).unwrap_or(len);
+        total += len;
+        total_gz += gz;
+        lines.push(format!(
+            "    {:<28} {:>9} B {:>9} B gz",
+            f.strip_prefix(&dist).unwrap_or(&f).display(),
+            len,
+            gz
+        ));
+    }
+    lines.sort();
+    eprintln!("  dist/ built in {:.1} s:", t0.elapsed().as_secs_f64());
+    for l in lines {
+        eprintln!("{l}");
+    }
+    eprintln!(
+        "    total {:.1} KB, {:.1} KB gzipped (budget 500 KB gzipped)",
+        total as f64 / 1024.0,
+        total_gz as f64 / 1024.0
+    );
+    Ok(dist)
+}
+
+fn gzip_len(f: &Path) -> Option<u64> {
+    let out = Command::new("gzip").arg("-9c").arg(f).output().ok()?;
+    out.status.success().then_some(out.stdout.len() as u64)
+}
+
+fn list_files(dir: &Path) -> Res<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn copy_tree(from: &Path, to: &Path, skip: &dyn Fn(&Path) -> bool) -> Res<()> {
+    for f in list_files(from)? {
+        if skip(&f) {
+            continue;
+        }
+        let rel = f.strip_prefix(from).map_err(|e| e.to_string())?;
+        let dst = to.join(rel);
+        if let Some(p) = dst.parent() {
+            fs::create_dir_all(p).map_err(|e| e.to_string())?;
+        }
+        fs::copy(&f, &dst).map_err(|e| format!("copy {}: {e}", f.display()))?;
+    }
+    Ok(())
+}
+
+/// dist/ must work under a sub-path: no root-relative or absolute URLs in the shell.
+fn check_relative_urls(dist: &Path) -> Res<()> {
+    for f in list_files(dist)? {
+        let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !matches!(ext, "html" | "css") {
+            continue;
+        }
+        let text = fs::read_to_string(&f).map_err(|e| e.to_string())?;
+        for pat in ["src=\"/", "href=\"/", "url(/", "url('/", "url(\"/"] {
+            if text.contains(pat) {
+                return Err(format!(
+                    "{} contains a root-relative URL (`{pat}…`): use relative URLs",
+                    f.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve
+
+fn serve_cmd(args: &[String]) -> Res<()> {
+    let mut port: u16 = 8080;
+    let mut do_build = true;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--port" | "-p" => {
+                port = it
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or("--port needs a number")?
+            }
+            "--no-build" => do_build = false,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    let root = root();
+    let dist = if do_build {
+        build(&root)?
+    } else {
+        root.join("dist")
+    };
+    let server = Server::start(&dist, port, "/")?;
+    println!("Serving {} at {}", dist.display(), server.url);
+    println!("Press Ctrl-C to stop.");
+    io::stdout().flush().ok();
+    loop {
+        thread::park();
+    }
+}
+
+/// A static file server for dist/ under a URL prefix (e.g. "/" or "/sub/path/").
+struct Server {
+    url: String,
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16, prefix: &str) -> Res<Server> {
+        let srv = tiny_http::Server::http(("127.0.0.1", port))
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+        let port = srv
+            .server_addr()
+            .to_ip()
+            .map(|a| a.port())
+            .ok_or("no port")?;
+        let url = format!("http://127.0.0.1:{port}{prefix}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let dir = dir.to_path_buf();
+        let prefix = prefix.to_string();
+        let handle = thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match srv.recv_timeout(Duration::from_millis(200)) {
+                    Ok(Some(req)) => respond(&dir, &prefix, req),
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(Server {
+            url,
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn respond(dir: &Path, prefix: &str, req: tiny_http::Request) {
+    let raw = req
+        .url()
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("/")
+        .to_string();
+    let not_found = |req: tiny_http::Request| {
+        let _ = req.respond(tiny_http::Response::from_string("not found").with_status_code(404));
+    };
+    // The prefix without its trailing slash redirects to the prefix.
+    if prefix.len() > 1 && raw == prefix.trim_end_matches('/') {
+        let h = tiny_http::Header::from_bytes("Location", prefix).expect("header");
+        let _ = req.respond(
+            tiny_http::Response::empty(301)
+                .with_header(h)
+                .with_status_code(301),
+        );
+        return;
+    }
+    let Some(rel) = raw.strip_prefix(prefix) else {
+        return not_found(req);
+    };
+    let rel = if rel.is_empty() || rel.ends_with('/') {
+        format!("{rel}index.html")
+    } else {
+        rel.to_string()
+    };
+    if rel.split('/').any(|c| c == ".." || c.starts_with('.')) {
+        return not_found(req);
+    }
+    let path = dir.join(&rel);
+    let Ok(data) = fs::read(&path) else {
+        return not_found(req);
+    };
+    let ct = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "json" => "application/json",
+        "ico" => "image/x-icon",
+        _ => "application/octet-stream",
+    };
+    let h = tiny_http::Header::from_bytes("Content-Type", ct).expect("header");
+    let nc = tiny_http::Header::from_bytes("Cache-Control", "no-cache").expect("header");
+    let _ = req.respond(
+        tiny_http::Response::from_data(data)
+            .with_header(h)
+            .with_header(nc),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// test
+
+struct StepResult {
+    name: &'static str,
+    ok: Option<bool>, // None = skipped
+    secs: f64,
+    note: String,
+}
+
+fn test_cmd(args: &[String]) -> ExitCode {
+    let keep_going = args.iter().any(|a| a == "--keep-going");
+    let root = root();
+    let tmp = env::temp_dir().join(format!("lora-one-lab-xtask-{}", std::process::id()));
+    let _ = fs::create_dir_all(&tmp);
+    let xdg = tmp.join("xdg");
+    let _ = fs::create_dir_all(&xdg);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(&xdg, fs::Permissions::from_mode(0o700));
+    }
+    let self_exe = env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
+    let shots = root.join("target").join("screenshots");
+
+    let mut results: Vec<StepResult> = Vec::new();
+    let mut failed = false;
+    let native_cargo = |args: &[&str]| {
+        let mut c = Command::new(cargo());
+        c.current_dir(&root)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &xdg)
+            .env_remove("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER");
+        c
+    };
+
+    type Step<'a> = (&'static str, bool, Box<dyn FnOnce() -> Res<String> + 'a>);
+    let steps: Vec<Step> = vec![
+        (
+            "install missing tools (apt, rustup target, npm)",
+            true,
+            Box::new(|| ensure_system(&root).map(|_| String::new())),
+        ),
+        (
+            "cargo fmt --all -- --check",
+            false,
+            Box::new(|| {
+                run(&mut native_cargo(&["fmt", "--all", "--", "--check"])).map(|_| String::new())
+            }),
+        ),
+        (
+            "cargo clippy --workspace --all-targets -- -D warnings",
+            false,
+            Box::new(|| {
+                run(&mut native_cargo(&[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))
+                .map(|_| String::new())
+            }),
+        ),
+        (
+            "cargo test --workspace (native, GPU tests on lavapipe)",
+            false,
+            Box::new(|| run(&mut native_cargo(&["test", "--workspace"])).map(|_| String::new())),
+        ),
+        (
+            "wasm build check: --no-default-features",
+            false,
+            Box::new(|| {
+                run(&mut native_cargo(&[
+                    "build",
+                    "--lib",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--no-default-features",
+                ]))
+                .map(|_| String::new())
+            }),
+        ),
+        (
+            "wasm build check: --no-default-features --features web",
+            false,
+            Box::new(|| {
+                run(&mut native_cargo(&[
+                    "build",
+                    "--lib",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--no-default-features",
+                    "--features",
+                    "web",
+                ]))
+                .map(|_| String::new())
+            }),
+        ),
+        (
+            "wasm-bindgen-test in headless Chromium with WebGPU",
+            false,
+            Box::new(|| {
+                let tests = web_test_targets(&root);
+                if tests.is_empty() {
+                    return Err("no tests/web_*.rs found".into());
+                }
+                let mut c = native_cargo(&[
+                    "test",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--no-default-features",
+                    "--features",
+                    "web",
+                ]);
+                for t in &tests {
+                    c.args(["--test", t]);
+                }
+                c.env(
+                    "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                    format!("{} wasm-bindgen-test-runner", self_exe.display()),
+                )
+                .env(
+                    "CHROMEDRIVER",
+                    which("chromedriver").unwrap_or("chromedriver".into()),
+                )
+                .env("WASM_BINDGEN_TEST_TIMEOUT", "180");
+                run(&mut c).map(|_| tests.join(", "))
+            }),
+        ),
+        (
+            "build dist/ (release wasm, wasm-bindgen, wasm-opt -Oz)",
+            false,
+            Box::new(|| build(&root).map(|d| d.display().to_string())),
+        ),
+        (
+            "end-to-end browser tests of dist/ (playwright-core, headless Chromium)",
+            false,
+            Box::new(|| {
+                let dist = root.join("dist");
+                if !dist.join("index.html").is_file() {
+                    return Err("dist/ was not built".into());
+                }
+                // Served under a sub-path, as on GitHub Pages.
+                let server = Server::start(&dist, 0, "/lora-one-lab/")?;
+                let _ = fs::create_dir_all(&shots);
+                let mut c = Command::new("node");
+                c.current_dir(npm_dir(&root))
+                    .arg("e2e.mjs")
+                    .env("E2E_URL", &server.url)
+                    .env("E2E_SHOTS", &shots)
+                    .env("E2E_TMP", &tmp)
+                    .env(
+                        "CHROMIUM",
+                        which("chromium").unwrap_or("/usr/bin/chromium".into()),
+                    );
+                let r = run(&mut c);
+                drop(server);
+                r.map(|_| format!("screenshots in {}", shots.display()))
+            }),
+        ),
+    ];
+
+    let total = Instant::now();
+    let mut abort = false;
+    for (name, essential, f) in steps {
+        if abort || (failed && !keep_going && essential) {
+            results.push(StepResult {
+                name,
+                ok: None,
+                secs: 0.0,
+                note: "skipped".into(),
+            });
+            continue;
+        }
+        eprintln!("\n==> {name}");
+        let t = Instant::now();
+        let r = f();
+        let secs = t.elapsed().as_secs_f64();
+        match r {
+            Ok(note) => results.push(StepResult {
+                name,
+                ok: Some(true),
+                secs,
+                note,
+            }),
+            Err(e) => {
+                eprintln!("!!! {name}: {e}");
+                failed = true;
+                if essential {
+                    abort = true;
+                }
+                results.push(StepResult {
+                    name,
+                    ok: Some(false),
+                    secs,
+                    note: e,
+                });
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(&tmp);
+
+    eprintln!("\n================ cargo xtask test: summary ================");
+    for r in &results {
+        let tag = match r.ok {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "SKIP",
+        };
+        let note = if r.note.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", r.note.lines().next().unwrap_or(""))
+        };
+        eprintln!("  {tag}  {:>6.1} s  {}{note}", r.secs, r.name);
+    }
+    let n_fail = results.iter().filter(|r| r.ok == Some(false)).count();
+    eprintln!(
+        "  total {:.0} s: {}",
+        total.elapsed().as_secs_f64(),
+        if n_fail == 0 {
+            "ALL PASSED".to_string()
+        } else {
+            format!("{n_fail} FAILED")
+        }
+    );
+    if n_fail == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn which(p: &str) -> Option<PathBuf> {
+    env::var_os("PATH").and_then(|path| {
+        env::split_paths(&path)
+            .map(|d| d.join(p))
+            .find(|f| f.is_file())
+    })
+}
+
+fn web_test_targets(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(root.join("tests"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    (n.starts_with("web_") && n.ends_with(".rs"))
+                        .then(|| n.trim_end_matches(".rs").to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

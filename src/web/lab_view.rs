@@ -1,0 +1,626 @@
+//! View "Dynamics lab": every engine parameter, the presets, the runs on the GPU backend (CPU
+//! fallback) in chunks that yield to the browser, and the charts of SPEC §4's records.
+
+use super::backend::{self, AppBackend, BackendChoice};
+use super::controls::LineSwatch;
+use super::explain::LabExplain;
+use super::export;
+use super::lab_charts::{self, run_colour, ChartTheme, Series};
+use super::palette::{Dash, ORANGE, SKY};
+use super::util::{self, fmt};
+use crate::config::{Config, InitKind, Preset};
+use crate::engine::{EngineError, Experiment, Report};
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunState {
+    Idle,
+    Running,
+    Done,
+    Stopped,
+    Failed(String),
+}
+
+impl RunState {
+    fn attr(&self) -> &'static str {
+        match self {
+            RunState::Idle => "idle",
+            RunState::Running => "running",
+            RunState::Done => "done",
+            RunState::Stopped => "stopped",
+            RunState::Failed(_) => "failed",
+        }
+    }
+}
+
+enum Field {
+    Text(&'static str),
+    Select(&'static [&'static str]),
+    Bool,
+    Inits,
+}
+
+const FIELDS: [(&str, &str, Field); 26] = [
+    ("d", "d (input dim)", Field::Text("whole number")),
+    ("k", "k (output dim)", Field::Text("whole number")),
+    ("r", "r (LoRA rank)", Field::Text("whole number")),
+    ("r_star", "r* (target rank)", Field::Text("whole number")),
+    ("n", "N (samples)", Field::Text("number or auto (16d)")),
+    ("population", "population Σ̂ = I", Field::Bool),
+    ("kappa", "κ (condition number)", Field::Text("≥ 1")),
+    ("spectrum", "Δ spectrum", Field::Text("comma list or auto")),
+    (
+        "delta_basis",
+        "Δ basis",
+        Field::Select(&["random", "canonical"]),
+    ),
+    ("w0_std", "W0 std", Field::Text("number")),
+    ("model", "model", Field::Select(&["linear", "relu"])),
+    ("noise", "label noise σ", Field::Text("number")),
+    ("alpha2", "α² (vanilla)", Field::Text("comma list")),
+    ("eta", "η (step size)", Field::Text("number")),
+    ("steps", "steps", Field::Text("whole number")),
+    (
+        "optimiser",
+        "optimiser",
+        Field::Select(&["gd", "preconditioned"]),
+    ),
+    ("damping", "λ (damping)", Field::Text("number")),
+    ("gamma", "γ (LoRA-One)", Field::Text("number")),
+    ("normalised", "normalised LoRA-One", Field::Bool),
+    ("gamma_stable", "γ_stable", Field::Text("number")),
+    ("gamma_ga", "γ_GA (LoRA-GA)", Field::Text("number")),
+    ("seed", "seed", Field::Text("whole number")),
+    ("inits", "initialisations", Field::Inits),
+    ("record_every", "record every", Field::Text("whole number")),
+    (
+        "step_form",
+        "step form",
+        Field::Select(&["factored", "residual"]),
+    ),
+    (
+        "divergence_factor",
+        "divergence factor",
+        Field::Text("number"),
+    ),
+];
+
+fn pair(cfg: &Config, key: &str) -> String {
+    cfg.to_pairs()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+#[component]
+pub fn LabView(
+    cfg: RwSignal<Config>,
+    preset: RwSignal<Option<Preset>>,
+    choice: RwSignal<BackendChoice>,
+    dark: RwSignal<bool>,
+    large: bool,
+) -> impl IntoView {
+    let report: RwSignal<Option<Arc<Report>>> = RwSignal::new(None);
+    let state = RwSignal::new(RunState::Idle);
+    let progress = RwSignal::new(0.0f64);
+    let progress_text = RwSignal::new(String::new());
+    let note: RwSignal<Option<String>> = RwSignal::new(None);
+    let errors: RwSignal<Vec<(String, String)>> = RwSignal::new(Vec::new());
+    let stop = StoredValue::new(false);
+    let ran_on = RwSignal::new(String::new());
+
+    let valid = Memo::new(move |_| cfg.with(|c| c.validate().map_err(|e| e.to_string())));
+
+    let run = move || {
+        if state.get_untracked() == RunState::Running {
+            return;
+        }
+        let c = cfg.get_untracked();
+        if let Err(e) = c.validate() {
+            state.set(RunState::Failed(e.to_string()));
+            return;
+        }
+        stop.set_value(false);
+        state.set(RunState::Running);
+        progress.set(0.0);
+        note.set(None);
+        let ch = choice.get_untracked();
+        spawn_local(async move {
+            let (mut be, why) = backend::make_backend(&ch).await;
+            if let Some(w) = why {
+                note.set(Some(w));
+            }
+            let mut exp = match Experiment::new(&c) {
+                Ok(e) => e,
+                Err(e) => {
+                    state.set(RunState::Failed(e.to_string()));
+                    return;
+                }
+            };
+            ran_on.set(be_name(&be));
+            let mut chunk = 4usize;
+            let mut last_pub = util::now_ms();
+            let t_start = util::now_ms();
+            loop {
+                if stop.get_value() {
+                    exp.stop();
+                    state.set(RunState::Stopped);
+                    break;
+                }
+                let t0 = util::now_ms();
+                match exp.step(&mut be, chunk).await {
+                    Ok(p) => {
+                        progress.set(p.fraction());
+                        progress_text.set(if p.done {
+                            format!("{} runs done", p.runs)
+                        } else {
+                            format!("run {}/{}, step {}/{}", p.run + 1, p.runs, p.step, p.steps)
+                        });
+                        if p.done {
+                            state.set(RunState::Done);
+                            break;
+                        }
+                    }
+                    Err(EngineError::Device(m)) if be.is_gpu() => {
+                        note.set(Some(format!(
+                            "GPU device lost ({m}): the run was restarted on the CPU"
+                        )));
+                        choice.update(|c| {
+                            c.use_gpu = false;
+                            c.cpu_reason = Some(format!("device lost: {m}"));
+                        });
+                        be = backend::cpu_backend();
+                        ran_on.set(be_name(&be));
+                        match Experiment::new(&c) {
+                            Ok(e) => exp = e,
+                            Err(e) => {
+                                state.set(RunState::Failed(e.to_string()));
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        state.set(RunState::Failed(e.to_string()));
+                        break;
+                    }
+                }
+                // Aim for ~30 ms of work per chunk, then give the page a turn.
+                let dt = util::now_ms() - t0;
+                let target = 30.0;
+                chunk = if dt < 1e-3 {
+                    chunk * 2
+                } else {
+                    ((chunk as f64) * (target / dt).clamp(0.5, 2.0)).round() as usize
+                }
+                .clamp(1, 10_000);
+                if util::now_ms() - last_pub > 250.0 {
+                    report.set(Some(Arc::new(exp.report())));
+                    last_pub = util::now_ms();
+                }
+                util::yield_now().await;
+            }
+            report.set(Some(Arc::new(exp.report())));
+            let total = util::now_ms() - t_start;
+            let _ = leptos::prelude::document()
+                .get_element_by_id("lab")
+                .map(|e| e.set_attribute("data-run-ms", &format!("{total:.1}")));
+        });
+    };
+
+    let set_field = move |key: &'static str, v: String| {
+        let mut c = cfg.get_untracked();
+        match c.set(key, &v) {
+            Ok(()) => {
+                errors.update(|e| e.retain(|(k, _)| k != key));
+                preset.set(None);
+                cfg.set(c);
+            }
+            Err(e) => errors.update(|es| {
+                es.retain(|(k, _)| k != key);
+                es.push((key.to_string(), e.message));
+            }),
+        }
+    };
+
+    let field_view = move |key: &'static str, label: &'static str, f: &Field| {
+        let id = format!("cfg-{key}");
+        let err =
+            move || errors.with(|es| es.iter().find(|(k, _)| k == key).map(|(_, m)| m.clone()));
+        let input = match f {
+            Field::Text(hint) => view! {
+                <input type="text" id=id.clone() data-key=key placeholder=*hint
+                    aria-invalid=move || err().is_some().to_string()
+                    prop:value=move || cfg.with(|c| pair(c, key))
+                    on:change=move |e| set_field(key, event_target_value(&e)) />
+            }
+            .into_any(),
+            Field::Select(opts) => {
+                let opts = *opts;
+                view! {
+                    <select id=id.clone() data-key=key
+                        prop:value=move || cfg.with(|c| pair(c, key))
+                        on:change=move |e| set_field(key, event_target_value(&e))>
+                        {opts.iter().map(|o| view! { <option value=*o>{*o}</option> }).collect_view()}
+                    </select>
+                }
+                .into_any()
+            }
+            Field::Bool => view! {
+                <input type="checkbox" id=id.clone() data-key=key
+                    prop:checked=move || cfg.with(|c| pair(c, key) == "true")
+                    on:change=move |e| set_field(key, event_target_checked(&e).to_string()) />
+            }
+            .into_any(),
+            Field::Inits => view! {
+                <span class="inits" id=id.clone() role="group" aria-label="initialisations">
+                    {InitKind::ALL.iter().map(|&k| {
+                        view! {
+                            <label>
+                                <input type="checkbox"
+                                    prop:checked=move || cfg.with(|c| c.inits.contains(&k))
+                                    on:change=move |e| {
+                                        let on = event_target_checked(&e);
+                                        let mut list = cfg.with_untracked(|c| c.inits.clone());
+                                        list.retain(|x| *x != k);
+                                        if on { list.push(k); }
+                                        list.sort_by_key(|x| InitKind::ALL.iter().position(|y| y == x));
+                                        let s = list.iter().map(|x| x.name()).collect::<Vec<_>>().join(",");
+                                        set_field("inits", s);
+                                    } />
+                                {format!(" {}", k.name())}
+                            </label>
+                        }
+                    }).collect_view()}
+                </span>
+            }
+            .into_any(),
+        };
+        view! {
+            <div class="field" class:bad=move || err().is_some()>
+                <label for=id>{label}</label>
+                {input}
+                {move || err().map(|m| view! { <span class="field-error" role="alert">{format!("{key}: {m}")}</span> })}
+            </div>
+        }
+    };
+
+    // Charts
+    let c_risk = NodeRef::<Canvas>::new();
+    let c_sin = NodeRef::<Canvas>::new();
+    let c_sv = NodeRef::<Canvas>::new();
+    let c_cost = NodeRef::<Canvas>::new();
+    let width = RwSignal::new(460.0f64);
+    let grid_ref = NodeRef::<leptos::html::Div>::new();
+    let measure = move || {
+        if let Some(g) = grid_ref.get_untracked() {
+            let w = g.client_width() as f64;
+            let cols = if w > 880.0 { 2.0 } else { 1.0 };
+            width.set(
+                ((w - 16.0 * (cols - 1.0)) / cols)
+                    .floor()
+                    .clamp(240.0, 900.0),
+            );
+        }
+    };
+    Effect::new(move |_| {
+        if grid_ref.get().is_some() {
+            measure();
+        }
+    });
+    let rh = window_event_listener(leptos::ev::resize, move |_| measure());
+    on_cleanup(move || rh.remove());
+
+    Effect::new(move |_| {
+        let r = report.get();
+        let dk = dark.get();
+        let w = width.get();
+        let h = (w * 0.58).round();
+        let Some(r) = r else { return };
+        let font = if large { 16.0 } else { 12.0 };
+        let lg = |v: f64| v.max(1e-30).log10();
+        let mut risk = Vec::new();
+        let mut sin = Vec::new();
+        for (i, run) in r.runs.iter().enumerate() {
+            let colour = run_colour(i);
+            risk.push(Series {
+                colour,
+                dashed: false,
+                pts: run
+                    .records
+                    .iter()
+                    .map(|x| (x.step as f64, lg(x.risk)))
+                    .collect(),
+            });
+            risk.push(Series {
+                colour,
+                dashed: true,
+                pts: run
+                    .records
+                    .iter()
+                    .map(|x| (x.step as f64, lg(x.loss)))
+                    .collect(),
+            });
+            sin.push(Series {
+                colour,
+                dashed: false,
+                pts: run
+                    .records
+                    .iter()
+                    .filter_map(|x| x.sin_a.map(|s| (x.step as f64, s)))
+                    .collect(),
+            });
+            sin.push(Series {
+                colour,
+                dashed: true,
+                pts: run
+                    .records
+                    .iter()
+                    .filter_map(|x| x.sin_b.map(|s| (x.step as f64, s)))
+                    .collect(),
+            });
+        }
+        let draw = |nr: NodeRef<Canvas>,
+                    f: &dyn Fn(&web_sys::HtmlCanvasElement, &ChartTheme),
+                    n: usize| {
+            if let Some(c) = nr.get_untracked() {
+                let scale = util::size_canvas(&c, w, h);
+                let th = ChartTheme {
+                    dark: dk,
+                    scale,
+                    font,
+                };
+                f(&c, &th);
+                let _ = c.set_attribute("data-points", &n.to_string());
+            }
+        };
+        let count = |s: &[Series]| s.iter().map(|x| x.pts.len()).sum::<usize>();
+        let (nr, ns) = (count(&risk), count(&sin));
+        draw(
+            c_risk,
+            &|c, th| {
+                let _ = lab_charts::line_chart(
+                    c,
+                    "step",
+                    "log10 risk (solid), log10 loss (dashed)",
+                    &risk,
+                    None,
+                    th,
+                );
+            },
+            nr,
+        );
+        draw(
+            c_sin,
+            &|c, th| {
+                let _ = lab_charts::line_chart(
+                    c,
+                    "step",
+                    "sin θ_A (solid), sin θ_B (dashed)",
+                    &sin,
+                    Some((-0.02, 1.02)),
+                    th,
+                );
+            },
+            ns,
+        );
+        let nsv = r.problem.g_s.len()
+            + r.runs
+                .iter()
+                .filter_map(|x| x.last())
+                .map(|x| x.sv_ab.len())
+                .sum::<usize>();
+        draw(
+            c_sv,
+            &|c, th| {
+                let _ = lab_charts::sv_chart(c, &r, th);
+            },
+            nsv,
+        );
+        draw(
+            c_cost,
+            &|c, th| {
+                let _ = lab_charts::cost_chart(c, &r, th);
+            },
+            r.runs.len() * 2,
+        );
+    });
+
+    let legend = move || {
+        report.with(|r| {
+            r.as_ref().map(|r| {
+                r.runs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, run)| {
+                        view! {
+                            <span class="legend-item">
+                                <LineSwatch colour=run_colour(i) dash=Dash::Solid.pattern() />
+                                {format!(" {}", run.label)}
+                            </span>
+                        }
+                    })
+                    .collect_view()
+            })
+        })
+    };
+    let summary = move |what: &'static str| {
+        move || {
+            report.with(|r| {
+                let Some(r) = r.as_ref() else {
+                    return format!("{what}: no run yet");
+                };
+                let mut s = format!("{what}. ");
+                for run in &r.runs {
+                    if let Some(l) = run.last() {
+                        s.push_str(&format!(
+                            "{}: step {}, risk {}, loss {}, sin θ_A {}, sin θ_B {}. ",
+                            run.label,
+                            l.step,
+                            fmt(l.risk),
+                            fmt(l.loss),
+                            l.sin_a.map_or("n/a".into(), fmt),
+                            l.sin_b.map_or("n/a".into(), fmt)
+                        ));
+                    }
+                }
+                s
+            })
+        }
+    };
+    let table = move || {
+        report.with(|r| {
+            r.as_ref().map(|r| {
+                r.runs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, run)| {
+                        let l = run.last().cloned();
+                        view! {
+                            <tr data-run=i data-records=run.records.len()>
+                                <th scope="row"><LineSwatch colour=run_colour(i) dash=Dash::Solid.pattern() />" " {run.label.clone()}</th>
+                                <td>{l.as_ref().map_or(0, |l| l.step)}</td>
+                                <td>{l.as_ref().map_or(String::new(), |l| fmt(l.risk))}</td>
+                                <td>{l.as_ref().map_or(String::new(), |l| fmt(l.loss))}</td>
+                                <td>{l.as_ref().and_then(|l| l.sin_a).map_or("n/a".into(), fmt)}</td>
+                                <td>{l.as_ref().and_then(|l| l.sin_b).map_or("n/a".into(), fmt)}</td>
+                                <td>{fmt(run.init_ms)}</td>
+                                <td>{fmt(run.train_ms)}</td>
+                                <td>{match (&run.diverged, run.stopped) {
+                                    (Some(d), _) => format!("diverged at {}", d.step),
+                                    (None, true) => "stopped".into(),
+                                    _ => "ok".into(),
+                                }}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()
+            })
+        })
+    };
+    let cost_text = move || {
+        report.with(|r| {
+            r.as_ref().map_or(String::new(), |r| {
+                format!(
+                    "Σ̂ {} ms, form G {} ms, SVD {} ms (backend: {}, {})",
+                    fmt(r.cost.sigma_ms),
+                    fmt(r.cost.form_g_ms),
+                    fmt(r.cost.svd_ms),
+                    r.backend.name,
+                    r.backend.precision
+                )
+            })
+        })
+    };
+
+    let export_json = move |_| {
+        if let Some(r) = report.get_untracked() {
+            export::download_text(
+                "lora-one-lab-run.json",
+                "application/json",
+                &export::report_json(&r),
+            );
+        }
+    };
+    let export_csv = move |_| {
+        if let Some(r) = report.get_untracked() {
+            export::download_text("lora-one-lab-run.csv", "text/csv", &export::report_csv(&r));
+        }
+    };
+    let png = move |nr: NodeRef<Canvas>, name: &'static str| {
+        move |_| {
+            if let Some(c) = nr.get_untracked() {
+                export::download_canvas_png(&c, name);
+            }
+        }
+    };
+
+    let chart = move |nr: NodeRef<Canvas>,
+                      id: &'static str,
+                      title: &'static str,
+                      file: &'static str| {
+        view! {
+            <figure class="chart">
+                <figcaption>
+                    {title}
+                    <button class="mini chrome" on:click=png(nr, file) aria-label=format!("Download {title} as PNG")>"PNG"</button>
+                </figcaption>
+                <canvas id=id node_ref=nr role="img" aria-label=summary(title)></canvas>
+            </figure>
+        }
+    };
+
+    view! {
+        <section class="view lab" id="lab" aria-labelledby="lab-h" data-view="lab"
+            data-state=move || state.with(|s| s.attr())>
+            <h2 id="lab-h" class="chrome">"Dynamics lab"</h2>
+            <div class="presets" role="group" aria-label="Presets">
+                <span>"Presets: "</span>
+                {Preset::ALL.iter().map(|&p| view! {
+                    <button class="preset" data-preset=p.name()
+                        aria-pressed=move || (preset.get() == Some(p)).to_string()
+                        on:click=move |_| {
+                            errors.set(Vec::new());
+                            cfg.set(p.config());
+                            preset.set(Some(p));
+                            run();
+                        }>{p.name()}</button>
+                }).collect_view()}
+            </div>
+            <details class="params" open=true>
+                <summary>"Parameters"</summary>
+                <div class="fields">
+                    {FIELDS.iter().map(|(k, l, f)| field_view(k, l, f)).collect_view()}
+                </div>
+            </details>
+            <div class="runbar">
+                <button id="run" on:click=move |_| run()
+                    prop:disabled=move || valid.get().is_err() || state.get() == RunState::Running>"Run"</button>
+                <button id="stop" on:click=move |_| stop.set_value(true)
+                    prop:disabled=move || state.get() != RunState::Running>"Stop"</button>
+                <progress id="progress" max="1" prop:value=move || progress.get()
+                    aria-label="Progress"></progress>
+                <span aria-live="polite" id="progress-text">{move || progress_text.get()}</span>
+                <span class="ran-on">{move || { let r = ran_on.get(); if r.is_empty() { r } else { format!("on {r}") } }}</span>
+                {move || valid.get().err().map(|e| view! { <span class="field-error" role="alert">{e}</span> })}
+                {move || match state.get() { RunState::Failed(e) => Some(view! { <span class="field-error" role="alert">{e}</span> }), _ => None }}
+                {move || note.get().map(|n| view! { <span class="note" role="status">{n}</span> })}
+            </div>
+            <div class="legend-row">
+                {legend}
+                <span class="legend-item"><LineSwatch colour="#888888" dash=Dash::Solid.pattern() />" risk / sin θ_A"</span>
+                <span class="legend-item"><LineSwatch colour="#888888" dash=Dash::Dashed.pattern() />" loss / sin θ_B"</span>
+            </div>
+            <div class="charts" node_ref=grid_ref>
+                {chart(c_risk, "chart-risk", "Risk and loss against step", "lora-one-risk.png")}
+                {chart(c_sin, "chart-sin", "Alignment sin θ against step", "lora-one-alignment.png")}
+                {chart(c_sv, "chart-sv", "Singular values of G and of A_tB_t", "lora-one-spectra.png")}
+                {chart(c_cost, "chart-cost", "Cost: forming G + SVD against training", "lora-one-cost.png")}
+            </div>
+            <p class="cost-legend">
+                <span class="legend-item"><LineSwatch colour=ORANGE dash=Dash::Solid.pattern() />" init (form G + SVD + factors)"</span>
+                <span class="legend-item"><LineSwatch colour=SKY dash=Dash::Solid.pattern() />" training"</span>
+                " " {cost_text}
+            </p>
+            <table class="runs" aria-label="Final values of each run">
+                <thead><tr><th>"run"</th><th>"step"</th><th>"risk"</th><th>"loss"</th><th>"sin θ_A"</th><th>"sin θ_B"</th><th>"init ms"</th><th>"train ms"</th><th>"status"</th></tr></thead>
+                <tbody>{table}</tbody>
+            </table>
+            <div class="exports chrome" role="group" aria-label="Export">
+                <button on:click=export_csv prop:disabled=move || report.with(|r| r.is_none())>"Runs as CSV"</button>
+                <button on:click=export_json prop:disabled=move || report.with(|r| r.is_none())>"Runs as JSON"</button>
+            </div>
+            <LabExplain />
+        </section>
+    }
+}
+
+fn be_name(be: &AppBackend) -> String {
+    use crate::engine::Backend;
+    let i = be.info();
+    format!("{} ({})", i.name, i.precision)
+}

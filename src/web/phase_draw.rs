@@ -1,0 +1,342 @@
+//! Drawing the phase portrait on a 2D canvas: heatmap of log10(L + ε), contours, the −∇L field,
+//! the minimiser hyperbola, the saddle and the trajectories up to the current step.
+
+use super::phase_model::PhaseData;
+use crate::phase::Window;
+use leptos::prelude::document;
+use wasm_bindgen::{Clamped, JsCast};
+use web_sys::{CanvasRenderingContext2d as Ctx, HtmlCanvasElement};
+
+/// Plot-area geometry in CSS pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Frame {
+    pub x0: f64,
+    pub y0: f64,
+    pub w: f64,
+    pub h: f64,
+    pub win: Window,
+}
+
+impl Frame {
+    pub fn new(css_w: f64, css_h: f64, win: Window, font: f64) -> Self {
+        let left = 3.6 * font;
+        let bottom = 3.0 * font;
+        let top = 0.8 * font;
+        let right = 0.8 * font;
+        Frame {
+            x0: left,
+            y0: top,
+            w: (css_w - left - right).max(10.0),
+            h: (css_h - top - bottom).max(10.0),
+            win,
+        }
+    }
+    pub fn px(&self, a: f64, b: f64) -> (f64, f64) {
+        let w = &self.win;
+        (
+            self.x0 + (a - w.a_min) / (w.a_max - w.a_min) * self.w,
+            self.y0 + (1.0 - (b - w.b_min) / (w.b_max - w.b_min)) * self.h,
+        )
+    }
+    /// CSS pixel → (a, b), None outside the plot area.
+    pub fn ab(&self, x: f64, y: f64) -> Option<(f64, f64)> {
+        let u = (x - self.x0) / self.w;
+        let v = 1.0 - (y - self.y0) / self.h;
+        if !(0.0..=1.0).contains(&u) || !(0.0..=1.0).contains(&v) {
+            return None;
+        }
+        let w = &self.win;
+        Some((
+            w.a_min + u * (w.a_max - w.a_min),
+            w.b_min + v * (w.b_max - w.b_min),
+        ))
+    }
+}
+
+pub struct Theme {
+    pub dark: bool,
+    pub font: f64,
+}
+
+impl Theme {
+    fn fg(&self) -> &'static str {
+        if self.dark {
+            "#e8e8e8"
+        } else {
+            "#1a1a1a"
+        }
+    }
+    fn bg(&self) -> &'static str {
+        if self.dark {
+            "#15171c"
+        } else {
+            "#ffffff"
+        }
+    }
+    /// Heatmap ramp: low loss light (light theme) / dark (dark theme), single hue.
+    fn ramp(&self, t: f64) -> (u8, u8, u8) {
+        let t = t.clamp(0.0, 1.0);
+        let (lo, hi) = if self.dark {
+            ((22.0, 26.0, 34.0), (118.0, 132.0, 160.0))
+        } else {
+            ((250.0, 250.0, 252.0), (96.0, 112.0, 140.0))
+        };
+        let m = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
+        (m(lo.0, hi.0), m(lo.1, hi.1), m(lo.2, hi.2))
+    }
+}
+
+/// The heatmap as a small canvas (one pixel per grid cell), drawn scaled with smoothing.
+pub fn heat_canvas(d: &PhaseData, theme: &Theme) -> Option<HtmlCanvasElement> {
+    let s = &d.portrait.surface;
+    let c: HtmlCanvasElement = document().create_element("canvas").ok()?.dyn_into().ok()?;
+    c.set_width(s.nx as u32);
+    c.set_height(s.ny as u32);
+    let ctx = super::util::ctx2d(&c)?;
+    let mut px = vec![0u8; s.nx * s.ny * 4];
+    let span = (d.hi - d.lo).max(1e-12);
+    for j in 0..s.ny {
+        let row = s.ny - 1 - j; // b grows upwards
+        for i in 0..s.nx {
+            let t = (s.values[j * s.nx + i] - d.lo) / span;
+            let (r, g, b) = theme.ramp(t);
+            let k = (row * s.nx + i) * 4;
+            px[k..k + 4].copy_from_slice(&[r, g, b, 255]);
+        }
+    }
+    let img = web_sys::ImageData::new_with_u8_clamped_array_and_sh(
+        Clamped(&px),
+        s.nx as u32,
+        s.ny as u32,
+    )
+    .ok()?;
+    ctx.put_image_data(&img, 0.0, 0.0).ok()?;
+    Some(c)
+}
+
+fn line(ctx: &Ctx, pts: &[(f64, f64)]) {
+    ctx.begin_path();
+    for (k, &(x, y)) in pts.iter().enumerate() {
+        if k == 0 {
+            ctx.move_to(x, y);
+        } else {
+            ctx.line_to(x, y);
+        }
+    }
+    ctx.stroke();
+}
+
+fn dash(ctx: &Ctx, pattern: &[f64], scale: f64) {
+    let arr = js_sys::Array::new();
+    for p in pattern {
+        arr.push(&(p * scale).into());
+    }
+    let _ = ctx.set_line_dash(&arr);
+}
+
+/// Everything for one frame. `t` is the animation step (fractional), `scale` the CSS-pixel scale
+/// applied by the caller (devicePixelRatio).
+#[allow(clippy::too_many_arguments)]
+pub fn draw(
+    ctx: &Ctx,
+    d: &PhaseData,
+    heat: Option<&HtmlCanvasElement>,
+    f: &Frame,
+    css_w: f64,
+    css_h: f64,
+    t: f64,
+    show: [bool; 4],
+    theme: &Theme,
+) {
+    let fs = theme.font;
+    ctx.set_fill_style_str(theme.bg());
+    ctx.fill_rect(0.0, 0.0, css_w, css_h);
+
+    // heatmap
+    if let Some(h) = heat {
+        ctx.set_image_smoothing_enabled(true);
+        let _ = ctx.draw_image_with_html_canvas_element_and_dw_and_dh(h, f.x0, f.y0, f.w, f.h);
+    }
+    ctx.save();
+    ctx.begin_path();
+    ctx.rect(f.x0, f.y0, f.w, f.h);
+    ctx.clip();
+
+    // contours
+    let cont = if theme.dark {
+        "rgba(255,255,255,0.22)"
+    } else {
+        "rgba(0,0,0,0.18)"
+    };
+    ctx.set_stroke_style_str(cont);
+    ctx.set_line_width(1.0);
+    dash(ctx, &[], 1.0);
+    ctx.begin_path();
+    for (_, [p, q]) in &d.contours {
+        let (x0, y0) = f.px(p.0, p.1);
+        let (x1, y1) = f.px(q.0, q.1);
+        ctx.move_to(x0, y0);
+        ctx.line_to(x1, y1);
+    }
+    ctx.stroke();
+
+    // −∇L arrows: direction, length grows with log-magnitude
+    let arrows = &d.portrait.field;
+    let n = (arrows.len() as f64).sqrt().max(1.0);
+    let cell = f.w.min(f.h) / n;
+    let mags: Vec<f64> = arrows.iter().map(|a| a.da.hypot(a.db)).collect();
+    let mmax = mags.iter().cloned().fold(0.0, f64::max).max(1e-300);
+    ctx.set_stroke_style_str(if theme.dark {
+        "rgba(230,230,230,0.55)"
+    } else {
+        "rgba(40,40,40,0.5)"
+    });
+    ctx.set_fill_style_str(if theme.dark {
+        "rgba(230,230,230,0.55)"
+    } else {
+        "rgba(40,40,40,0.5)"
+    });
+    ctx.set_line_width(1.0);
+    for (a, m) in arrows.iter().zip(&mags) {
+        if *m <= 0.0 {
+            continue;
+        }
+        let rel = (1.0 + 9.0 * m / mmax).log10(); // 0..1
+        let len = cell * (0.25 + 0.5 * rel);
+        let (x, y) = f.px(a.a, a.b);
+        let (ux, uy) = (a.da / m, -a.db / m);
+        let (x1, y1) = (x + ux * len * 0.5, y + uy * len * 0.5);
+        let (x0, y0) = (x - ux * len * 0.5, y - uy * len * 0.5);
+        line(ctx, &[(x0, y0), (x1, y1)]);
+        let hl = (0.3 * len).max(3.0);
+        ctx.begin_path();
+        ctx.move_to(x1, y1);
+        ctx.line_to(x1 - hl * (ux - 0.5 * uy), y1 - hl * (uy + 0.5 * ux));
+        ctx.line_to(x1 - hl * (ux + 0.5 * uy), y1 - hl * (uy - 0.5 * ux));
+        ctx.close_path();
+        ctx.fill();
+    }
+
+    // hyperbola ab = g/s
+    ctx.set_stroke_style_str(theme.fg());
+    ctx.set_line_width(2.0);
+    for br in &d.portrait.hyperbola {
+        let pts: Vec<(f64, f64)> = br.iter().map(|&(a, b)| f.px(a, b)).collect();
+        line(ctx, &pts);
+    }
+
+    // saddle
+    let (sx, sy) = f.px(d.portrait.saddle.0, d.portrait.saddle.1);
+    ctx.set_fill_style_str(theme.bg());
+    ctx.set_stroke_style_str(theme.fg());
+    ctx.set_line_width(2.0);
+    ctx.begin_path();
+    let _ = ctx.arc(sx, sy, 5.0, 0.0, std::f64::consts::TAU);
+    ctx.fill();
+    ctx.stroke();
+
+    // trajectories
+    let step = t.floor().max(0.0) as usize;
+    for tr in &d.trajs {
+        if !show[tr.method.index()] || tr.pts.is_empty() {
+            continue;
+        }
+        let upto = step.min(tr.pts.len() - 1);
+        let pts: Vec<(f64, f64)> = tr.pts[..=upto].iter().map(|p| f.px(p[0], p[1])).collect();
+        let col = tr.method.colour();
+        // halo for contrast on the heatmap
+        ctx.set_stroke_style_str(if theme.dark {
+            "rgba(0,0,0,0.7)"
+        } else {
+            "rgba(255,255,255,0.85)"
+        });
+        ctx.set_line_width(5.0);
+        dash(ctx, &[], 1.0);
+        line(ctx, &pts);
+        ctx.set_stroke_style_str(col);
+        ctx.set_line_width(2.5);
+        dash(ctx, tr.method.dash().pattern(), 1.0);
+        line(ctx, &pts);
+        dash(ctx, &[], 1.0);
+        // start: hollow square; current: filled disc
+        let (x0, y0) = pts[0];
+        ctx.set_line_width(2.0);
+        ctx.stroke_rect(x0 - 4.0, y0 - 4.0, 8.0, 8.0);
+        let (x, y) = *pts.last().expect("non-empty");
+        ctx.set_fill_style_str(col);
+        ctx.begin_path();
+        let _ = ctx.arc(x, y, 5.5, 0.0, std::f64::consts::TAU);
+        ctx.fill();
+        ctx.set_stroke_style_str(theme.bg());
+        ctx.set_line_width(1.5);
+        ctx.stroke();
+    }
+    ctx.restore();
+
+    // frame and axes
+    ctx.set_stroke_style_str(theme.fg());
+    ctx.set_line_width(1.0);
+    ctx.stroke_rect(f.x0, f.y0, f.w, f.h);
+    ctx.set_fill_style_str(theme.fg());
+    ctx.set_font(&format!("{}px system-ui, sans-serif", fs));
+    let w = f.win;
+    let ticks = nice_ticks(w.a_min, w.a_max, 5);
+    ctx.set_text_align("center");
+    ctx.set_text_baseline("top");
+    for &a in &ticks {
+        let (x, y) = f.px(a, w.b_min);
+        line(ctx, &[(x, y), (x, y + 4.0)]);
+        let _ = ctx.fill_text(&tick_label(a), x, y + 6.0);
+    }
+    let _ = ctx.fill_text(
+        "a = uᵀA  (input side)",
+        f.x0 + f.w / 2.0,
+        f.y0 + f.h + 1.5 * fs,
+    );
+    ctx.set_text_align("right");
+    ctx.set_text_baseline("middle");
+    for &b in &nice_ticks(w.b_min, w.b_max, 5) {
+        let (x, y) = f.px(w.a_min, b);
+        line(ctx, &[(x - 4.0, y), (x, y)]);
+        let _ = ctx.fill_text(&tick_label(b), x - 6.0, y);
+    }
+    ctx.save();
+    let _ = ctx.translate(0.9 * fs, f.y0 + f.h / 2.0);
+    let _ = ctx.rotate(-std::f64::consts::FRAC_PI_2);
+    ctx.set_text_align("center");
+    let _ = ctx.fill_text("b = Bv  (output side)", 0.0, 0.0);
+    ctx.restore();
+    // labels in the plot
+    ctx.set_text_align("left");
+    ctx.set_text_baseline("bottom");
+    let _ = ctx.fill_text("saddle", sx + 7.0, sy - 4.0);
+    if let Some(br) = d.portrait.hyperbola.first() {
+        if let Some(&(a, b)) = br.get(br.len() * 3 / 4) {
+            let (x, y) = f.px(a, b);
+            let _ = ctx.fill_text("ab = δ (minimisers)", x + 6.0, y - 4.0);
+        }
+    }
+}
+
+pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let span = (hi - lo).abs().max(1e-12);
+    let raw = span / n.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| span / s <= n as f64)
+        .unwrap_or(10.0 * mag);
+    let mut v = Vec::new();
+    let mut x = (lo / step).ceil() * step;
+    while x <= hi + 1e-9 * step {
+        v.push(if x.abs() < 1e-12 * step { 0.0 } else { x });
+        x += step;
+    }
+    v
+}
+
+fn tick_label(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
