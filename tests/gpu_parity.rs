@@ -221,11 +221,17 @@ fn compare_runs(cfg: &Config, tol_loss: f64, tol_risk: f64) {
     for (a, b) in rc.iter().zip(rg) {
         assert_eq!(a.diverged.is_some(), b.diverged.is_some(), "{}: divergence differs", a.label);
         assert_eq!(a.records.len(), b.records.len(), "{}: record counts", a.label);
+        // f32 floors: G and Σ̂ are formed in f32, so the GPU converges to the minimiser of a
+        // problem perturbed at ~1e-7 relative; its risk bottoms out near 1e-10 and ‖AB − Δ‖_F
+        // near 1e-5 ‖Δ‖_F where the f64 run keeps going down to 1e-30.
         let l0 = a.records[0].loss.abs().max(1e-3);
+        let risk0 = a.records[0].risk.max(1e-12);
+        let err0 = a.records[0].err_f.max(1e-6);
         for (x, y) in a.records.iter().zip(&b.records) {
             assert_eq!(x.step, y.step);
+            let scale = l0.max(x.loss.abs());
             assert!(
-                (x.loss - y.loss).abs() <= tol_loss * l0,
+                (x.loss - y.loss).abs() <= tol_loss * scale,
                 "{} step {}: loss cpu {} gpu {}",
                 a.label,
                 x.step,
@@ -233,14 +239,21 @@ fn compare_runs(cfg: &Config, tol_loss: f64, tol_risk: f64) {
                 y.loss
             );
             assert!(
-                (x.risk - y.risk).abs() <= tol_risk * (x.risk + 1e-6 * a.records[0].risk.max(1e-6)),
+                (x.risk - y.risk).abs() <= tol_risk * x.risk + 1e-8 * risk0,
                 "{} step {}: risk cpu {} gpu {}",
                 a.label,
                 x.step,
                 x.risk,
                 y.risk
             );
-            assert!((x.err_f - y.err_f).abs() <= tol_risk * (x.err_f + 1e-3), "{} step {}: err_f", a.label, x.step);
+            assert!(
+                (x.err_f - y.err_f).abs() <= tol_risk * x.err_f + 1e-4 * err0,
+                "{} step {}: err_f cpu {} gpu {}",
+                a.label,
+                x.step,
+                x.err_f,
+                y.err_f
+            );
         }
         // the alignment metric too, at the end
         let (x, y) = (a.last().unwrap(), b.last().unwrap());
