@@ -46,7 +46,14 @@ fn block<T>(f: impl std::future::Future<Output = T>) -> T {
     pollster::block_on(f)
 }
 
-const SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (3, 5, 4), (100, 100, 100), (257, 129, 65), (129, 257, 300), (64, 1, 130)];
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (3, 5, 4),
+    (100, 100, 100),
+    (257, 129, 65),
+    (129, 257, 300),
+    (64, 1, 130),
+];
 
 #[test]
 fn matmul_matches_cpu_all_transposes() {
@@ -54,9 +61,18 @@ fn matmul_matches_cpu_all_transposes() {
     let Some(g) = gpu() else { return };
     for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let a = if ta { rand(s as u64, k, m) } else { rand(s as u64, m, k) };
-            let b = if tb { rand(100 + s as u64, n, k) } else { rand(100 + s as u64, k, n) };
-            let want = (if ta { a.transpose() } else { a.clone() }) * (if tb { b.transpose() } else { b.clone() });
+            let a = if ta {
+                rand(s as u64, k, m)
+            } else {
+                rand(s as u64, m, k)
+            };
+            let b = if tb {
+                rand(100 + s as u64, n, k)
+            } else {
+                rand(100 + s as u64, k, n)
+            };
+            let want = (if ta { a.transpose() } else { a.clone() })
+                * (if tb { b.transpose() } else { b.clone() });
             let got = block(g.matmul(&a, ta, &b, tb)).unwrap();
             let e = rel(&got, &want);
             assert!(e < 1e-5, "matmul {m}x{n}x{k} ta={ta} tb={tb}: rel err {e}");
@@ -73,13 +89,22 @@ fn skinny_products_match_cpu() {
             let big = rand(1, m, kd);
             let sk = rand(2, kd, r);
             let got = block(g.tall_skinny(&big, &sk, false)).unwrap();
-            assert!(rel(&got, &(&big * &sk)) < 1e-5, "tall_skinny {m}x{kd} r={r}");
+            assert!(
+                rel(&got, &(&big * &sk)) < 1e-5,
+                "tall_skinny {m}x{kd} r={r}"
+            );
             let skt = sk.transpose();
             let got = block(g.tall_skinny(&big, &skt, true)).unwrap();
-            assert!(rel(&got, &(&big * &sk)) < 1e-5, "tall_skinny (transposed) {m}x{kd} r={r}");
+            assert!(
+                rel(&got, &(&big * &sk)) < 1e-5,
+                "tall_skinny (transposed) {m}x{kd} r={r}"
+            );
             let sk2 = rand(3, m, r);
             let got = block(g.t_big(&sk2, &big)).unwrap();
-            assert!(rel(&got, &(sk2.transpose() * &big)) < 1e-5, "t_big {m}x{kd} r={r}");
+            assert!(
+                rel(&got, &(sk2.transpose() * &big)) < 1e-5,
+                "t_big {m}x{kd} r={r}"
+            );
             let x = rand(4, m, kd);
             let u = rand(5, m, r);
             let v = rand(6, r, kd);
@@ -104,13 +129,22 @@ fn risk_reduction_matches_cpu_and_is_direct() {
         let ab = &a * &b;
         let want_risk = 0.5 * (&ab - &delta - &a0 * &b0).norm_squared();
         let want_err = (&ab - &delta).norm();
-        assert!((risk - want_risk).abs() <= 1e-5 * want_risk, "risk {risk} vs {want_risk}");
-        assert!((err - want_err).abs() <= 1e-5 * want_err, "err {err} vs {want_err}");
+        assert!(
+            (risk - want_risk).abs() <= 1e-5 * want_risk,
+            "risk {risk} vs {want_risk}"
+        );
+        assert!(
+            (err - want_err).abs() <= 1e-5 * want_err,
+            "err {err} vs {want_err}"
+        );
         // a tiny risk keeps its relative accuracy (no cancelling trace formula)
         let near = &ab + DMatrix::from_fn(d, k, |i, j| 1e-4 * (((i * 7 + j * 3) % 5) as f64 - 2.0));
         let (risk, _) = block(g.risk(&a, &b, None, &near)).unwrap();
         let want = 0.5 * (&ab - &near).norm_squared();
-        assert!((risk - want).abs() <= 1e-2 * want, "small risk {risk} vs {want}");
+        assert!(
+            (risk - want).abs() <= 1e-2 * want,
+            "small risk {risk} vs {want}"
+        );
     }
 }
 
@@ -118,7 +152,14 @@ fn risk_reduction_matches_cpu_and_is_direct() {
 fn surface_matches_cpu_twin() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
     let Some(g) = gpu() else { return };
-    for c in [PlaneCoeffs::population(1.0), PlaneCoeffs { s: 1.3, g: 0.8, c: 0.4 }] {
+    for c in [
+        PlaneCoeffs::population(1.0),
+        PlaneCoeffs {
+            s: 1.3,
+            g: 0.8,
+            c: 0.4,
+        },
+    ] {
         let w = Window::auto(&c);
         for (nx, ny) in [(1, 1), (3, 5), (100, 100), (257, 129)] {
             let want = phase::surface(&c, &w, nx, ny, 1e-6);
@@ -139,21 +180,33 @@ fn cholesky_qr_orthonormalises() {
         let y = rand(12, n, w);
         let q = block(g.orthonormalize(&y)).unwrap();
         let qtq = q.transpose() * &q;
-        assert!((qtq - DMatrix::identity(w, w)).norm() < 1e-5, "QᵀQ ≠ I for {n}x{w}");
+        assert!(
+            (qtq - DMatrix::identity(w, w)).norm() < 1e-5,
+            "QᵀQ ≠ I for {n}x{w}"
+        );
         // same span as Y
         let qr = linalg::orthonormalize(&y);
         assert!(sin_theta(&qr, &q) < 1e-4);
     }
     // rank-deficient: 3 independent columns among 6 → 3 orthonormal + 3 zero columns
     let base = rand(13, 50, 3);
-    let y = DMatrix::from_fn(50, 6, |i, j| if j < 3 { base[(i, j)] } else { base[(i, j - 3)] * 2.0 + base[(i, (j + 1) % 3)] });
+    let y = DMatrix::from_fn(50, 6, |i, j| {
+        if j < 3 {
+            base[(i, j)]
+        } else {
+            base[(i, j - 3)] * 2.0 + base[(i, (j + 1) % 3)]
+        }
+    });
     let q = block(g.orthonormalize(&y)).unwrap();
     let norms: Vec<f64> = (0..6).map(|j| q.column(j).norm()).collect();
     for (j, nrm) in norms.iter().enumerate() {
         if j < 3 {
             assert!((nrm - 1.0).abs() < 1e-5, "column {j}: {norms:?}");
         } else {
-            assert!(*nrm < 1e-6, "dependent column {j} should be zero: {norms:?}");
+            assert!(
+                *nrm < 1e-6,
+                "dependent column {j} should be zero: {norms:?}"
+            );
         }
     }
 }
@@ -186,9 +239,17 @@ fn subspace_iteration_accuracy() {
         let e = exact_top_svd(&gm, m);
         let sa = sin_theta(&e.u, &t.u);
         let sb = sin_theta(&e.v, &t.v);
-        assert!(sa <= 1e-4 && sb <= 1e-4, "m={m}: sin θ_U {sa}, sin θ_V {sb}");
+        assert!(
+            sa <= 1e-4 && sb <= 1e-4,
+            "m={m}: sin θ_U {sa}, sin θ_V {sb}"
+        );
         for i in 0..m {
-            assert!((t.s[i] - e.s[i]).abs() <= 1e-5 * e.s[0], "σ{i}: {} vs {}", t.s[i], e.s[i]);
+            assert!(
+                (t.s[i] - e.s[i]).abs() <= 1e-5 * e.s[0],
+                "σ{i}: {} vs {}",
+                t.s[i],
+                e.s[i]
+            );
         }
     }
     // rank-deficient G (rank 3), asking for 8: the top 3 are accurate, the rest come back with
@@ -197,9 +258,18 @@ fn subspace_iteration_accuracy() {
     load_g(&mut g, &gm);
     let t = block(g.top_svd(8)).unwrap();
     let e = exact_top_svd(&gm, 8);
-    assert!(sin_theta(&e.u.columns(0, 3).into_owned(), &t.u.columns(0, 3).into_owned()) < 1e-4);
+    assert!(
+        sin_theta(
+            &e.u.columns(0, 3).into_owned(),
+            &t.u.columns(0, 3).into_owned()
+        ) < 1e-4
+    );
     for i in 3..8 {
-        assert!(t.s[i] <= 1e-4 * t.s[0], "σ{i} = {} should be numerically zero", t.s[i]);
+        assert!(
+            t.s[i] <= 1e-4 * t.s[0],
+            "σ{i} = {} should be numerically zero",
+            t.s[i]
+        );
     }
     let (cg, rank_g) = linalg::canonicalize(t, 5);
     let (cc, rank_c) = linalg::canonicalize(e, 5);
@@ -219,8 +289,18 @@ fn compare_runs(cfg: &Config, tol_loss: f64, tol_risk: f64) {
     let (rc, rg) = (ec.runs(), eg.runs());
     assert_eq!(rc.len(), rg.len());
     for (a, b) in rc.iter().zip(rg) {
-        assert_eq!(a.diverged.is_some(), b.diverged.is_some(), "{}: divergence differs", a.label);
-        assert_eq!(a.records.len(), b.records.len(), "{}: record counts", a.label);
+        assert_eq!(
+            a.diverged.is_some(),
+            b.diverged.is_some(),
+            "{}: divergence differs",
+            a.label
+        );
+        assert_eq!(
+            a.records.len(),
+            b.records.len(),
+            "{}: record counts",
+            a.label
+        );
         // f32 floors: G and Σ̂ are formed in f32, so the GPU converges to the minimiser of a
         // problem perturbed at ~1e-7 relative; its risk bottoms out near 1e-10 and ‖AB − Δ‖_F
         // near 1e-5 ‖Δ‖_F where the f64 run keeps going down to 1e-30.
@@ -374,7 +454,13 @@ fn oversize_work_is_refused_not_panicking() {
     let cfg = Preset::Spectral.config();
     let p = Problem::generate(&cfg).unwrap();
     block(g.load(&p)).unwrap();
-    let init = lora_one_lab::init::vanilla(&Config { r: 65, ..cfg.clone() }, 1e-3);
+    let init = lora_one_lab::init::vanilla(
+        &Config {
+            r: 65,
+            ..cfg.clone()
+        },
+        1e-3,
+    );
     let s = StepSettings::from_config(&cfg);
     match block(g.start(&init, &s)) {
         Err(EngineError::Unsupported(m)) => assert!(m.contains("r ≤ 64"), "{m}"),

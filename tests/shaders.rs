@@ -9,8 +9,7 @@ fn validate(path: &Path) -> Result<(), String> {
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::empty(),
     );
-    v.validate(&module)
-        .map_err(|e| e.emit_to_string(&src))?;
+    v.validate(&module).map_err(|e| e.emit_to_string(&src))?;
     // WebGPU default limits: ≤ 256 invocations per workgroup, ≤ 16 KiB workgroup memory.
     for ep in &module.entry_points {
         let [x, y, z] = ep.workgroup_size;

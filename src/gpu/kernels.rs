@@ -35,18 +35,19 @@ pub struct Kernels {
 }
 
 fn pipeline(ctx: &Context, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
-    ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(entry),
-        layout: None,
-        module,
-        entry_point: Some(entry),
-        compilation_options: wgpu::PipelineCompilationOptions {
-            constants: &[],
-            // every kernel writes its workgroup memory before reading it
-            zero_initialize_workgroup_memory: false,
-        },
-        cache: None,
-    })
+    ctx.device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                // every kernel writes its workgroup memory before reading it
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        })
 }
 
 impl Kernels {
@@ -173,11 +174,13 @@ impl<'a> Builder<'a> {
                 resource: buf.as_entire_binding(),
             })
             .collect();
-        self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &e,
-        })
+        self.ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &layout,
+                entries: &e,
+            })
     }
 
     fn make(
@@ -322,15 +325,34 @@ impl<'a> Builder<'a> {
         beta: f32,
     ) -> [Dispatch; 2] {
         let (seg_rows, nseg) = t_big_segments(m, nbig);
-        let p = Self::sk_params(m, 0, ncols, nbig, big.1, sk.1, out.1, seg_rows, nseg, 0, 1.0, 0.0);
+        let p = Self::sk_params(
+            m, 0, ncols, nbig, big.1, sk.1, out.1, seg_rows, nseg, 0, 1.0, 0.0,
+        );
         let d1 = self.make(
             &self.k.skinny_t_big,
             &p,
             &[&[(1, big.0), (2, sk.0), (3, part)]],
-            (nbig.div_ceil(64) as u32, nseg as u32, ncols.div_ceil(8) as u32),
+            (
+                nbig.div_ceil(64) as u32,
+                nseg as u32,
+                ncols.div_ceil(8) as u32,
+            ),
         );
         let (gx, gy) = fold((ncols * nbig).div_ceil(256));
-        let p2 = Self::sk_params(0, 0, ncols, nbig, View::rm(0), View::rm(0), out.1, seg_rows, nseg, 0, alpha, beta);
+        let p2 = Self::sk_params(
+            0,
+            0,
+            ncols,
+            nbig,
+            View::rm(0),
+            View::rm(0),
+            out.1,
+            seg_rows,
+            nseg,
+            0,
+            alpha,
+            beta,
+        );
         let d2 = self.make(
             &self.k.reduce_segments,
             &p2,
@@ -350,7 +372,20 @@ impl<'a> Builder<'a> {
         out: (&wgpu::Buffer, View),
     ) -> Dispatch {
         let (gx, gy) = fold((m * l).div_ceil(256));
-        let p = Self::sk_params(m, 0, l, 0, input.1, View::rm(l).at(mbuf.1), out.1, 0, 0, gx, 1.0, 0.0);
+        let p = Self::sk_params(
+            m,
+            0,
+            l,
+            0,
+            input.1,
+            View::rm(l).at(mbuf.1),
+            out.1,
+            0,
+            0,
+            gx,
+            1.0,
+            0.0,
+        );
         self.make(
             &self.k.apply_small,
             &p,
@@ -360,7 +395,16 @@ impl<'a> Builder<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn ew_params(m: usize, n: usize, r: usize, relu: bool, u: View, v: View, alpha: f32, beta: f32) -> [u32; 16] {
+    fn ew_params(
+        m: usize,
+        n: usize,
+        r: usize,
+        relu: bool,
+        u: View,
+        v: View,
+        alpha: f32,
+        beta: f32,
+    ) -> [u32; 16] {
         [
             m as u32,
             n as u32,
@@ -453,9 +497,20 @@ impl<'a> Builder<'a> {
     }
 
     /// Sum of `nparts` floats of `parts` times `scale` into out[0].
-    pub fn sum_partials(&self, nparts: usize, scale: f32, parts: &wgpu::Buffer, out: &wgpu::Buffer) -> Dispatch {
+    pub fn sum_partials(
+        &self,
+        nparts: usize,
+        scale: f32,
+        parts: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> Dispatch {
         let p = [0, 0, 0, 0, 0, 0, nparts as u32, 0, f(scale), 0, 0, 0];
-        self.make(&self.k.sum_partials, &p, &[&[], &[(0, parts), (1, out)]], (1, 1, 1))
+        self.make(
+            &self.k.sum_partials,
+            &p,
+            &[&[], &[(0, parts), (1, out)]],
+            (1, 1, 1),
+        )
     }
 
     /// Direct risk and error reductions of AB against Δ (and Δ + A0B0 for an offset run).
@@ -506,8 +561,25 @@ impl<'a> Builder<'a> {
         [d1, d2]
     }
 
-    pub fn chol_inv(&self, l: usize, buf: &wgpu::Buffer, src: usize, dst: usize, scratch: usize, tol: f32) -> Dispatch {
-        let p = [l as u32, src as u32, dst as u32, scratch as u32, f(tol), 0, 0, 0];
+    pub fn chol_inv(
+        &self,
+        l: usize,
+        buf: &wgpu::Buffer,
+        src: usize,
+        dst: usize,
+        scratch: usize,
+        tol: f32,
+    ) -> Dispatch {
+        let p = [
+            l as u32,
+            src as u32,
+            dst as u32,
+            scratch as u32,
+            f(tol),
+            0,
+            0,
+            0,
+        ];
         self.make(&self.k.chol_inv, &p, &[&[(1, buf)]], (1, 1, 1))
     }
 
@@ -540,7 +612,8 @@ impl<'a> Builder<'a> {
         lossparts: &wgpu::Buffer,
     ) -> (Dispatch, Dispatch, Dispatch, wgpu::Buffer) {
         let pbuf = self.ctx.uniform(st);
-        let g0 = |pl: &wgpu::ComputePipeline| self.group(pl, 0, &[(0, &pbuf), (1, small), (2, state)]);
+        let g0 =
+            |pl: &wgpu::ComputePipeline| self.group(pl, 0, &[(0, &pbuf), (1, small), (2, state)]);
         let small_d = Dispatch {
             pipeline: self.k.small_step.clone(),
             groups: vec![

@@ -152,14 +152,20 @@ impl GpuBackend {
 
     /// G as formed on the GPU (after `load`).
     pub async fn read_g(&self) -> Result<DMatrix<f64>, EngineError> {
-        let l = self.loaded.as_ref().ok_or_else(|| EngineError::Unsupported("read_g before load".into()))?;
+        let l = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("read_g before load".into()))?;
         let v = self.read_buffer(&l.g, l.d * l.k).await?;
         Ok(from_f32(&v, l.d, l.k))
     }
 
     /// Σ̂ as formed on the GPU (factored form only).
     pub async fn read_sigma(&self) -> Result<Option<DMatrix<f64>>, EngineError> {
-        let l = self.loaded.as_ref().ok_or_else(|| EngineError::Unsupported("read_sigma before load".into()))?;
+        let l = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("read_sigma before load".into()))?;
         match &l.sigma {
             Some(s) => {
                 let v = self.read_buffer(s, l.d * l.d).await?;
@@ -174,7 +180,11 @@ impl GpuBackend {
         self.loaded.as_ref().map(|l| l.c0)
     }
 
-    pub(crate) async fn read_buffer(&self, buf: &wgpu::Buffer, floats: usize) -> Result<Vec<f32>, EngineError> {
+    pub(crate) async fn read_buffer(
+        &self,
+        buf: &wgpu::Buffer,
+        floats: usize,
+    ) -> Result<Vec<f32>, EngineError> {
         let rb = self.ctx.readback_buffer((floats * 4) as u64)?;
         let mut enc = self.encoder();
         enc.copy_buffer_to_buffer(buf, 0, &rb, 0, (floats * 4) as u64);
@@ -265,7 +275,9 @@ impl GpuBackend {
         let loss_scale;
         if factored {
             let sigma = l.sigma.as_ref().expect("factored form has Σ̂");
-            let mut scratch = t_big_scratch(d, k, r).max(t_big_scratch(d, 3 * r, r)).max(t_big_scratch(k, r, r));
+            let mut scratch = t_big_scratch(d, k, r)
+                .max(t_big_scratch(d, 3 * r, r))
+                .max(t_big_scratch(k, r, r));
             if init.offset {
                 scratch = scratch.max(d * r);
             }
@@ -277,8 +289,25 @@ impl GpuBackend {
                 let mut enc = self.encoder();
                 enc.copy_buffer_to_buffer(&l.g, 0, &geff, 0, (d * k * 4) as u64);
                 let ds = [
-                    b.tall_skinny(d, d, r, (sigma, View::rm(d)), (&a0b, View::rm(r)), (&sa0, View::rm(r)), 1.0),
-                    b.rank_update(d, k, r, (&sa0, View::rm(r)), (&b0b, View::rm(k)), &geff, 1.0, 1.0),
+                    b.tall_skinny(
+                        d,
+                        d,
+                        r,
+                        (sigma, View::rm(d)),
+                        (&a0b, View::rm(r)),
+                        (&sa0, View::rm(r)),
+                        1.0,
+                    ),
+                    b.rank_update(
+                        d,
+                        k,
+                        r,
+                        (&sa0, View::rm(r)),
+                        (&b0b, View::rm(k)),
+                        &geff,
+                        1.0,
+                        1.0,
+                    ),
                 ];
                 encode_all(&mut enc, &ds.iter().collect::<Vec<_>>());
                 self.submit(enc);
@@ -287,7 +316,15 @@ impl GpuBackend {
             } else {
                 l.g.clone()
             };
-            eval.push(b.tall_skinny(d, d, r, (sigma, View::rm(d)), (&abuf, View::rm(r)), (&tws, View::rm(3 * r)), 1.0));
+            eval.push(b.tall_skinny(
+                d,
+                d,
+                r,
+                (sigma, View::rm(d)),
+                (&abuf, View::rm(r)),
+                (&tws, View::rm(3 * r)),
+                1.0,
+            ));
             eval.push(b.tall_skinny(
                 d,
                 k,
@@ -297,7 +334,17 @@ impl GpuBackend {
                 (&tws, View::rm(3 * r).at(2 * r)),
                 1.0,
             ));
-            eval.extend(b.t_big(d, k, r, (&abuf, View::rm(r)), (&geff, View::rm(k)), &part, (&rk, View::rm(k)), 1.0, 0.0));
+            eval.extend(b.t_big(
+                d,
+                k,
+                r,
+                (&abuf, View::rm(r)),
+                (&geff, View::rm(k)),
+                &part,
+                (&rk, View::rm(k)),
+                1.0,
+                0.0,
+            ));
             nparts = 0;
             loss_scale = 0.0;
             keep.push(geff);
@@ -323,8 +370,25 @@ impl GpuBackend {
                 let mut enc = self.encoder();
                 enc.copy_buffer_to_buffer(z0, 0, &z, 0, (n * k * 4) as u64);
                 let ds = [
-                    b.tall_skinny(n, d, r, (x, View::rm(d)), (&a0b, View::rm(r)), (&xa, View::rm(r)), 1.0),
-                    b.rank_update(n, k, r, (&xa, View::rm(r)), (&b0b, View::rm(k)), &z, -1.0, 1.0),
+                    b.tall_skinny(
+                        n,
+                        d,
+                        r,
+                        (x, View::rm(d)),
+                        (&a0b, View::rm(r)),
+                        (&xa, View::rm(r)),
+                        1.0,
+                    ),
+                    b.rank_update(
+                        n,
+                        k,
+                        r,
+                        (&xa, View::rm(r)),
+                        (&b0b, View::rm(k)),
+                        &z,
+                        -1.0,
+                        1.0,
+                    ),
                 ];
                 encode_all(&mut enc, &ds.iter().collect::<Vec<_>>());
                 self.submit(enc);
@@ -333,9 +397,25 @@ impl GpuBackend {
                 z0.clone()
             };
             let inv_n = 1.0 / n as f32;
-            eval.push(b.tall_skinny(n, d, r, (x, View::rm(d)), (&abuf, View::rm(r)), (&xa, View::rm(r)), 1.0));
+            eval.push(b.tall_skinny(
+                n,
+                d,
+                r,
+                (x, View::rm(d)),
+                (&abuf, View::rm(r)),
+                (&xa, View::rm(r)),
+                1.0,
+            ));
             eval.push(b.residual(n, k, r, l.relu, &xa, &bmat, &rbuf, &lossparts, &z0eff, y));
-            eval.push(b.tall_skinny(n, k, r, (&rbuf, View::rm(k)), (&bmat, View::rm_t(k)), (&rbt, View::rm(r)), 1.0));
+            eval.push(b.tall_skinny(
+                n,
+                k,
+                r,
+                (&rbuf, View::rm(k)),
+                (&bmat, View::rm_t(k)),
+                (&rbt, View::rm(r)),
+                1.0,
+            ));
             eval.extend(b.t_big(
                 n,
                 d,
@@ -354,13 +434,36 @@ impl GpuBackend {
                 -inv_n,
                 0.0,
             ));
-            eval.extend(b.t_big(n, k, r, (&xa, View::rm(r)), (&rbuf, View::rm(k)), &part, (&rk, View::rm(k)), -inv_n, 0.0));
+            eval.extend(b.t_big(
+                n,
+                k,
+                r,
+                (&xa, View::rm(r)),
+                (&rbuf, View::rm(k)),
+                &part,
+                (&rk, View::rm(k)),
+                -inv_n,
+                0.0,
+            ));
             loss_scale = 0.5 * inv_n;
             keep.extend([part, xa, rbuf, rbt, z0eff]);
             keep.push(lossparts);
         }
-        let part_small = ctx.storage("part_small", t_big_scratch(d, 3 * r, r).max(t_big_scratch(k, r, r)))?;
-        eval.extend(b.t_big(d, 3 * r, r, (&abuf, View::rm(r)), (&tws, View::rm(3 * r)), &part_small, (&small, View::rm(3 * r)), 1.0, 0.0));
+        let part_small = ctx.storage(
+            "part_small",
+            t_big_scratch(d, 3 * r, r).max(t_big_scratch(k, r, r)),
+        )?;
+        eval.extend(b.t_big(
+            d,
+            3 * r,
+            r,
+            (&abuf, View::rm(r)),
+            (&tws, View::rm(3 * r)),
+            &part_small,
+            (&small, View::rm(3 * r)),
+            1.0,
+            0.0,
+        ));
         eval.extend(b.t_big(
             k,
             r,
@@ -391,16 +494,30 @@ impl GpuBackend {
             (settings.damping as f32).to_bits(),
             0f32.to_bits(),
             f32::MAX.to_bits(),
-            (loss_scale as f32).to_bits(),
+            loss_scale.to_bits(),
             0,
             0,
             0,
         ];
-        let (small_d, ua, ub, st_params) =
-            b.step_kernels(&st_words, d, k, r, &small, &state, &tws, &bmat, &rk, &abuf, &hist, &lossparts);
+        let (small_d, ua, ub, st_params) = b.step_kernels(
+            &st_words, d, k, r, &small, &state, &tws, &bmat, &rk, &abuf, &hist, &lossparts,
+        );
         eval.push(small_d);
         let riskparts = ctx.storage("riskparts", 2 * kernels::risk_split(d * k).1)?;
-        let risk = b.risk(d, k, r, init.offset, &abuf, &bmat, &a0b, &b0b, &l.delta, &riskparts, &rec, &state);
+        let risk = b.risk(
+            d,
+            k,
+            r,
+            init.offset,
+            &abuf,
+            &bmat,
+            &a0b,
+            &b0b,
+            &l.delta,
+            &riskparts,
+            &rec,
+            &state,
+        );
         keep.extend([tws, rk, small, a0b, b0b, riskparts, part_small, lossparts]);
         Ok(Run {
             settings: *settings,
@@ -431,7 +548,13 @@ impl GpuBackend {
     /// Encode `n` steps (n = 0: only the evaluation of the current state, for `start`) in one
     /// submission, recording at the steps for which `rec_at(i)` holds (i = 1..=n; i = 0 for the
     /// start). Returns (hist, rec, A snaps, B snaps) as read back.
-    async fn run_chunk(&self, run: &Run, start: bool, n: usize, recs: &[bool]) -> Result<ChunkOut, EngineError> {
+    async fn run_chunk(
+        &self,
+        run: &Run,
+        start: bool,
+        n: usize,
+        recs: &[bool],
+    ) -> Result<ChunkOut, EngineError> {
         let (d, k, r) = (run.d, run.k, run.r);
         let evals = if start { 1 } else { n };
         let nrec = recs.iter().filter(|&&x| x).count();
@@ -442,16 +565,18 @@ impl GpuBackend {
         let off_b = off_a + nrec as u64 * a_bytes;
         let total = off_b + nrec as u64 * b_bytes;
         let rb = self.ctx.readback_buffer(total)?;
-        self.ctx.queue.write_buffer(&run.state, 0, bytemuck::cast_slice(&[0u32; 4]));
+        self.ctx
+            .queue
+            .write_buffer(&run.state, 0, bytemuck::cast_slice(&[0u32; 4]));
         let mut enc = self.encoder();
         let mut ri = 0u64;
         let mut pending: Vec<&Dispatch> = Vec::new();
-        for i in 0..evals {
+        for &rec_here in recs.iter().take(evals) {
             if !start {
                 pending.extend(run.update.iter());
             }
             pending.extend(run.eval.iter());
-            if recs[i] {
+            if rec_here {
                 pending.extend(run.risk.iter());
                 encode_all(&mut enc, &pending);
                 pending.clear();
@@ -569,7 +694,11 @@ impl Backend for GpuBackend {
         let y = p.y.as_ref().expect("sampled problem has Y");
         let n = x.nrows();
         let relu = cfg.model == Model::Relu;
-        let form = if relu { StepForm::Residual } else { cfg.step_form };
+        let form = if relu {
+            StepForm::Residual
+        } else {
+            cfg.step_form
+        };
         let ctx = &self.ctx;
         let xb = ctx.storage_init("X", &to_f32(x))?;
         let yb = ctx.storage_init("Y", &to_f32(y))?;
@@ -586,23 +715,52 @@ impl Backend for GpuBackend {
         // G = Xᵀ(Y − X W0)/N (masked for ReLU) and c0 = ‖Y − XW0‖²/(2N)
         let t = Instant::now();
         let ds = [
-            b.matmul(n, k, d, (&xb, View::rm(d)), (&w0, View::rm(k)), (&z0, 0, k), 1.0, 0.0),
+            b.matmul(
+                n,
+                k,
+                d,
+                (&xb, View::rm(d)),
+                (&w0, View::rm(k)),
+                (&z0, 0, k),
+                1.0,
+                0.0,
+            ),
             b.form_e(n, k, relu, &yb, &z0, &e, &parts),
-            b.matmul(d, k, n, (&xb, View::rm_t(d)), (&e, View::rm(k)), (&g, 0, k), 1.0 / n as f32, 0.0),
+            b.matmul(
+                d,
+                k,
+                n,
+                (&xb, View::rm_t(d)),
+                (&e, View::rm(k)),
+                (&g, 0, k),
+                1.0 / n as f32,
+                0.0,
+            ),
             b.sum_partials(nparts, 1.0 / (2.0 * n as f32), &parts, &c0b),
         ];
         let mut enc = self.encoder();
         encode_all(&mut enc, &ds.iter().collect::<Vec<_>>());
         self.submit(enc);
-        let c0 = if relu { 0.0 } else { self.read_buffer(&c0b, 1).await?[0] as f64 };
+        let c0 = if relu {
+            0.0
+        } else {
+            self.read_buffer(&c0b, 1).await?[0] as f64
+        };
         self.ctx.finish().await?;
         timing.form_g_ms = t.elapsed().as_secs_f64() * 1e3;
         let sigma = if form == StepForm::Factored {
             let t = Instant::now();
             let s = self.ctx.storage("sigma", d * d)?;
-            let dsig = self
-                .b()
-                .matmul(d, d, n, (&xb, View::rm_t(d)), (&xb, View::rm(d)), (&s, 0, d), 1.0 / n as f32, 0.0);
+            let dsig = self.b().matmul(
+                d,
+                d,
+                n,
+                (&xb, View::rm_t(d)),
+                (&xb, View::rm(d)),
+                (&s, 0, d),
+                1.0 / n as f32,
+                0.0,
+            );
             let mut enc = self.encoder();
             encode_all(&mut enc, &[&dsig]);
             self.submit(enc);
@@ -666,26 +824,84 @@ impl Backend for GpuBackend {
         let proj = ctx.storage("QtG", w * k)?;
         let part = ctx.storage(
             "part",
-            t_big_scratch(d, w, w).max(t_big_scratch(k, w, w)).max(t_big_scratch(d, k, w)),
+            t_big_scratch(d, w, w)
+                .max(t_big_scratch(k, w, w))
+                .max(t_big_scratch(d, k, w)),
         )?;
         let b = self.b();
         let mut ds: Vec<Dispatch> = Vec::new();
-        let cholqr2 = |ds: &mut Vec<Dispatch>, rows: usize, src: &wgpu::Buffer, tmp: &wgpu::Buffer, dst: &wgpu::Buffer| {
+        let cholqr2 = |ds: &mut Vec<Dispatch>,
+                       rows: usize,
+                       src: &wgpu::Buffer,
+                       tmp: &wgpu::Buffer,
+                       dst: &wgpu::Buffer| {
             for (from, to) in [(src, tmp), (tmp, dst)] {
-                ds.extend(b.t_big(rows, w, w, (from, View::rm(w)), (from, View::rm(w)), &part, (&smallm, View::rm(w)), 1.0, 0.0));
+                ds.extend(b.t_big(
+                    rows,
+                    w,
+                    w,
+                    (from, View::rm(w)),
+                    (from, View::rm(w)),
+                    &part,
+                    (&smallm, View::rm(w)),
+                    1.0,
+                    0.0,
+                ));
                 ds.push(b.chol_inv(w, &smallm, 0, w * w, 2 * w * w, QR_TOL));
-                ds.push(b.apply_small(rows, w, (from, View::rm(w)), (&smallm, w * w), (to, View::rm(w))));
+                ds.push(b.apply_small(
+                    rows,
+                    w,
+                    (from, View::rm(w)),
+                    (&smallm, w * w),
+                    (to, View::rm(w)),
+                ));
             }
         };
-        ds.push(b.tall_skinny(d, k, w, (&l.g, View::rm(k)), (&om, View::rm(w)), (&y, View::rm(w)), 1.0));
+        ds.push(b.tall_skinny(
+            d,
+            k,
+            w,
+            (&l.g, View::rm(k)),
+            (&om, View::rm(w)),
+            (&y, View::rm(w)),
+            1.0,
+        ));
         cholqr2(&mut ds, d, &y, &ytmp, &q);
         for _ in 0..self.svd_iters {
-            ds.extend(b.t_big(d, k, w, (&q, View::rm(w)), (&l.g, View::rm(k)), &part, (&z, View::rm_t(w)), 1.0, 0.0));
+            ds.extend(b.t_big(
+                d,
+                k,
+                w,
+                (&q, View::rm(w)),
+                (&l.g, View::rm(k)),
+                &part,
+                (&z, View::rm_t(w)),
+                1.0,
+                0.0,
+            ));
             cholqr2(&mut ds, k, &z, &ztmp, &z);
-            ds.push(b.tall_skinny(d, k, w, (&l.g, View::rm(k)), (&z, View::rm(w)), (&y, View::rm(w)), 1.0));
+            ds.push(b.tall_skinny(
+                d,
+                k,
+                w,
+                (&l.g, View::rm(k)),
+                (&z, View::rm(w)),
+                (&y, View::rm(w)),
+                1.0,
+            ));
             cholqr2(&mut ds, d, &y, &ytmp, &q);
         }
-        ds.extend(b.t_big(d, k, w, (&q, View::rm(w)), (&l.g, View::rm(k)), &part, (&proj, View::rm(k)), 1.0, 0.0));
+        ds.extend(b.t_big(
+            d,
+            k,
+            w,
+            (&q, View::rm(w)),
+            (&l.g, View::rm(k)),
+            &part,
+            (&proj, View::rm(k)),
+            1.0,
+            0.0,
+        ));
         let rb = ctx.readback_buffer(((d * w + w * k) * 4) as u64)?;
         let mut enc = self.encoder();
         encode_all(&mut enc, &ds.iter().collect::<Vec<_>>());
@@ -703,9 +919,16 @@ impl Backend for GpuBackend {
         })
     }
 
-    async fn start(&mut self, init: &InitFactors, settings: &StepSettings) -> Result<Advance, EngineError> {
+    async fn start(
+        &mut self,
+        init: &InitFactors,
+        settings: &StepSettings,
+    ) -> Result<Advance, EngineError> {
         self.run = None;
-        let mut run = self.ctx.scoped("allocating a run", || self.build_run(init, settings)).await??;
+        let mut run = self
+            .ctx
+            .scoped("allocating a run", || self.build_run(init, settings))
+            .await??;
         let t0 = Instant::now();
         let out = self.run_chunk(&run, true, 0, &[true]).await?;
         let c0 = self.loaded.as_ref().map_or(0.0, |l| l.c0);
@@ -775,6 +998,7 @@ impl Backend for GpuBackend {
             let elapsed = t0.elapsed().as_secs_f64() * 1e3;
             let mut ri = 0;
             let (d, k, r) = (run.d, run.k, run.r);
+            #[allow(clippy::needless_range_loop)]
             for i in 0..n {
                 if run.pending_singular {
                     adv.diverged = Some(singular_reason(run.step + 1));
@@ -788,7 +1012,8 @@ impl Backend for GpuBackend {
                     break 'outer;
                 }
                 if loss > run.limit {
-                    adv.diverged = Some(loss_reason(loss, run.settings.divergence_factor, run.step));
+                    adv.diverged =
+                        Some(loss_reason(loss, run.settings.divergence_factor, run.step));
                     break 'outer;
                 }
                 if recs[i] {
