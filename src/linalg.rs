@@ -17,27 +17,90 @@ pub struct TopSvd {
     pub v: DMatrix<f64>,
 }
 
-/// Exact top-m SVD through nalgebra's full thin SVD (the reference).
+/// Above this many rows + columns the SVD uses the Gram matrix of the smaller side instead of the
+/// Jordan–Wielandt matrix (which is twice as large but keeps full accuracy in small σ).
+const JW_MAX: usize = 600;
+
+/// Top-m SVD, computed through nalgebra's symmetric eigensolver.
+///
+/// nalgebra's own `svd(true, true)` returns wrong singular values for some inputs, rank-deficient
+/// ones included (dimforge/nalgebra#1172, open against 0.35 — our tests hit it on an 8×8
+/// triangular factor), so it is not used. For moderate sizes the eigenpairs of the symmetric
+/// Jordan–Wielandt matrix `[[0, M], [Mᵀ, 0]]` are `±σ_i` with eigenvectors `[u_i; ±v_i]/√2`:
+/// singular values to absolute accuracy ε·σ1, no squaring. For large matrices the eigenpairs of
+/// the Gram matrix of the smaller side give V (or U) and the other side is `MV/σ`, accurate for
+/// σ_i ≫ √ε·σ1, which covers every use here (the numerical rank cut is 1e-4·σ1).
 pub fn exact_top_svd(m_: &DMatrix<f64>, m: usize) -> TopSvd {
-    let svd = m_.clone().svd(true, true);
-    let u = svd.u.expect("u requested");
-    let vt = svd.v_t.expect("v requested");
-    let mut idx: Vec<usize> = (0..svd.singular_values.len()).collect();
-    idx.sort_by(|&a, &b| svd.singular_values[b].total_cmp(&svd.singular_values[a]));
-    let m = m.min(idx.len());
-    let mut out_u = DMatrix::zeros(m_.nrows(), m);
-    let mut out_v = DMatrix::zeros(m_.ncols(), m);
+    let (rows, cols) = m_.shape();
+    let m = m.min(rows.min(cols));
+    if rows + cols <= JW_MAX {
+        jordan_wielandt_svd(m_, m)
+    } else {
+        gram_svd(m_, m)
+    }
+}
+
+/// Eigenpairs sorted by descending eigenvalue.
+fn sorted_eigen(sym: DMatrix<f64>) -> (Vec<f64>, DMatrix<f64>) {
+    let e = SymmetricEigen::new(sym);
+    let mut idx: Vec<usize> = (0..e.eigenvalues.len()).collect();
+    idx.sort_by(|&a, &b| e.eigenvalues[b].total_cmp(&e.eigenvalues[a]));
+    let vals = idx.iter().map(|&i| e.eigenvalues[i]).collect();
+    let vecs = DMatrix::from_fn(e.eigenvectors.nrows(), idx.len(), |r, c| {
+        e.eigenvectors[(r, idx[c])]
+    });
+    (vals, vecs)
+}
+
+fn jordan_wielandt_svd(a: &DMatrix<f64>, m: usize) -> TopSvd {
+    let (rows, cols) = a.shape();
+    let n = rows + cols;
+    let mut jw = DMatrix::zeros(n, n);
+    jw.view_mut((0, rows), (rows, cols)).copy_from(a);
+    jw.view_mut((rows, 0), (cols, rows))
+        .copy_from(&a.transpose());
+    let (vals, vecs) = sorted_eigen(jw);
+    let mut u = DMatrix::zeros(rows, m);
+    let mut v = DMatrix::zeros(cols, m);
     let mut s = Vec::with_capacity(m);
-    for (j, &i) in idx.iter().take(m).enumerate() {
-        out_u.set_column(j, &u.column(i));
-        out_v.set_column(j, &vt.row(i).transpose());
-        s.push(svd.singular_values[i]);
+    for j in 0..m {
+        let x = vecs.column(j);
+        let (xu, xv) = (x.rows(0, rows), x.rows(rows, cols));
+        let (nu, nv) = (xu.norm(), xv.norm());
+        s.push(vals[j].max(0.0));
+        // for σ > 0 both halves have norm 1/√2; for σ = 0 they are an arbitrary null vector
+        if nu > 1e-8 {
+            u.set_column(j, &(xu / nu));
+        }
+        if nv > 1e-8 {
+            v.set_column(j, &(xv / nv));
+        }
     }
-    TopSvd {
-        u: out_u,
-        s,
-        v: out_v,
+    TopSvd { u, s, v }
+}
+
+fn gram_svd(a: &DMatrix<f64>, m: usize) -> TopSvd {
+    let (rows, cols) = a.shape();
+    if rows < cols {
+        let t = gram_svd(&a.transpose(), m);
+        return TopSvd {
+            u: t.v,
+            s: t.s,
+            v: t.u,
+        };
     }
+    let (_, vecs) = sorted_eigen(a.transpose() * a);
+    let v = vecs.columns(0, m).into_owned();
+    let mut u = a * &v;
+    let mut s = Vec::with_capacity(m);
+    for j in 0..m {
+        let n = u.column(j).norm();
+        s.push(n);
+        if n > 0.0 {
+            u.column_mut(j).unscale_mut(n);
+        }
+    }
+    TopSvd { u, s, v }
 }
 
 /// Orthonormal basis of the columns of `m` (thin Householder QR).
@@ -181,13 +244,9 @@ pub fn top_left_subspace(a: &DMatrix<f64>, m: usize) -> Option<DMatrix<f64>> {
 pub fn product_singular_values(a: &DMatrix<f64>, b: &DMatrix<f64>) -> Vec<f64> {
     let ra = a.clone().qr().r();
     let rb = b.transpose().qr().r();
-    let mut s: Vec<f64> = (ra * rb.transpose())
-        .singular_values()
-        .iter()
-        .copied()
-        .collect();
-    s.sort_by(|x, y| y.total_cmp(x));
-    s
+    let small = ra * rb.transpose();
+    let n = small.nrows().min(small.ncols());
+    exact_top_svd(&small, n).s
 }
 
 /// Solve `M X = R` for a small symmetric positive-definite M by Cholesky; None if not SPD.
@@ -213,6 +272,58 @@ mod tests {
             * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(t.s.clone()))
             * t.v.transpose();
         assert!((rec - m).norm() < 1e-10);
+    }
+
+    fn check_svd(m: &DMatrix<f64>, t: &TopSvd, tol: f64) {
+        let k = t.s.len();
+        assert!(t.s.windows(2).all(|w| w[0] >= w[1] - tol), "{:?}", t.s);
+        // Σσ² = ‖M‖_F² when all singular values are kept (the identity nalgebra#1172 breaks)
+        if k == m.nrows().min(m.ncols()) {
+            let ss: f64 = t.s.iter().map(|x| x * x).sum();
+            assert!(
+                (ss - m.norm_squared()).abs() < tol * (1.0 + m.norm_squared()),
+                "{ss} vs {}",
+                m.norm_squared()
+            );
+        }
+        let sd = DMatrix::from_diagonal(&nalgebra::DVector::from_vec(t.s.clone()));
+        let rec = &t.u * sd * t.v.transpose();
+        let best = m - &rec; // residual of the rank-k truncation
+        let tail: f64 = {
+            let full = exact_top_svd(m, m.nrows().min(m.ncols()));
+            full.s.iter().skip(k).map(|x| x * x).sum::<f64>()
+        };
+        assert!((best.norm_squared() - tail).abs() < tol * (1.0 + m.norm_squared()));
+    }
+
+    #[test]
+    fn svd_is_right_where_nalgebra_svd_is_wrong() {
+        // dimforge/nalgebra#1172: the all-ones 3×5 matrix has σ1 = √15, and an integer 3×3 has Σσ² = 21
+        let ones = DMatrix::from_element(3, 5, 1.0);
+        let t = exact_top_svd(&ones, 3);
+        assert!((t.s[0] - 15f64.sqrt()).abs() < 1e-12, "{:?}", t.s);
+        check_svd(&ones, &t, 1e-12);
+        let m = DMatrix::from_row_slice(3, 3, &[1.0, 2.0, 2.0, 2.0, -1.0, -1.0, 2.0, 1.0, -1.0]);
+        check_svd(&m, &exact_top_svd(&m, 3), 1e-12);
+        // every path on random, rank-deficient and wide/tall shapes
+        for (seed, r, c, rank) in [
+            (1, 7, 5, 5),
+            (2, 5, 9, 2),
+            (3, 8, 8, 4),
+            (4, 400, 300, 6),
+            (5, 1, 1, 1),
+        ] {
+            let m = rand(seed, r, rank) * rand(seed + 50, rank, c);
+            let n = r.min(c);
+            check_svd(&m, &exact_top_svd(&m, n), 1e-9);
+            check_svd(&m, &jordan_wielandt_svd(&m, n), 1e-9);
+            let g = gram_svd(&m, rank.min(n));
+            let e = exact_top_svd(&m, rank.min(n));
+            for (a, b) in g.s.iter().zip(&e.s) {
+                assert!((a - b).abs() < 1e-9 * e.s[0]);
+            }
+            assert!(sin_theta(&e.u, &g.u) < 1e-6);
+        }
     }
 
     #[test]

@@ -292,6 +292,13 @@ fn alignment_preset_smaller_alpha_aligns_better_and_ends_lower() {
         .iter()
         .map(|r| r.last().unwrap().sin_a.unwrap())
         .collect();
+    // Theorem 3.1 over the whole preset: B_t's row space stays in G's for every t ≥ 1
+    for run in &rep.runs {
+        for rec in &run.records[1..] {
+            let s = rec.sin_b.unwrap();
+            assert!(s < 1e-10, "{} step {}: sin θ_B = {s}", run.label, rec.step);
+        }
+    }
     // runs are ordered α² = 1, 1e-1, …, 1e-4
     assert!(finals[4] < finals[0] * 1e-2, "final risks {finals:?}");
     assert!(sin_a[4] < sin_a[0], "final sin θ_A {sin_a:?}");
