@@ -14,7 +14,9 @@ use web_time::Instant;
 /// How the CPU backend computes truncated SVDs of G.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SvdMethod {
-    /// nalgebra's full SVD (exact; O(d k min(d,k))).
+    /// Exact below 1200 rows + columns, randomised subspace iteration above (the default).
+    Auto,
+    /// Full symmetric-eigen SVD (exact; O((d+k)³)).
     Exact,
     /// Randomised subspace iteration (the GPU algorithm's twin).
     Subspace { oversample: usize, iters: usize },
@@ -68,7 +70,7 @@ impl Default for CpuBackend {
 impl CpuBackend {
     pub fn new() -> Self {
         CpuBackend {
-            svd: SvdMethod::Exact,
+            svd: SvdMethod::Auto,
             loaded: None,
             run: None,
         }
@@ -208,6 +210,7 @@ impl Backend for CpuBackend {
         BackendInfo {
             kind: "cpu".into(),
             name: match self.svd {
+                SvdMethod::Auto => "CPU reference (nalgebra)".into(),
                 SvdMethod::Exact => "CPU reference (nalgebra, exact SVD)".into(),
                 SvdMethod::Subspace { .. } => {
                     "CPU reference (nalgebra, subspace-iteration SVD)".into()
@@ -292,8 +295,10 @@ impl Backend for CpuBackend {
             .loaded
             .as_ref()
             .ok_or_else(|| EngineError::Unsupported("top_svd before load".into()))?;
+        let (d, k) = l.g.shape();
         Ok(match self.svd {
-            SvdMethod::Exact => linalg::exact_top_svd(&l.g, m),
+            SvdMethod::Auto if d + k > 1200 => linalg::subspace_top_svd(&l.g, m, 8, 6, 0),
+            SvdMethod::Auto | SvdMethod::Exact => linalg::exact_top_svd(&l.g, m),
             SvdMethod::Subspace { oversample, iters } => {
                 linalg::subspace_top_svd(&l.g, m, oversample, iters, 0)
             }
