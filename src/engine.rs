@@ -433,7 +433,9 @@ impl Experiment {
             };
             run.records.push(Record {
                 step: s.step,
-                loss: s.loss,
+                // The factored loss ½tr(..) − tr(..) + c cancels down to ε·c (1e-16 in f64, 1e-7
+                // in f32); a true sum of squares is never negative, so round-off below 0 is cut.
+                loss: s.loss.max(0.0),
                 risk: s.risk,
                 sin_a,
                 sin_b,

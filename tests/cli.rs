@@ -174,3 +174,47 @@ fn divergence_is_reported_not_a_crash() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(v["runs"][0]["diverged"]["step"].as_u64().unwrap() >= 1);
 }
+
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_backend_runs_from_the_cli_and_agrees_with_cpu() {
+    let dir = tmp("gpu");
+    let (cpu, gpu) = (dir.join("cpu.json"), dir.join("gpu.json"));
+    for (backend, out) in [("cpu", &cpu), ("gpu", &gpu)] {
+        let o = bin()
+            .args([
+                "run",
+                "--set",
+                "steps=20",
+                "-q",
+                "--backend",
+                backend,
+                "--out",
+            ])
+            .arg(out)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let read = |p: &PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let (c, g) = (read(&cpu), read(&gpu));
+    assert_eq!(g["backend"]["kind"], "gpu");
+    assert_eq!(g["backend"]["precision"], "f32");
+    for i in 0..3 {
+        for step in [0, 10, 20] {
+            let a = c["runs"][i]["records"][step]["risk"].as_f64().unwrap();
+            let b = g["runs"][i]["records"][step]["risk"].as_f64().unwrap();
+            assert!(
+                (a - b).abs() < 1e-4 * (1.0 + a),
+                "run {i} step {step}: {a} vs {b}"
+            );
+        }
+    }
+}

@@ -69,13 +69,13 @@ pub fn main(args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-#[cfg(any())] // enabled once the GPU backend lands
+#[cfg(feature = "gpu")]
 fn run_gpu(exp: &mut Experiment, bar: &ProgressBar) -> Result<(), CliError> {
     let mut be = pollster::block_on(lora_one_lab::gpu::GpuBackend::new())?;
     execute(exp, &mut be, bar)
 }
 
-#[cfg(not(any()))]
+#[cfg(not(feature = "gpu"))]
 fn run_gpu(_: &mut Experiment, _: &ProgressBar) -> Result<(), CliError> {
     Err(CliError::Usage(
         "`--backend gpu`: this binary was built without the `gpu` feature".into(),
