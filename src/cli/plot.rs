@@ -246,7 +246,7 @@ where
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
         });
-    let (plot_area, bar_area) = root.split_horizontally(790);
+    let (plot_area, bar_area) = root.split_horizontally(780);
     let cfg = &p.report.config;
     let mut chart = ChartBuilder::on(&plot_area)
         .caption(
@@ -365,7 +365,10 @@ where
             ))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
         if let Some(&start) = pts.first() {
-            chart.draw_series(std::iter::once(Circle::new(start, 6, color.filled())))?;
+            chart.draw_series([
+                Circle::new(start, 9, WHITE.filled()),
+                Circle::new(start, 7, color.filled()),
+            ])?;
         }
         if let Some(&end) = pts.last() {
             chart.draw_series(std::iter::once(TriangleMarker::new(end, 7, color.filled())))?;
@@ -382,15 +385,22 @@ where
     let mut bar = ChartBuilder::on(&bar_area)
         .margin_top(50)
         .margin_bottom(52)
-        .margin_right(8)
-        .y_label_area_size(60)
+        .margin_left(4)
+        .margin_right(46)
+        .y_label_area_size(0)
+        .right_y_label_area_size(60)
         .build_cartesian_2d(0f64..1f64, vmin..vmax)?;
     bar.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
-        .y_desc("log10(L+ε)")
         .y_label_style(("sans-serif", 13))
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
+    bar_area.draw_text(
+        "log10(L+ε)",
+        &("sans-serif", 13).into_text_style(&bar_area),
+        (8, 28),
+    )?;
     let steps = 100;
     bar.draw_series((0..steps).map(|k| {
         let v0 = vmin + (vmax - vmin) * k as f64 / steps as f64;
