@@ -4,23 +4,36 @@
 //! objects): adding the GPU backend is one variant and one line in `make_backend`.
 
 use crate::engine::{Advance, Backend, BackendInfo, EngineError, LoadTiming, StepSettings};
+use crate::gpu::GpuBackend;
 use crate::init::InitFactors;
 use crate::linalg::TopSvd;
 use crate::{CpuBackend, Problem};
 use js_sys::{Function, Promise, Reflect};
 use leptos::prelude::window;
+use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 pub enum AppBackend {
     Cpu(CpuBackend),
+    Gpu(Box<GpuBackend>),
 }
 
 impl AppBackend {
     pub fn is_gpu(&self) -> bool {
-        match self {
-            AppBackend::Cpu(_) => false,
-        }
+        matches!(self, AppBackend::Gpu(_))
+    }
+}
+
+thread_local! {
+    /// The GPU backend, created once (pipeline creation is the slow part) and lent to each run.
+    static GPU: RefCell<Option<Box<GpuBackend>>> = const { RefCell::new(None) };
+}
+
+/// Return a backend after a run so the next run reuses the device (a CPU backend is dropped).
+pub fn give_back(be: AppBackend) {
+    if let AppBackend::Gpu(g) = be {
+        GPU.with(|c| *c.borrow_mut() = Some(g));
     }
 }
 
@@ -28,16 +41,19 @@ impl Backend for AppBackend {
     fn info(&self) -> BackendInfo {
         match self {
             AppBackend::Cpu(b) => b.info(),
+            AppBackend::Gpu(b) => b.info(),
         }
     }
     async fn load(&mut self, problem: &Problem) -> Result<LoadTiming, EngineError> {
         match self {
             AppBackend::Cpu(b) => b.load(problem).await,
+            AppBackend::Gpu(b) => b.load(problem).await,
         }
     }
     async fn top_svd(&mut self, m: usize) -> Result<TopSvd, EngineError> {
         match self {
             AppBackend::Cpu(b) => b.top_svd(m).await,
+            AppBackend::Gpu(b) => b.top_svd(m).await,
         }
     }
     async fn start(
@@ -47,11 +63,13 @@ impl Backend for AppBackend {
     ) -> Result<Advance, EngineError> {
         match self {
             AppBackend::Cpu(b) => b.start(init, settings).await,
+            AppBackend::Gpu(b) => b.start(init, settings).await,
         }
     }
     async fn advance(&mut self, steps: usize) -> Result<Advance, EngineError> {
         match self {
             AppBackend::Cpu(b) => b.advance(steps).await,
+            AppBackend::Gpu(b) => b.advance(steps).await,
         }
     }
 }
@@ -177,19 +195,33 @@ pub async fn choose() -> BackendChoice {
     }
 }
 
-/// Whether the GPU backend can be created here.
+/// Whether the GPU backend can be created here (it is then kept for the runs).
 async fn gpu_backend_ready() -> (bool, Option<String>) {
-    (
-        false,
-        Some("the GPU backend is not in this build yet (WebGPU adapter found)".into()),
-    )
+    match GpuBackend::new().await {
+        Ok(g) => {
+            GPU.with(|c| *c.borrow_mut() = Some(Box::new(g)));
+            (true, None)
+        }
+        Err(e) => (false, Some(format!("the GPU backend did not start: {e}"))),
+    }
 }
 
-/// A backend for one experiment: the GPU when chosen and it starts, else the CPU.
+/// A backend for one experiment: the GPU when chosen and available, else the CPU.
 /// Returns the backend and, when it had to fall back, why.
 pub async fn make_backend(choice: &BackendChoice) -> (AppBackend, Option<String>) {
-    let _ = choice.use_gpu;
-    (AppBackend::Cpu(CpuBackend::new()), None)
+    if !choice.use_gpu {
+        return (cpu_backend(), None);
+    }
+    if let Some(g) = GPU.with(|c| c.borrow_mut().take()) {
+        return (AppBackend::Gpu(g), None);
+    }
+    match GpuBackend::new().await {
+        Ok(g) => (AppBackend::Gpu(Box::new(g)), None),
+        Err(e) => (
+            cpu_backend(),
+            Some(format!("GPU backend unavailable ({e}): running on the CPU")),
+        ),
+    }
 }
 
 pub fn cpu_backend() -> AppBackend {

@@ -142,7 +142,9 @@ pub fn LabView(
                 }
             };
             ran_on.set(be_name(&be));
-            let mut chunk = 4usize;
+            // GPU calls have a fixed latency (submit + readback) and do not block the page while
+            // they wait, so they get large chunks; CPU chunks aim at ~30 ms of blocking work.
+            let mut chunk = if be.is_gpu() { 128usize } else { 4 };
             let mut last_pub = util::now_ms();
             let t_start = util::now_ms();
             loop {
@@ -191,19 +193,20 @@ pub fn LabView(
                 }
                 // Aim for ~30 ms of work per chunk, then give the page a turn.
                 let dt = util::now_ms() - t0;
-                let target = 30.0;
+                let (target, min_chunk) = if be.is_gpu() { (150.0, 64) } else { (30.0, 1) };
                 chunk = if dt < 1e-3 {
                     chunk * 2
                 } else {
                     ((chunk as f64) * (target / dt).clamp(0.5, 2.0)).round() as usize
                 }
-                .clamp(1, 10_000);
+                .clamp(min_chunk, 10_000);
                 if util::now_ms() - last_pub > 250.0 {
                     report.set(Some(Arc::new(exp.report())));
                     last_pub = util::now_ms();
                 }
                 util::yield_now().await;
             }
+            backend::give_back(be);
             report.set(Some(Arc::new(exp.report())));
             let total = util::now_ms() - t_start;
             let _ = leptos::prelude::document()
@@ -336,13 +339,19 @@ pub fn LabView(
                     .map(|x| (x.step as f64, lg(x.risk)))
                     .collect(),
             });
+            // The loss carries a constant: below ~1e-15 of its start it is rounding noise.
+            let floor = run
+                .records
+                .first()
+                .map_or(1e-30, |x| x.loss.abs() * 1e-15)
+                .max(1e-30);
             risk.push(Series {
                 colour,
                 dashed: true,
                 pts: run
                     .records
                     .iter()
-                    .map(|x| (x.step as f64, lg(x.loss)))
+                    .map(|x| (x.step as f64, lg(x.loss.max(floor))))
                     .collect(),
             });
             sin.push(Series {

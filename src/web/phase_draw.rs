@@ -79,7 +79,7 @@ impl Theme {
         let (lo, hi) = if self.dark {
             ((22.0, 26.0, 34.0), (118.0, 132.0, 160.0))
         } else {
-            ((250.0, 250.0, 252.0), (96.0, 112.0, 140.0))
+            ((253.0, 253.0, 254.0), (138.0, 154.0, 182.0))
         };
         let m = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
         (m(lo.0, hi.0), m(lo.1, hi.1), m(lo.2, hi.2))
@@ -313,7 +313,10 @@ pub fn draw(
     if let Some(br) = d.portrait.hyperbola.first() {
         if let Some(&(a, b)) = br.get(br.len() * 3 / 4) {
             let (x, y) = f.px(a, b);
-            let _ = ctx.fill_text("ab = δ (minimisers)", x + 6.0, y - 4.0);
+            let label = "ab = δ (minimisers)";
+            let tw = ctx.measure_text(label).map_or(8.0 * fs, |m| m.width());
+            let x = (x + 6.0).min(f.x0 + f.w - tw - 4.0);
+            let _ = ctx.fill_text(label, x, y - 6.0);
         }
     }
 }

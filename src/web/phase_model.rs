@@ -133,7 +133,9 @@ impl PhaseParams {
     pub fn config(&self) -> Config {
         let mut c = Preset::Phase.config();
         c.spectrum = Some(vec![self.delta]);
-        c.alpha2 = vec![self.alpha * self.alpha];
+        // α² rounded to 10 significant digits so labels read 1e-2, not 1.0000000000000002e-2
+        let a2 = self.alpha * self.alpha;
+        c.alpha2 = vec![format!("{a2:.9e}").parse().unwrap_or(a2)];
         c.eta = self.eta;
         c.gamma = self.gamma;
         c.gamma_ga = self.gamma_ga;

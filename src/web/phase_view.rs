@@ -92,8 +92,17 @@ pub fn PhaseView(
             .ok()
             .and_then(|v| v.as_f64())
             .unwrap_or(800.0);
-        let reserve = if opts.embed { 16.0 } else { 140.0 };
-        let s = w.min(vh - reserve).clamp(260.0, 760.0).floor();
+        let s = if opts.embed {
+            let vw = window()
+                .inner_width()
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(960.0);
+            (vw - 350.0).min(vh - 12.0)
+        } else {
+            w.min(vh - 140.0)
+        };
+        let s = s.clamp(260.0, 760.0).floor();
         css.set((s, s));
     };
     Effect::new(move |_| {
@@ -346,9 +355,9 @@ pub fn PhaseView(
                 };
                 view! {
                     <tr class:muted=hidden data-method=m.label()>
-                        <th scope="row"><Swatch method=m />" " {tr.label.clone()}</th>
+                        <th scope="row" title=tr.label.clone()><Swatch method=m />" " {m.label()}</th>
                         <td>{i}{status}</td>
-                        <td data-loss=p[3]>{fmt(p[3])}</td>
+                        <td data-loss=p[3]>{if p[3].abs() < 1e-12 { "≈ 0".to_string() } else { fmt(p[3]) }}</td>
                         <td>{format!("({}, {})", fmt(p[0]), fmt(p[1]))}</td>
                         <td>{if m == Method::Custom { "0 (in-plane)".to_string() } else { fmt(p[2]) }}</td>
                     </tr>

@@ -41,6 +41,14 @@ fn main() -> ExitCode {
         "build" => build(&root()).map(|_| ()),
         "serve" => serve_cmd(rest),
         "test" => return test_cmd(rest),
+        "e2e" => {
+            let root = root();
+            let tmp = env::temp_dir().join(format!("lora-one-lab-e2e-{}", std::process::id()));
+            let _ = fs::create_dir_all(&tmp);
+            let r = ensure_npm(&root).and_then(|_| run_e2e(&root, &tmp));
+            let _ = fs::remove_dir_all(&tmp);
+            r.map(|note| eprintln!("{note}"))
+        }
         "wasm-bindgen-test-runner" => {
             let mut a: Vec<OsString> = vec!["wasm-bindgen-test-runner".into()];
             a.extend(rest.iter().map(OsString::from));
@@ -59,6 +67,7 @@ fn main() -> ExitCode {
                  build                      build the static site into dist/\n  \
                  serve [--port N] [--no-build]  build, then serve dist/ on 127.0.0.1\n  \
                  test [--keep-going]        install what is missing, run every check and test\n  \
+                 e2e                        only the end-to-end browser tests of the built dist/\n  \
                  wasm-bindgen <args>        the pinned bindings generator\n  \
                  wasm-bindgen-test-runner <args>  the pinned wasm test runner"
             );
@@ -518,7 +527,6 @@ fn test_cmd(args: &[String]) -> ExitCode {
         let _ = fs::set_permissions(&xdg, fs::Permissions::from_mode(0o700));
     }
     let self_exe = env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
-    let shots = root.join("target").join("screenshots");
 
     let mut results: Vec<StepResult> = Vec::new();
     let mut failed = false;
@@ -634,28 +642,7 @@ fn test_cmd(args: &[String]) -> ExitCode {
         (
             "end-to-end browser tests of dist/ (playwright-core, headless Chromium)",
             false,
-            Box::new(|| {
-                let dist = root.join("dist");
-                if !dist.join("index.html").is_file() {
-                    return Err("dist/ was not built".into());
-                }
-                // Served under a sub-path, as on GitHub Pages.
-                let server = Server::start(&dist, 0, "/lora-one-lab/")?;
-                let _ = fs::create_dir_all(&shots);
-                let mut c = Command::new("node");
-                c.current_dir(npm_dir(&root))
-                    .arg("e2e.mjs")
-                    .env("E2E_URL", &server.url)
-                    .env("E2E_SHOTS", &shots)
-                    .env("E2E_TMP", &tmp)
-                    .env(
-                        "CHROMIUM",
-                        which("chromium").unwrap_or("/usr/bin/chromium".into()),
-                    );
-                let r = run(&mut c);
-                drop(server);
-                r.map(|_| format!("screenshots in {}", shots.display()))
-            }),
+            Box::new(|| run_e2e(&root, &tmp)),
         ),
     ];
 
@@ -744,12 +731,40 @@ fn web_test_targets(root: &Path) -> Vec<String> {
             rd.flatten()
                 .filter_map(|e| {
                     let n = e.file_name().to_string_lossy().into_owned();
-                    (n.starts_with("web_") && n.ends_with(".rs"))
-                        .then(|| n.trim_end_matches(".rs").to_string())
+                    // tests/web_*.rs, and any other test file written for wasm-bindgen-test
+                    let wasm = n.ends_with(".rs")
+                        && (n.starts_with("web_")
+                            || fs::read_to_string(e.path())
+                                .is_ok_and(|t| t.contains("wasm_bindgen_test")));
+                    wasm.then(|| n.trim_end_matches(".rs").to_string())
                 })
                 .collect()
         })
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Serve dist/ under a sub-path (as on GitHub Pages) and run the playwright-core e2e script.
+fn run_e2e(root: &Path, tmp: &Path) -> Res<String> {
+    let dist = root.join("dist");
+    if !dist.join("index.html").is_file() {
+        return Err("dist/ was not built".into());
+    }
+    let shots = root.join("target").join("screenshots");
+    let server = Server::start(&dist, 0, "/lora-one-lab/")?;
+    let _ = fs::create_dir_all(&shots);
+    let mut c = Command::new("node");
+    c.current_dir(npm_dir(root))
+        .arg("e2e.mjs")
+        .env("E2E_URL", &server.url)
+        .env("E2E_SHOTS", &shots)
+        .env("E2E_TMP", tmp)
+        .env(
+            "CHROMIUM",
+            which("chromium").unwrap_or_else(|| "/usr/bin/chromium".into()),
+        );
+    let r = run(&mut c);
+    drop(server);
+    r.map(|_| format!("screenshots in {}", shots.display()))
 }

@@ -1,0 +1,246 @@
+// End-to-end test of the built dist/ in headless Chromium (playwright-core, system Chromium).
+// Run by `cargo xtask test`, which serves dist/ under a sub-path and sets:
+//   E2E_URL (the served URL), E2E_SHOTS (screenshot folder), E2E_TMP (temp folder), CHROMIUM.
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import path from "node:path";
+import os from "node:os";
+
+const BASE = process.env.E2E_URL;
+const SHOTS = process.env.E2E_SHOTS || path.resolve("../../target/screenshots");
+const TMP = process.env.E2E_TMP || os.tmpdir();
+const EXE = process.env.CHROMIUM || "/usr/bin/chromium";
+if (!BASE) {
+  console.error("E2E_URL is not set (run through `cargo xtask test`)");
+  process.exit(2);
+}
+fs.mkdirSync(SHOTS, { recursive: true });
+
+const failures = [];
+const bench = {};
+let checks = 0;
+function check(cond, what, detail = "") {
+  checks++;
+  if (cond) {
+    console.log(`  ok   ${what}${detail ? `  (${detail})` : ""}`);
+  } else {
+    console.log(`  FAIL ${what}${detail ? `  (${detail})` : ""}`);
+    failures.push(what + (detail ? ` (${detail})` : ""));
+  }
+}
+
+const COMMON = [
+  "--headless=new", "--no-sandbox", "--disable-gpu-sandbox", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+];
+
+async function launch(webgpu) {
+  const dir = fs.mkdtempSync(path.join(TMP, "chromium-"));
+  const args = [...COMMON, ...(webgpu ? ["--enable-unsafe-webgpu"] : [])];
+  return chromium.launchPersistentContext(dir, {
+    executablePath: EXE, headless: true, args, viewport: { width: 1280, height: 900 },
+    deviceScaleFactor: 1,
+  });
+}
+
+function attachLogs(page, tag) {
+  page.on("pageerror", (e) => { console.log(`  [${tag} pageerror] ${e}`); failures.push(`${tag}: page error ${e}`); });
+  page.on("console", (m) => { if (m.type() === "error") console.log(`  [${tag} console.error] ${m.text()}`); });
+}
+
+async function badge(page) {
+  await page.waitForSelector("#gpu-badge:not([data-webgpu=probing])", { timeout: 30000 });
+  return page.$eval("#gpu-badge", (e) => ({
+    text: e.textContent.trim(), webgpu: e.dataset.webgpu, backend: e.dataset.backend, adapter: e.dataset.adapter,
+  }));
+}
+
+const q = (page) => new URL(page.url()).searchParams;
+const attr = (page, sel, a) => page.$eval(sel, (e, a) => e.getAttribute(a), a);
+
+async function withWebGpu() {
+  const ctx = await launch(true);
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  attachLogs(page, "webgpu");
+  try {
+    // ---------- load, first chart, badge ----------
+    const t0 = Date.now();
+    await page.goto(BASE, { waitUntil: "load" });
+    await page.waitForSelector("#phase-canvas[data-ready='1']", { timeout: 30000 });
+    bench.first_chart_ms = await page.evaluate(() => performance.now());
+    console.log(`  first chart drawn ${bench.first_chart_ms.toFixed(0)} ms after navigation start (wall ${Date.now() - t0} ms)`);
+    const b = await badge(page);
+    console.log(`  badge: ${b.text} [webgpu=${b.webgpu} backend=${b.backend} adapter=${b.adapter}]`);
+    check(b.webgpu === "yes", "WebGPU adapter found by the page", b.adapter);
+    check(b.backend === "gpu" && b.text.startsWith("WebGPU:"), "badge reports WebGPU (GPU backend running)", b.text);
+    check(new URL(page.url()).pathname.endsWith("/lora-one-lab/"), "served under a sub-path", page.url());
+
+    // ---------- phase portrait ----------
+    check(q(page).get("view") === "phase", "default view is the phase portrait in the URL", page.url());
+    const trajs = Number(await attr(page, "#phase-canvas", "data-trajectories"));
+    check(trajs === 3, "three trajectories plotted", `data-trajectories=${trajs}`);
+    const pts = Number(await attr(page, "#phase-canvas", "data-points"));
+    check(pts > 3 * 100, "trajectory points drawn", `data-points=${pts}`);
+    const rows = await page.$$eval("table.readout tbody tr", (r) => r.map((x) => x.dataset.method));
+    check(rows.length === 3, "readout has a row per method", rows.join(", "));
+    await page.screenshot({ path: path.join(SHOTS, "phase.png") });
+
+    await page.locator("#phase-canvas").focus();
+    await page.keyboard.press("r");
+    check((await attr(page, "#phase-canvas", "data-step")) === "0", "key r resets to step 0");
+    await page.keyboard.press(".");
+    check((await attr(page, "#phase-canvas", "data-step")) === "1", "key . steps once");
+    await page.keyboard.press("2");
+    const shown = q(page).get("show");
+    check(shown === "1011", "key 2 hides LoRA-GA (URL show=1011)", shown);
+    await page.keyboard.press("2");
+    await page.keyboard.press(" ");
+    await page.waitForTimeout(1500);
+    const stepPlayed = Number(await attr(page, "#phase-canvas", "data-step"));
+    check(stepPlayed > 10, "space plays the animation", `step ${stepPlayed}`);
+    const fps = Number(await attr(page, "#fps", "data-fps"));
+    bench.phase_fps = fps;
+    check(fps >= 20, "animation frame rate", `${fps} fps`);
+    await page.keyboard.press(" ");
+
+    // custom start by click
+    const box = await page.locator("#phase-canvas").boundingBox();
+    await page.mouse.click(box.x + box.width * 0.75, box.y + box.height * 0.2);
+    await page.waitForTimeout(300);
+    const st = q(page).get("start");
+    check(!!st, "click places a custom start (URL start=…)", st);
+    check((await attr(page, "#phase-canvas", "data-trajectories")) === "4", "custom trajectory drawn");
+    await page.screenshot({ path: path.join(SHOTS, "phase-custom.png") });
+
+    // numeric input → URL → reload round trip
+    await page.fill("#in-delta", "1.5");
+    await page.press("#in-delta", "Enter");
+    await page.locator("#in-eta").fill("0.05");
+    await page.press("#in-eta", "Enter");
+    await page.waitForTimeout(500);
+    check(q(page).get("delta") === "1.5" && q(page).get("eta") === "0.05", "parameters written to the URL", page.url());
+    const before = page.url();
+    await page.goto(before);
+    await page.waitForSelector("#phase-canvas[data-ready='1']");
+    await page.waitForTimeout(300);
+    check((await page.inputValue("#in-delta")) === "1.5", "reload restores δ from the URL");
+    check((await page.inputValue("#in-eta")) === "0.05", "reload restores η from the URL");
+    check(page.url() === before, "URL is stable across a reload (same figure)", page.url());
+
+    // ---------- dynamics lab ----------
+    await page.click("#tab-lab");
+    await page.waitForSelector("#lab");
+    check(q(page).get("view") === "lab", "view switch is in the URL");
+    const tRun = Date.now();
+    await page.click("button.preset[data-preset=spectral]");
+    await page.waitForSelector("#lab[data-state=done]", { timeout: 120000 });
+    bench.spectral_wall_ms = Date.now() - tRun;
+    bench.spectral_run_ms = Number(await attr(page, "#lab", "data-run-ms"));
+    console.log(`  spectral preset: ${bench.spectral_run_ms} ms in the page (${bench.spectral_wall_ms} ms wall)`);
+    for (const id of ["chart-risk", "chart-sin", "chart-sv", "chart-cost"]) {
+      const n = Number(await attr(page, `#${id}`, "data-points"));
+      check(n > 0, `${id} has plotted data`, `data-points=${n}`);
+    }
+    const ranOn = await page.$eval(".ran-on", (e) => e.textContent);
+    check(/gpu|webgpu|f32/i.test(ranOn), "the preset ran on the GPU backend", ranOn);
+    const runRows = await page.$$eval("table.runs tbody tr", (r) => r.map((x) => Number(x.dataset.records)));
+    check(runRows.length === 3 && runRows.every((n) => n === 101), "three runs of 101 records", runRows.join(","));
+    check(q(page).get("preset") === "spectral" && q(page).get("eta") === "0.5", "preset in the URL", page.url());
+    await page.screenshot({ path: path.join(SHOTS, "lab-spectral.png"), fullPage: true });
+
+    // lab URL round trip
+    const labUrl = page.url();
+    await page.goto(labUrl);
+    await page.waitForSelector("#lab");
+    check((await page.inputValue("#cfg-eta")) === "0.5" && (await page.inputValue("#cfg-optimiser")) === "preconditioned",
+      "lab parameters restored from the URL");
+    // validation names the field
+    await page.fill("#cfg-r", "0");
+    await page.press("#cfg-r", "Enter");
+    await page.waitForTimeout(200);
+    const err = await page.locator(".runbar .field-error, .field .field-error").allTextContents();
+    check(err.join(" ").includes("r"), "invalid input shows a field-named error", err.join(" | "));
+    await page.fill("#cfg-r", "8");
+    await page.press("#cfg-r", "Enter");
+
+    // responsiveness and Stop through the 1500-step, 5-init alignment preset
+    await page.click("button.preset[data-preset=alignment]");
+    await page.waitForSelector("#lab[data-state=running]", { timeout: 10000 });
+    let worst = 0;
+    for (let i = 0; i < 8; i++) {
+      const lag = await page.evaluate(() => new Promise((r) => { const t = performance.now(); setTimeout(() => r(performance.now() - t), 0); }));
+      worst = Math.max(worst, lag);
+      await page.waitForTimeout(150);
+    }
+    bench.alignment_worst_task_lag_ms = worst;
+    check(worst < 250, "page stays responsive while running (setTimeout lag)", `${worst.toFixed(1)} ms`);
+    const progBefore = Number(await page.$eval("#progress", (e) => e.value));
+    check(progBefore > 0, "progress reported while running", String(progBefore));
+    await page.click("#stop");
+    await page.waitForSelector("#lab[data-state=stopped]", { timeout: 10000 });
+    check(true, "Stop ends the run");
+    await page.screenshot({ path: path.join(SHOTS, "lab-alignment-stopped.png"), fullPage: true });
+
+    // ---------- embed mode ----------
+    await page.setViewportSize({ width: 960, height: 700 });
+    await page.goto(`${BASE}?view=phase&embed=1&large=1&autoplay=1`);
+    await page.waitForSelector("#phase-canvas[data-ready='1']");
+    check((await page.$("header.top")) === null, "embed: no page chrome");
+    const cls = await page.$eval("body", (e) => e.className);
+    check(cls.includes("embed") && cls.includes("large"), "embed: large type", cls);
+    const dims = await page.evaluate(() => ({ w: document.documentElement.scrollWidth, h: document.documentElement.scrollHeight }));
+    const cb = await page.locator("#phase-canvas").boundingBox();
+    check(cb.y + cb.height <= 700 && cb.x + cb.width <= 960 && dims.w <= 960, "embed: plot fits 960×700", JSON.stringify({ canvas: cb, doc: dims }));
+    await page.waitForTimeout(800);
+    const s1 = Number(await attr(page, "#phase-canvas", "data-step"));
+    check(s1 > 0, "embed: autoplay runs", `step ${s1}`);
+    await page.keyboard.press(" ");
+    await page.waitForTimeout(100);
+    await page.evaluate(() => window.postMessage("slide:start", "*"));
+    await page.waitForTimeout(150);
+    const s2 = Number(await attr(page, "#phase-canvas", "data-step"));
+    const playing = await attr(page, "#play", "aria-pressed");
+    check(s2 < s1 + 10 && playing === "true", "embed: slide:start message restarts the animation", `step ${s1} → ${s2}, playing ${playing}`);
+    await page.waitForTimeout(1500);
+    await page.screenshot({ path: path.join(SHOTS, "embed.png") });
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function withoutWebGpu() {
+  const ctx = await launch(false);
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  attachLogs(page, "no-webgpu");
+  try {
+    await page.goto(`${BASE}?view=lab&preset=spectral`);
+    const b = await badge(page);
+    console.log(`  badge: ${b.text}`);
+    check(b.webgpu === "no" && b.text.startsWith("CPU fallback:"), "without the WebGPU flag the badge shows the CPU fallback", b.text);
+    await page.click("#run");
+    await page.waitForSelector("#lab[data-state=done]", { timeout: 120000 });
+    const n = Number(await attr(page, "#chart-risk", "data-points"));
+    check(n > 0, "CPU fallback run plots data", `data-points=${n}`);
+    await page.screenshot({ path: path.join(SHOTS, "cpu-fallback.png") });
+  } finally {
+    await ctx.close();
+  }
+}
+
+for (const [name, f] of [["with WebGPU", withWebGpu], ["without WebGPU", withoutWebGpu]]) {
+  console.log(`\n-- ${name}`);
+  try {
+    await f();
+  } catch (e) {
+    console.log(`  FAIL ${name}: ${e.stack || e}`);
+    failures.push(`${name}: ${e.message || e}`);
+  }
+}
+fs.writeFileSync(path.join(SHOTS, "bench.json"), JSON.stringify(bench, null, 2));
+console.log(`\nbenchmarks: ${JSON.stringify(bench)}`);
+console.log(`screenshots: ${SHOTS}`);
+if (failures.length) {
+  console.log(`\n${failures.length} of ${checks} checks FAILED:\n - ${failures.join("\n - ")}`);
+  process.exit(1);
+}
+console.log(`\nall ${checks} end-to-end checks passed`);
