@@ -3,16 +3,16 @@
 // Tall workspace T (d x 3r, row stride 3r): columns [0, r) = S A (Σ̂A), [r, 2r) = A,
 // [2r, 3r) = G_eff Bᵀ (factored form) or -∇_A (residual form).
 // rk (r x k): Aᵀ G_eff (factored) or -∇_B (residual). B: r x k.
-// small (r x r blocks, row-major): [AᵀSA | AᵀA | AᵀGBᵀ] as r x 3r at 0, then BBᵀ at 3r²,
+// small (r x r blocks, r ≤ 32, row-major): [AᵀSA | AᵀA | AᵀGBᵀ] as r x 3r at 0, then BBᵀ at 3r²,
 // M_A = (BBᵀ + λI)^{-1} at 4r², M_B = (AᵀA + λI)^{-1} at 5r² (identity for plain GD),
-// K_A = BBᵀ M_A at 6r², K_B = M_B AᵀSA at 7r² (zero in residual form), scratch at 8r².
+// K_A = BBᵀ M_A at 6r², K_B = M_B AᵀSA at 7r² (zero in residual form).
 //
 // Then ∇_A M_A = SA K_A - GBᵀ M_A and M_B ∇_B = K_B B - M_B AᵀG, so that
 //   update_a: A <- A - η (SA K_A - GBᵀ M_A)
 //   update_b: B <- B - η (K_B B - M_B AᵀG)
 // covers GD and preconditioned GD, factored and residual forms.
 // small_step (one workgroup) computes the loss, checks finiteness, builds M_A, M_B, K_A, K_B by
-// Cholesky, and appends (loss, flags) to hist at state[0]. flags: bit 0 = non-finite A or B,
+// a parallel Cholesky in workgroup memory, and appends (loss, flags) to hist at state[0]. flags: bit 0 = non-finite A or B,
 // bit 1 = a preconditioner is not SPD. state[1] != 0 once diverged (updates then stop).
 
 struct StParams {
@@ -34,62 +34,69 @@ struct StParams {
 @group(2) @binding(0) var<storage, read_write> hist: array<f32>;
 @group(2) @binding(1) var<storage, read> lossparts: array<f32>;
 
-var<workgroup> red: array<f32, 64>;
-var<workgroup> ok: array<u32, 2>;
+const NT: u32 = 128u;
+// r ≤ 32: r×r work arrays in workgroup memory (3 × 4 KiB)
+var<workgroup> red: array<f32, 128>;
+var<workgroup> wa: array<f32, 1024>;
+var<workgroup> wb: array<f32, 1024>;
+var<workgroup> winv: array<f32, 1024>;
+var<workgroup> bad_pivot: u32;
 
 fn nonfinite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
-// Cholesky of (small[src..] + λI) into scratch (thread 0); returns via ok[slot].
-fn chol(src: u32, src_stride: u32, slot: u32) {
+// In-place right-looking Cholesky of the r×r matrix in `wa` (lower triangle = L), all threads.
+fn chol_wa(t: u32) {
     let r = p.r;
-    let l0 = 8u * r * r;
-    var good = 1u;
     for (var j = 0u; j < r; j++) {
-        var dj = small[src + j * src_stride + j] + p.damping;
-        for (var q = 0u; q < j; q++) {
-            let v = small[l0 + j * r + q];
-            dj -= v * v;
+        if (t == 0u) {
+            var dj = wa[j * r + j];
+            if (!(dj > 0.0) || nonfinite(dj)) { bad_pivot = 1u; dj = 1.0; }
+            wa[j * r + j] = sqrt(dj);
         }
-        if (!(dj > 0.0) || nonfinite(dj)) { good = 0u; dj = 1.0; }
-        let ljj = sqrt(dj);
-        small[l0 + j * r + j] = ljj;
-        for (var i = j + 1u; i < r; i++) {
-            var s = small[src + i * src_stride + j];
-            for (var q = 0u; q < j; q++) {
-                s -= small[l0 + i * r + q] * small[l0 + j * r + q];
-            }
-            small[l0 + i * r + j] = s / ljj;
+        workgroupBarrier();
+        let ljj = wa[j * r + j];
+        for (var i = j + 1u + t; i < r; i += NT) { wa[i * r + j] = wa[i * r + j] / ljj; }
+        workgroupBarrier();
+        let n = r - j - 1u;
+        for (var e = t; e < n * n; e += NT) {
+            let i = j + 1u + e / n;
+            let c = j + 1u + e % n;
+            if (c <= i) { wa[i * r + c] -= wa[i * r + j] * wa[c * r + j]; }
         }
+        workgroupBarrier();
     }
-    ok[slot] = good;
 }
 
-// Column c of (L Lᵀ)^{-1} into small[dst..] (thread c).
-fn chol_inverse_column(c: u32, dst: u32) {
+// (L Lᵀ)^{-1} = L^{-T} L^{-1} for L in `wa`, written to small[dst..] (all threads).
+fn spd_inverse_from_wa(t: u32, dst: u32) {
     let r = p.r;
-    let l0 = 8u * r * r;
-    // forward: L y = e_c, y stored in column c of dst
-    for (var i = 0u; i < r; i++) {
-        var s = select(0.0, 1.0, i == c);
-        for (var q = 0u; q < i; q++) {
-            s -= small[l0 + i * r + q] * small[dst + q * r + c];
+    // column c of L^{-1} by forward substitution (thread c)
+    if (t < r) {
+        let c = t;
+        for (var i = 0u; i < r; i++) {
+            var x = 0.0;
+            if (i >= c) {
+                var s = select(0.0, 1.0, i == c);
+                for (var q = c; q < i; q++) { s -= wa[i * r + q] * winv[q * r + c]; }
+                x = s / wa[i * r + i];
+            }
+            winv[i * r + c] = x;
         }
-        small[dst + i * r + c] = s / small[l0 + i * r + i];
     }
-    // backward: Lᵀ x = y
-    for (var ii = 0u; ii < r; ii++) {
-        let i = r - 1u - ii;
-        var s = small[dst + i * r + c];
-        for (var q = i + 1u; q < r; q++) {
-            s -= small[l0 + q * r + i] * small[dst + q * r + c];
-        }
-        small[dst + i * r + c] = s / small[l0 + i * r + i];
+    workgroupBarrier();
+    for (var e = t; e < r * r; e += NT) {
+        let a = e / r;
+        let b = e % r;
+        var s = 0.0;
+        for (var q = max(a, b); q < r; q++) { s += winv[q * r + a] * winv[q * r + b]; }
+        small[dst + e] = s;
     }
+    workgroupBarrier();
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(128, 1, 1)
 fn small_step(@builtin(local_invocation_index) t: u32) {
     let r = p.r;
     let r2 = r * r;
@@ -97,50 +104,51 @@ fn small_step(@builtin(local_invocation_index) t: u32) {
     // loss
     var part = 0.0;
     if (p.mode == 0u) {
-        for (var e = t; e < r2; e += 64u) {
+        for (var e = t; e < r2; e += NT) {
             let a = e / r;
             let b = e % r;
             part += 0.5 * small[a * w + b] * small[3u * r2 + b * r + a];
             if (a == b) { part -= small[a * w + 2u * r + a]; }
         }
     } else {
-        for (var e = t; e < p.nparts; e += 64u) {
+        for (var e = t; e < p.nparts; e += NT) {
             part += lossparts[e];
         }
     }
     red[t] = part;
+    if (t == 0u) { bad_pivot = 0u; }
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
+    for (var s = NT / 2u; s > 0u; s >>= 1u) {
         if (t < s) { red[t] += red[t + s]; }
         workgroupBarrier();
     }
     var loss: f32;
     if (p.mode == 0u) { loss = red[0] + p.c; } else { loss = red[0] * p.loss_scale; }
-    workgroupBarrier();
-    // preconditioners
+    // preconditioners M_A = (BBᵀ + λI)^{-1}, M_B = (AᵀA + λI)^{-1}, or identities
     if (p.precond != 0u) {
-        if (t == 0u) { chol(3u * r2, r, 0u); }
-        storageBarrier();
+        for (var e = t; e < r2; e += NT) {
+            wa[e] = small[3u * r2 + e] + select(0.0, p.damping, e / r == e % r);
+        }
         workgroupBarrier();
-        if (t < r) { chol_inverse_column(t, 4u * r2); }
-        storageBarrier();
+        chol_wa(t);
+        spd_inverse_from_wa(t, 4u * r2);
+        for (var e = t; e < r2; e += NT) {
+            wa[e] = small[(e / r) * w + r + e % r] + select(0.0, p.damping, e / r == e % r);
+        }
         workgroupBarrier();
-        if (t == 0u) { chol(r, w, 1u); }
-        storageBarrier();
-        workgroupBarrier();
-        if (t < r) { chol_inverse_column(t, 5u * r2); }
+        chol_wa(t);
+        spd_inverse_from_wa(t, 5u * r2);
     } else {
-        for (var e = t; e < r2; e += 64u) {
+        for (var e = t; e < r2; e += NT) {
             let v = select(0.0, 1.0, e / r == e % r);
             small[4u * r2 + e] = v;
             small[5u * r2 + e] = v;
         }
-        if (t == 0u) { ok[0] = 1u; ok[1] = 1u; }
     }
     storageBarrier();
     workgroupBarrier();
     // K_A = BBᵀ M_A, K_B = M_B AᵀSA (factored form only)
-    for (var e = t; e < r2; e += 64u) {
+    for (var e = t; e < r2; e += NT) {
         let a = e / r;
         let b = e % r;
         var ka = 0.0;
@@ -161,7 +169,7 @@ fn small_step(@builtin(local_invocation_index) t: u32) {
             if (nonfinite(small[a * w + r + a]) || nonfinite(small[3u * r2 + a * r + a])) { bad = true; }
         }
         if (bad) { flags += 1.0; }
-        if (ok[0] == 0u || ok[1] == 0u) { flags += 2.0; }
+        if (bad_pivot != 0u) { flags += 2.0; }
         let s = state[0];
         hist[2u * s] = loss;
         hist[2u * s + 1u] = flags;
@@ -191,7 +199,7 @@ fn update_a(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     abuf[i * r + c] = anew;
 }
 
-// B(:, j) -= η (K_B B - M_B AᵀG)(:, j); thread per column j (r ≤ 64).
+// B(:, j) -= η (K_B B - M_B AᵀG)(:, j); thread per column j (r ≤ 32).
 @compute @workgroup_size(256, 1, 1)
 fn update_b(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     if (state[1] != 0u) { return; }
@@ -199,7 +207,7 @@ fn update_b(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if (j >= p.k) { return; }
     let r = p.r;
     let r2 = r * r;
-    var col: array<f32, 64>;
+    var col: array<f32, 32>;
     for (var c = 0u; c < r; c++) { col[c] = bmat[c * p.k + j]; }
     for (var c = 0u; c < r; c++) {
         var s = 0.0;

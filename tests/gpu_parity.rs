@@ -463,7 +463,7 @@ fn oversize_work_is_refused_not_panicking() {
     );
     let s = StepSettings::from_config(&cfg);
     match block(g.start(&init, &s)) {
-        Err(EngineError::Unsupported(m)) => assert!(m.contains("r ≤ 64"), "{m}"),
+        Err(EngineError::Unsupported(m)) => assert!(m.contains("r ≤ 32"), "{m}"),
         other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
     }
 }

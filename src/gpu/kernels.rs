@@ -13,7 +13,7 @@ pub const QR_WGSL: &str = include_str!("../../shaders/qr.wgsl");
 pub const SURFACE_WGSL: &str = include_str!("../../shaders/surface.wgsl");
 
 /// Largest skinny dimension (LoRA rank r, subspace width l) the small one-workgroup kernels take.
-pub const MAX_SMALL: usize = 64;
+pub const MAX_SMALL: usize = 32;
 
 pub struct Kernels {
     pub matmul: wgpu::ComputePipeline,
@@ -116,6 +116,7 @@ impl View {
 
 /// One pre-bound dispatch.
 pub struct Dispatch {
+    pub name: &'static str,
     pub pipeline: wgpu::ComputePipeline,
     pub groups: Vec<wgpu::BindGroup>,
     pub grid: (u32, u32, u32),
@@ -185,6 +186,7 @@ impl<'a> Builder<'a> {
 
     fn make(
         &self,
+        name: &'static str,
         pipeline: &wgpu::ComputePipeline,
         params: &[u32],
         groups: &[&[(u32, &wgpu::Buffer)]],
@@ -201,6 +203,7 @@ impl<'a> Builder<'a> {
             bgs.push(self.group(pipeline, gi as u32, &e));
         }
         Dispatch {
+            name,
             pipeline: pipeline.clone(),
             groups: bgs,
             grid,
@@ -240,6 +243,7 @@ impl<'a> Builder<'a> {
             0,
         ];
         self.make(
+            "matmul",
             &self.k.matmul,
             &p,
             &[&[(1, a.0), (2, b.0), (3, c.0)]],
@@ -301,6 +305,7 @@ impl<'a> Builder<'a> {
         let (gx, gy) = fold(m.div_ceil(16));
         let p = Self::sk_params(m, kdim, ncols, 0, big.1, sk.1, out.1, 0, 0, gx, alpha, 0.0);
         self.make(
+            "tall_skinny",
             &self.k.tall_skinny,
             &p,
             &[&[(1, big.0), (2, sk.0), (3, out.0)]],
@@ -329,6 +334,7 @@ impl<'a> Builder<'a> {
             m, 0, ncols, nbig, big.1, sk.1, out.1, seg_rows, nseg, 0, 1.0, 0.0,
         );
         let d1 = self.make(
+            "skinny_t_big",
             &self.k.skinny_t_big,
             &p,
             &[&[(1, big.0), (2, sk.0), (3, part)]],
@@ -354,6 +360,7 @@ impl<'a> Builder<'a> {
             beta,
         );
         let d2 = self.make(
+            "reduce_segments",
             &self.k.reduce_segments,
             &p2,
             &[&[(1, part), (3, out.0)]],
@@ -387,6 +394,7 @@ impl<'a> Builder<'a> {
             0.0,
         );
         self.make(
+            "apply_small",
             &self.k.apply_small,
             &p,
             &[&[(1, input.0), (2, mbuf.0), (3, out.0)]],
@@ -441,6 +449,7 @@ impl<'a> Builder<'a> {
         let (gx, gy) = fold((m * n).div_ceil(256));
         let p = Self::ew_params(m, n, r, false, u.1, v.1, alpha, beta);
         self.make(
+            "rank_update",
             &self.k.rank_update,
             &p,
             &[&[(1, u.0), (2, v.0), (3, x)]],
@@ -464,6 +473,7 @@ impl<'a> Builder<'a> {
         let (gx, gy) = fold((m * n).div_ceil(256));
         let p = Self::ew_params(m, n, 0, relu, View::rm(n), View::rm(n), 1.0, 0.0);
         self.make(
+            "form_e",
             &self.k.form_e,
             &p,
             &[&[(1, y), (2, z0), (3, e), (4, partial)]],
@@ -489,6 +499,7 @@ impl<'a> Builder<'a> {
         let (gx, gy) = fold((nrows * k).div_ceil(256));
         let p = Self::ew_params(nrows, k, r, relu, View::rm(r), View::rm(k), 1.0, 0.0);
         self.make(
+            "residual",
             &self.k.residual,
             &p,
             &[&[(1, xa), (2, b), (3, r_out), (4, partial), (5, z0), (6, y)]],
@@ -506,6 +517,7 @@ impl<'a> Builder<'a> {
     ) -> Dispatch {
         let p = [0, 0, 0, 0, 0, 0, nparts as u32, 0, f(scale), 0, 0, 0];
         self.make(
+            "sum_partials",
             &self.k.sum_partials,
             &p,
             &[&[], &[(0, parts), (1, out)]],
@@ -547,12 +559,14 @@ impl<'a> Builder<'a> {
             0,
         ];
         let d1 = self.make(
+            "risk_partial",
             &self.k.risk_partial,
             &p,
             &[&[(1, a), (2, b), (3, a0), (4, b0), (5, delta), (6, parts)]],
             (gx, gy, 1),
         );
         let d2 = self.make(
+            "finish_risk",
             &self.k.finish_risk,
             &p,
             &[&[], &[(0, parts), (1, rec), (2, state)]],
@@ -580,13 +594,14 @@ impl<'a> Builder<'a> {
             0,
             0,
         ];
-        self.make(&self.k.chol_inv, &p, &[&[(1, buf)]], (1, 1, 1))
+        self.make("chol_inv", &self.k.chol_inv, &p, &[&[(1, buf)]], (1, 1, 1))
     }
 
     pub fn surface(&self, nx: usize, ny: usize, p: [f32; 8], out: &wgpu::Buffer) -> Dispatch {
         let mut w = vec![nx as u32, ny as u32, 0, 0];
         w.extend(p.iter().map(|x| x.to_bits()));
         self.make(
+            "surface",
             &self.k.surface,
             &w,
             &[&[(1, out)]],
@@ -615,6 +630,7 @@ impl<'a> Builder<'a> {
         let g0 =
             |pl: &wgpu::ComputePipeline| self.group(pl, 0, &[(0, &pbuf), (1, small), (2, state)]);
         let small_d = Dispatch {
+            name: "small_step",
             pipeline: self.k.small_step.clone(),
             groups: vec![
                 g0(&self.k.small_step),
@@ -626,6 +642,7 @@ impl<'a> Builder<'a> {
         };
         let (ax, ay) = fold((d * r).div_ceil(256));
         let ua = Dispatch {
+            name: "update_a",
             pipeline: self.k.update_a.clone(),
             groups: vec![
                 g0(&self.k.update_a),
@@ -636,6 +653,7 @@ impl<'a> Builder<'a> {
         };
         let (bx, by) = fold(k.div_ceil(256));
         let ub = Dispatch {
+            name: "update_b",
             pipeline: self.k.update_b.clone(),
             groups: vec![
                 g0(&self.k.update_b),

@@ -603,6 +603,53 @@ impl GpuBackend {
         })
     }
 
+    /// Per-kernel GPU time of one step of the run in progress: each dispatch of the step is
+    /// encoded `reps` times in one submission and timed by wall clock (µs per dispatch, in step
+    /// order), then the whole step (`"step"`). For benchmarks; it moves the run's state.
+    pub async fn profile_step(&self, reps: usize) -> Result<Vec<(String, f64)>, EngineError> {
+        let run = self
+            .run
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("profile_step before start".into()))?;
+        let reps = reps.clamp(1, MAX_STEPS_PER_SUBMIT);
+        let mut out = Vec::new();
+        let all: Vec<&Dispatch> = run.update.iter().chain(run.eval.iter()).collect();
+        for d in &all {
+            let us = self
+                .time_dispatches(&run.state, &vec![*d; reps], reps)
+                .await?;
+            out.push((d.name.to_string(), us));
+        }
+        let mut step = Vec::new();
+        for _ in 0..reps {
+            step.extend(all.iter().copied());
+        }
+        out.push((
+            "step".into(),
+            self.time_dispatches(&run.state, &step, reps).await?,
+        ));
+        self.ctx.check()?;
+        Ok(out)
+    }
+
+    async fn time_dispatches(
+        &self,
+        state: &wgpu::Buffer,
+        ds: &[&Dispatch],
+        reps: usize,
+    ) -> Result<f64, EngineError> {
+        self.ctx
+            .queue
+            .write_buffer(state, 0, bytemuck::cast_slice(&[0u32; 4]));
+        self.ctx.finish().await?;
+        let t = Instant::now();
+        let mut enc = self.encoder();
+        encode_all(&mut enc, ds);
+        self.submit(enc);
+        self.ctx.finish().await?;
+        Ok(t.elapsed().as_secs_f64() * 1e6 / reps as f64)
+    }
+
     fn write_params(&self, run: &mut Run) {
         run.st_words[10] = (run.c_eff as f32).to_bits();
         run.st_words[11] = (run.limit.min(f32::MAX as f64) as f32).to_bits();

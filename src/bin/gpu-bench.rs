@@ -1,0 +1,304 @@
+//! GPU benchmarks (issue 3): f32 matmul throughput, the top-8 spectral init of a planted
+//! 4096×4096 G (time and accuracy), one GD / preconditioned GD step at d = k = 4096, r = 8, and
+//! both presets end to end. Prints one `RESULT {json}` line per measurement; `bench/h200.sh` runs
+//! it next to `bench/torch_baselines.py` on the same GPU.
+//!
+//! Usage: gpu-bench [--quick] [--dump DIR] [--only matmul,svd,step,presets]
+//!   --quick  small sizes (a software adapter such as lavapipe)
+//!   --dump   write the planted G (f32, row-major) and its true top-8 U, V for the PyTorch script
+
+#[cfg(any(not(feature = "gpu"), target_arch = "wasm32"))]
+fn main() {
+    eprintln!("gpu-bench needs the `gpu` feature on a native target");
+}
+
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+fn main() {
+    if let Err(e) = bench::main() {
+        eprintln!("gpu-bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+mod bench {
+    use lora_one_lab::config::{Optimiser, Preset};
+    use lora_one_lab::cpu::CpuBackend;
+    use lora_one_lab::engine::{Backend, EngineError, StepSettings};
+    use lora_one_lab::gpu::{to_f32, GpuBackend, GpuOptions};
+    use lora_one_lab::init::InitFactors;
+    use lora_one_lab::linalg::{orthonormalize, sin_theta};
+    use lora_one_lab::rng::Rng;
+    use lora_one_lab::Experiment;
+    use nalgebra::{DMatrix, DVector};
+    use pollster::block_on;
+    use std::time::Instant;
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    }
+
+    fn result(kind: &str, fields: serde_json::Value) {
+        let mut obj = serde_json::json!({ "bench": kind, "impl": "wgpu" });
+        if let (Some(o), Some(f)) = (obj.as_object_mut(), fields.as_object()) {
+            for (k, v) in f {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        println!("RESULT {obj}");
+    }
+
+    struct Planted {
+        g: DMatrix<f64>,
+        u8: DMatrix<f64>,
+        v8: DMatrix<f64>,
+        s: Vec<f64>,
+    }
+
+    /// G = U diag(s) Vᵀ, rank 32: s = 1.0, 0.9, …, 0.3 (top 8), then 0.2·0.9^i.
+    fn planted(d: usize, k: usize) -> Planted {
+        let rank = 32.min(d.min(k));
+        let u = orthonormalize(&Rng::new(7, 501).normal_matrix(d, rank, 1.0));
+        let v = orthonormalize(&Rng::new(7, 502).normal_matrix(k, rank, 1.0));
+        let s: Vec<f64> = (0..rank)
+            .map(|i| {
+                if i < 8 {
+                    1.0 - 0.1 * i as f64
+                } else {
+                    0.2 * 0.9f64.powi(i as i32 - 8)
+                }
+            })
+            .collect();
+        let g = &u * DMatrix::from_diagonal(&DVector::from_vec(s.clone())) * v.transpose();
+        let m = 8.min(rank);
+        Planted {
+            g,
+            u8: u.columns(0, m).into_owned(),
+            v8: v.columns(0, m).into_owned(),
+            s,
+        }
+    }
+
+    fn write_f32(path: &std::path::Path, m: &DMatrix<f64>) -> std::io::Result<()> {
+        let v = to_f32(m);
+        std::fs::write(path, bytemuck_bytes(&v))
+    }
+
+    fn bytemuck_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    pub fn main() -> Result<(), EngineError> {
+        let args: Vec<String> = std::env::args().collect();
+        let quick = args.iter().any(|a| a == "--quick");
+        let dump = args
+            .iter()
+            .position(|a| a == "--dump")
+            .map(|i| args[i + 1].clone());
+        let only: Option<Vec<String>> = args
+            .iter()
+            .position(|a| a == "--only")
+            .map(|i| args[i + 1].split(',').map(String::from).collect());
+        let want = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
+
+        let mut g = block_on(GpuBackend::new())?;
+        eprintln!("adapter: {}", g.adapter());
+        result("adapter", serde_json::json!({ "adapter": g.adapter() }));
+
+        if want("matmul") {
+            let sizes: &[usize] = if quick {
+                &[128, 256, 512]
+            } else {
+                &[1024, 2048, 4096, 8192]
+            };
+            for trusted in [false, true] {
+                let gb = if trusted {
+                    block_on(GpuBackend::with_options(GpuOptions {
+                        trusted_shaders: true,
+                        ..Default::default()
+                    }))?
+                } else {
+                    block_on(GpuBackend::new())?
+                };
+                for &n in sizes {
+                    let reps = (8192 / n).clamp(3, 40);
+                    let mut samples = Vec::new();
+                    for _ in 0..3 {
+                        samples.push(block_on(gb.bench_matmul(n, n, n, reps))?);
+                    }
+                    let s = median(samples.clone());
+                    let tflops = 2.0 * (n as f64).powi(3) / s / 1e12;
+                    eprintln!(
+                        "matmul {n}³ bounds_checks={}: {:.3} ms, {tflops:.4} TFLOP/s",
+                        !trusted,
+                        s * 1e3
+                    );
+                    result(
+                        "matmul",
+                        serde_json::json!({"n": n, "bounds_checks": !trusted, "ms": s * 1e3,
+                            "tflops": tflops, "samples_ms": samples.iter().map(|x| x * 1e3).collect::<Vec<_>>()}),
+                    );
+                }
+            }
+        }
+
+        let (d, k) = if quick { (512, 512) } else { (4096, 4096) };
+        let pl = if want("svd") || want("step") {
+            Some(planted(d, k))
+        } else {
+            None
+        };
+        if let (Some(dir), Some(pl)) = (&dump, &pl) {
+            let dir = std::path::Path::new(dir);
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            write_f32(&dir.join("G.f32"), &pl.g)
+                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            write_f32(&dir.join("U8.f32"), &pl.u8)
+                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            write_f32(&dir.join("V8.f32"), &pl.v8)
+                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            std::fs::write(dir.join("shape.txt"), format!("{d} {k}"))
+                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+        }
+
+        if want("svd") {
+            let pl = pl.as_ref().expect("planted");
+            let gf = to_f32(&pl.g);
+            block_on(g.load_factored(d, k, None, &gf, &gf, 0.0))?;
+            for iters in [0, 1, 2, 3, 4] {
+                g.svd_oversample = 8;
+                g.svd_iters = iters;
+                block_on(g.top_svd(8))?;
+                let mut samples = Vec::new();
+                let mut acc = 0.0;
+                for _ in 0..7 {
+                    let t = Instant::now();
+                    let s = block_on(g.top_svd(8))?;
+                    samples.push(t.elapsed().as_secs_f64() * 1e3);
+                    acc = sin_theta(&pl.u8, &s.u).max(sin_theta(&pl.v8, &s.v));
+                }
+                let ms = median(samples.clone());
+                eprintln!("top-8 SVD {d}×{k}, p = 8, q = {iters}: {ms:.3} ms, sin θ = {acc:.2e}");
+                result(
+                    "svd",
+                    serde_json::json!({"d": d, "k": k, "m": 8, "oversample": 8, "iters": iters,
+                        "ms": ms, "sin_theta": acc, "samples_ms": samples}),
+                );
+            }
+        }
+
+        if want("step") {
+            let pl = pl.as_ref().expect("planted");
+            let r = 8;
+            // Σ̂ = I + small symmetric noise (dense: the step really streams d² values)
+            let z = Rng::new(9, 503).normal_matrix(d, d, 0.01 / (d as f64).sqrt());
+            let sigma = DMatrix::<f64>::identity(d, d) + (&z + z.transpose()) * 0.5;
+            let sf = to_f32(&sigma);
+            let gf = to_f32(&pl.g);
+            for trusted in [false, true] {
+                let mut gb = block_on(GpuBackend::with_options(GpuOptions {
+                    trusted_shaders: trusted,
+                    ..Default::default()
+                }))?;
+                block_on(gb.load_factored(d, k, Some(&sf), &gf, &gf, 0.5))?;
+                for opt in [Optimiser::Gd, Optimiser::Preconditioned] {
+                    let sq: Vec<f64> = pl.s.iter().take(r).map(|x| x.sqrt() * 0.5).collect();
+                    let mut a0 = pl.u8.clone();
+                    let mut b0 = pl.v8.transpose();
+                    for i in 0..r {
+                        a0.column_mut(i).scale_mut(sq[i]);
+                        b0.row_mut(i).scale_mut(sq[i]);
+                    }
+                    let init = InitFactors {
+                        a0,
+                        b0,
+                        offset: false,
+                    };
+                    let settings = StepSettings {
+                        eta: 0.05,
+                        optimiser: opt,
+                        damping: 1e-3,
+                        record_every: 1 << 30,
+                        last_step: 1 << 30,
+                        divergence_factor: 1e8,
+                    };
+                    block_on(gb.start(&init, &settings))?;
+                    block_on(gb.advance(5))?;
+                    let mut per = Vec::new();
+                    for _ in 0..3 {
+                        let t = Instant::now();
+                        block_on(gb.advance(10))?;
+                        let t10 = t.elapsed().as_secs_f64();
+                        let t = Instant::now();
+                        let adv = block_on(gb.advance(110))?;
+                        let t110 = t.elapsed().as_secs_f64();
+                        if let Some(dv) = adv.diverged {
+                            return Err(EngineError::Unsupported(format!(
+                                "bench run diverged: {}",
+                                dv.reason
+                            )));
+                        }
+                        per.push((t110 - t10) / 100.0 * 1e6);
+                    }
+                    let us = median(per.clone());
+                    let prof = block_on(gb.profile_step(50))?;
+                    let total: f64 = prof
+                        .iter()
+                        .filter(|(n, _)| n != "step")
+                        .map(|(_, u)| u)
+                        .sum();
+                    eprintln!(
+                        "  per kernel (µs): {} | sum {total:.1}",
+                        prof.iter()
+                            .map(|(n, u)| format!("{n} {u:.1}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    result(
+                        "step_profile",
+                        serde_json::json!({"optimiser": format!("{opt:?}"), "bounds_checks": !trusted,
+                            "kernels_us": prof.iter().map(|(n, u)| serde_json::json!([n, u])).collect::<Vec<_>>()}),
+                    );
+                    eprintln!(
+                        "step d=k={d} r={r} {opt:?} bounds_checks={}: {us:.1} µs/step",
+                        !trusted
+                    );
+                    result(
+                        "step",
+                        serde_json::json!({"d": d, "k": k, "r": r, "optimiser": format!("{opt:?}"),
+                            "bounds_checks": !trusted, "us_per_step": us, "samples_us": per,
+                            "bytes_streamed": 4 * (d * d + 2 * d * k)}),
+                    );
+                }
+            }
+        }
+
+        if want("presets") {
+            for preset in [Preset::Alignment, Preset::Spectral] {
+                let cfg = preset.config();
+                let mut gpu_ms = Vec::new();
+                let mut cpu_ms = Vec::new();
+                for _ in 0..3 {
+                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
+                    let t = Instant::now();
+                    block_on(e.run_to_end(&mut g, usize::MAX, |_| {}))?;
+                    gpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                    let mut c = CpuBackend::new();
+                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
+                    let t = Instant::now();
+                    block_on(e.run_to_end(&mut c, usize::MAX, |_| {}))?;
+                    cpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                let (gm, cm) = (median(gpu_ms.clone()), median(cpu_ms.clone()));
+                eprintln!("preset {}: GPU {gm:.1} ms, CPU reference {cm:.1} ms (end to end, every step recorded)", preset.name());
+                result(
+                    "preset",
+                    serde_json::json!({"preset": preset.name(), "gpu_ms": gm, "cpu_ms": cm,
+                        "gpu_samples_ms": gpu_ms, "cpu_samples_ms": cpu_ms}),
+                );
+            }
+        }
+        Ok(())
+    }
+}
