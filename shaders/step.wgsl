@@ -179,40 +179,54 @@ fn small_step(@builtin(local_invocation_index) t: u32) {
 }
 
 // A(i, c) -= η (SA K_A - GBᵀ M_A)(i, c); thread per (i, c). A lives in T's middle columns and,
-// contiguous (d x r), in abuf; both are written.
+// contiguous (d x r), in abuf; both are written. K_A and M_A are staged in workgroup memory.
 @compute @workgroup_size(256, 1, 1)
-fn update_a(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    if (state[1] != 0u) { return; }
-    let idx = gid.y * nwg.x * 256u + gid.x;
+fn update_a(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) t: u32) {
     let r = p.r;
-    if (idx >= p.d * r) { return; }
+    let r2 = r * r;
+    for (var e = t; e < r2; e += 256u) {
+        wa[e] = small[6u * r2 + e];
+        wb[e] = small[4u * r2 + e];
+    }
+    workgroupBarrier();
+    let idx = gid.y * nwg.x * 256u + gid.x;
+    if (state[1] != 0u || idx >= p.d * r) { return; }
     let i = idx / r;
     let c = idx % r;
-    let r2 = r * r;
     let row = i * 3u * r;
     var s = 0.0;
     for (var q = 0u; q < r; q++) {
-        s += tws[row + q] * small[6u * r2 + q * r + c] - tws[row + 2u * r + q] * small[4u * r2 + q * r + c];
+        s += tws[row + q] * wa[q * r + c] - tws[row + 2u * r + q] * wb[q * r + c];
     }
     let anew = tws[row + r + c] - p.eta * s;
     tws[row + r + c] = anew;
     abuf[i * r + c] = anew;
 }
 
-// B(:, j) -= η (K_B B - M_B AᵀG)(:, j); thread per column j (r ≤ 32).
+// B(:, j) -= η (K_B B - M_B AᵀG)(:, j); thread per column j (r ≤ 32); K_B, M_B staged.
 @compute @workgroup_size(256, 1, 1)
-fn update_b(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    if (state[1] != 0u) { return; }
-    let j = gid.y * nwg.x * 256u + gid.x;
-    if (j >= p.k) { return; }
+fn update_b(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) t: u32) {
     let r = p.r;
     let r2 = r * r;
+    for (var e = t; e < r2; e += 256u) {
+        wa[e] = small[7u * r2 + e];
+        wb[e] = small[5u * r2 + e];
+    }
+    workgroupBarrier();
+    let j = gid.y * nwg.x * 256u + gid.x;
+    if (state[1] != 0u || j >= p.k) { return; }
     var col: array<f32, 32>;
-    for (var c = 0u; c < r; c++) { col[c] = bmat[c * p.k + j]; }
+    var g: array<f32, 32>;
+    for (var c = 0u; c < r; c++) {
+        col[c] = bmat[c * p.k + j];
+        g[c] = rk[c * p.k + j];
+    }
     for (var c = 0u; c < r; c++) {
         var s = 0.0;
         for (var q = 0u; q < r; q++) {
-            s += small[7u * r2 + c * r + q] * col[q] - small[5u * r2 + c * r + q] * rk[q * p.k + j];
+            s += wa[c * r + q] * col[q] - wb[c * r + q] * g[q];
         }
         bmat[c * p.k + j] = col[c] - p.eta * s;
     }

@@ -84,7 +84,14 @@ fn matmul_matches_cpu_all_transposes() {
 fn skinny_products_match_cpu() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
     let Some(g) = gpu() else { return };
-    for &(m, kd) in &[(1, 1), (3, 5), (100, 100), (257, 129), (129, 257)] {
+    for &(m, kd) in &[
+        (1, 1),
+        (3, 5),
+        (100, 100),
+        (257, 129),
+        (129, 257),
+        (1030, 520),
+    ] {
         for r in [1, 4, 8, 13] {
             let big = rand(1, m, kd);
             let sk = rand(2, kd, r);

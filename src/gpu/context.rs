@@ -154,10 +154,9 @@ impl Context {
 
     pub fn storage_init(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer, EngineError> {
         self.check_size(label, data.len())?;
+        // padded to whole vec4s (kernels read some operands as array<vec4<f32>>)
         let mut v = data.to_vec();
-        if v.is_empty() {
-            v.push(0.0);
-        }
+        v.resize(data.len().max(1).div_ceil(4) * 4, 0.0);
         Ok(self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {

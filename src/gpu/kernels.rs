@@ -265,6 +265,7 @@ impl<'a> Builder<'a> {
         gridx: u32,
         alpha: f32,
         beta: f32,
+        kdim_sk: usize,
     ) -> [u32; 20] {
         [
             m as u32,
@@ -285,7 +286,7 @@ impl<'a> Builder<'a> {
             gridx,
             f(alpha),
             f(beta),
-            0,
+            kdim_sk as u32,
             0,
         ]
     }
@@ -302,13 +303,15 @@ impl<'a> Builder<'a> {
         out: (&wgpu::Buffer, View),
         alpha: f32,
     ) -> Dispatch {
-        let (gx, gy) = fold(m.div_ceil(16));
-        let p = Self::sk_params(m, kdim, ncols, 0, big.1, sk.1, out.1, 0, 0, gx, alpha, 0.0);
+        let (gx, gy) = fold(m.div_ceil(8));
+        let p = Self::sk_params(
+            m, kdim, ncols, 0, big.1, sk.1, out.1, 0, 0, gx, alpha, 0.0, kdim,
+        );
         self.make(
             "tall_skinny",
             &self.k.tall_skinny,
             &p,
-            &[&[(1, big.0), (2, sk.0), (3, out.0)]],
+            &[&[(1, big.0), (2, sk.0), (3, out.0), (4, big.0)]],
             (gx, gy, ncols.div_ceil(8) as u32),
         )
     }
@@ -331,15 +334,15 @@ impl<'a> Builder<'a> {
     ) -> [Dispatch; 2] {
         let (seg_rows, nseg) = t_big_segments(m, nbig);
         let p = Self::sk_params(
-            m, 0, ncols, nbig, big.1, sk.1, out.1, seg_rows, nseg, 0, 1.0, 0.0,
+            m, 0, ncols, nbig, big.1, sk.1, out.1, seg_rows, nseg, 0, 1.0, 0.0, m,
         );
         let d1 = self.make(
             "skinny_t_big",
             &self.k.skinny_t_big,
             &p,
-            &[&[(1, big.0), (2, sk.0), (3, part)]],
+            &[&[(1, big.0), (2, sk.0), (3, part), (4, big.0)]],
             (
-                nbig.div_ceil(64) as u32,
+                nbig.div_ceil(256) as u32,
                 nseg as u32,
                 ncols.div_ceil(8) as u32,
             ),
@@ -358,6 +361,7 @@ impl<'a> Builder<'a> {
             0,
             alpha,
             beta,
+            0,
         );
         let d2 = self.make(
             "reduce_segments",
@@ -392,6 +396,7 @@ impl<'a> Builder<'a> {
             gx,
             1.0,
             0.0,
+            0,
         );
         self.make(
             "apply_small",
@@ -668,9 +673,10 @@ impl<'a> Builder<'a> {
 
 /// Row segments of skinny_t_big: enough workgroups to fill a large GPU, at least 64 rows each.
 pub fn t_big_segments(m: usize, nbig: usize) -> (usize, usize) {
-    let col_blocks = nbig.div_ceil(64).max(1);
-    let want = (1024 / col_blocks).clamp(1, 65535);
-    let seg_rows = m.div_ceil(want).max(64);
+    let col_blocks = nbig.div_ceil(256).max(1);
+    let want = (512 / col_blocks).max(1);
+    // ≤ 512 rows: the segment's rows of the skinny operand are staged in workgroup memory
+    let seg_rows = m.div_ceil(want).clamp(32, 512);
     let nseg = m.div_ceil(seg_rows).max(1);
     (seg_rows, nseg)
 }
