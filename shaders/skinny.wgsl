@@ -1,6 +1,6 @@
 // Products with one skinny operand (at most 8 of its columns per dispatch z-slice), all views
 // strided so that transposes cost nothing:
-//   tall_skinny:  out(i, c) = alpha * sum_l Big(i, l) Sk(l, c)             (reduction inside a workgroup)
+//   tall_skinny:  part[kc][c][i] = alpha * sum_{l in chunk kc} Big(i, l) Sk(l, c)   (split-K)
 //   skinny_t_big: part[seg][c][j] = sum_{i in seg} Sk(i, c) Big(i, j)      (reduction across workgroups)
 //   reduce_segments: out(c, j) = alpha * sum_seg part[seg][c][j] + beta * out(c, j)
 //   apply_small:  out(i, c) = sum_b In(i, b) M(b, c)                       (tall times small square)
@@ -21,15 +21,15 @@ struct SkParams {
 
 @group(0) @binding(4) var<storage, read> big4: array<vec4<f32>>;
 
-// Staging of the skinny operand (8 columns as 2 vec4 per row) and the reductions: 16 KiB.
-var<workgroup> sh: array<vec4<f32>, 1024>;
+// Staging of the skinny operand (8 columns as 2 vec4 per row) and the reductions: 8 KiB.
+var<workgroup> sh: array<vec4<f32>, 512>;
 
 fn sk_at(l: u32, c: u32) -> f32 {
     if (l < p.kdim_sk && c < p.ncols) { return sk[p.sk_off + l * p.sk_s0 + c * p.sk_s1]; }
     return 0.0;
 }
 
-// Stage Sk rows l0 .. l0+nrows (nrows ≤ 512), columns cb .. cb+8, into sh[2*(l-l0) + c/4][c%4].
+// Stage Sk rows l0 .. l0+nrows (nrows ≤ 256), columns cb .. cb+8, into sh[2*(l-l0) + c/4][c%4].
 fn stage_sk(t: u32, l0: u32, nrows: u32, cb: u32) {
     let total = nrows * 8u;
     for (var e = t; e < total; e += 256u) {
@@ -44,66 +44,118 @@ fn big_vec_ok() -> bool {
     return p.big_s1 == 1u && (p.big_s0 % 4u) == 0u && (p.big_off % 4u) == 0u;
 }
 
-// Big(row, l .. l+3) with zeros past kdim (columns along the reduction).
-fn big_quad_row(rbase: u32, l: u32, vec_ok: bool) -> vec4<f32> {
-    if (vec_ok && l + 3u < p.kdim) { return big4[(rbase + l) / 4u]; }
-    var v = vec4<f32>(0.0);
-    for (var q = 0u; q < 4u; q++) {
-        if (l + q < p.kdim) { v[q] = big[rbase + (l + q) * p.big_s1]; }
-    }
-    return v;
-}
-
-// 8 rows x 32 lanes per workgroup; the reduction dimension is walked in chunks of 256 with the
-// chunk of Sk staged in workgroup memory and two vec4 loads of Big in flight per thread.
-// m rows of Big (and out), kdim = reduction length, ncols = columns of Sk.
+// Split-K tall-skinny product, partial sums: one thread per row of Big, 256 rows per workgroup
+// (wid.x, wid.y folded), wid.z = kchunk * ncb + column block; the chunk's 256 rows of Sk are
+// staged in workgroup memory and read as broadcasts; each thread streams its row 32 floats
+// (8 vec4 loads in flight, one whole 128-byte line) at a time.
+// part (outb) is laid out [kchunk][ncols][m], summed by reduce_segments.
+// m rows of Big, kdim = reduction length, ncols = columns of Sk, nseg = number of k-chunks.
 @compute @workgroup_size(256, 1, 1)
 fn tall_skinny(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let blk = wid.y * p.gridx + wid.x;
-    let rl = t / 32u;
-    let lane = t % 32u;
-    let row = blk * 8u + rl;
-    let cb = wid.z * 8u;
-    let vec_ok = big_vec_ok();
-    let rbase = p.big_off + min(row, p.m - 1u) * p.big_s0;
+    let rb = wid.y * p.gridx + wid.x;
+    let ncb = (p.ncols + 7u) / 8u;
+    let kc = wid.z / ncb;
+    let cb = (wid.z % ncb) * 8u;
+    let row = rb * 256u + t;
+    let l0 = kc * 256u;
+    let nl = min(256u, p.kdim - l0);
+    stage_sk(t, l0, nl, cb);
+    workgroupBarrier();
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
-    for (var l0 = 0u; l0 < p.kdim; l0 += 256u) {
-        let i0 = lane * 4u;
-        let i1 = 128u + lane * 4u;
-        let v0 = big_quad_row(rbase, l0 + i0, vec_ok);
-        let v1 = big_quad_row(rbase, l0 + i1, vec_ok);
-        workgroupBarrier();
-        stage_sk(t, l0, 256u, cb);
-        workgroupBarrier();
-        for (var q = 0u; q < 4u; q++) {
-            acc0 = fma(vec4<f32>(v0[q]), sh[2u * (i0 + q)], acc0);
-            acc1 = fma(vec4<f32>(v0[q]), sh[2u * (i0 + q) + 1u], acc1);
-            acc0 = fma(vec4<f32>(v1[q]), sh[2u * (i1 + q)], acc0);
-            acc1 = fma(vec4<f32>(v1[q]), sh[2u * (i1 + q) + 1u], acc1);
+    if (row < p.m) {
+        let rbase = p.big_off + row * p.big_s0;
+        var q = 0u;
+        if (big_vec_ok()) {
+            let b4 = (rbase + l0) / 4u;
+            for (; q + 32u <= nl; q += 32u) {
+                let v0 = big4[b4 + q / 4u];
+                let v1 = big4[b4 + q / 4u + 1u];
+                let v2 = big4[b4 + q / 4u + 2u];
+                let v3 = big4[b4 + q / 4u + 3u];
+                let v4 = big4[b4 + q / 4u + 4u];
+                let v5 = big4[b4 + q / 4u + 5u];
+                let v6 = big4[b4 + q / 4u + 6u];
+                let v7 = big4[b4 + q / 4u + 7u];
+                acc0 = fma(vec4<f32>(v0.x), sh[2u * (q + 0u)], acc0);
+                acc1 = fma(vec4<f32>(v0.x), sh[2u * (q + 0u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v0.y), sh[2u * (q + 1u)], acc0);
+                acc1 = fma(vec4<f32>(v0.y), sh[2u * (q + 1u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v0.z), sh[2u * (q + 2u)], acc0);
+                acc1 = fma(vec4<f32>(v0.z), sh[2u * (q + 2u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v0.w), sh[2u * (q + 3u)], acc0);
+                acc1 = fma(vec4<f32>(v0.w), sh[2u * (q + 3u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v1.x), sh[2u * (q + 4u)], acc0);
+                acc1 = fma(vec4<f32>(v1.x), sh[2u * (q + 4u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v1.y), sh[2u * (q + 5u)], acc0);
+                acc1 = fma(vec4<f32>(v1.y), sh[2u * (q + 5u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v1.z), sh[2u * (q + 6u)], acc0);
+                acc1 = fma(vec4<f32>(v1.z), sh[2u * (q + 6u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v1.w), sh[2u * (q + 7u)], acc0);
+                acc1 = fma(vec4<f32>(v1.w), sh[2u * (q + 7u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v2.x), sh[2u * (q + 8u)], acc0);
+                acc1 = fma(vec4<f32>(v2.x), sh[2u * (q + 8u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v2.y), sh[2u * (q + 9u)], acc0);
+                acc1 = fma(vec4<f32>(v2.y), sh[2u * (q + 9u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v2.z), sh[2u * (q + 10u)], acc0);
+                acc1 = fma(vec4<f32>(v2.z), sh[2u * (q + 10u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v2.w), sh[2u * (q + 11u)], acc0);
+                acc1 = fma(vec4<f32>(v2.w), sh[2u * (q + 11u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v3.x), sh[2u * (q + 12u)], acc0);
+                acc1 = fma(vec4<f32>(v3.x), sh[2u * (q + 12u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v3.y), sh[2u * (q + 13u)], acc0);
+                acc1 = fma(vec4<f32>(v3.y), sh[2u * (q + 13u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v3.z), sh[2u * (q + 14u)], acc0);
+                acc1 = fma(vec4<f32>(v3.z), sh[2u * (q + 14u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v3.w), sh[2u * (q + 15u)], acc0);
+                acc1 = fma(vec4<f32>(v3.w), sh[2u * (q + 15u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v4.x), sh[2u * (q + 16u)], acc0);
+                acc1 = fma(vec4<f32>(v4.x), sh[2u * (q + 16u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v4.y), sh[2u * (q + 17u)], acc0);
+                acc1 = fma(vec4<f32>(v4.y), sh[2u * (q + 17u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v4.z), sh[2u * (q + 18u)], acc0);
+                acc1 = fma(vec4<f32>(v4.z), sh[2u * (q + 18u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v4.w), sh[2u * (q + 19u)], acc0);
+                acc1 = fma(vec4<f32>(v4.w), sh[2u * (q + 19u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v5.x), sh[2u * (q + 20u)], acc0);
+                acc1 = fma(vec4<f32>(v5.x), sh[2u * (q + 20u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v5.y), sh[2u * (q + 21u)], acc0);
+                acc1 = fma(vec4<f32>(v5.y), sh[2u * (q + 21u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v5.z), sh[2u * (q + 22u)], acc0);
+                acc1 = fma(vec4<f32>(v5.z), sh[2u * (q + 22u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v5.w), sh[2u * (q + 23u)], acc0);
+                acc1 = fma(vec4<f32>(v5.w), sh[2u * (q + 23u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v6.x), sh[2u * (q + 24u)], acc0);
+                acc1 = fma(vec4<f32>(v6.x), sh[2u * (q + 24u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v6.y), sh[2u * (q + 25u)], acc0);
+                acc1 = fma(vec4<f32>(v6.y), sh[2u * (q + 25u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v6.z), sh[2u * (q + 26u)], acc0);
+                acc1 = fma(vec4<f32>(v6.z), sh[2u * (q + 26u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v6.w), sh[2u * (q + 27u)], acc0);
+                acc1 = fma(vec4<f32>(v6.w), sh[2u * (q + 27u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v7.x), sh[2u * (q + 28u)], acc0);
+                acc1 = fma(vec4<f32>(v7.x), sh[2u * (q + 28u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v7.y), sh[2u * (q + 29u)], acc0);
+                acc1 = fma(vec4<f32>(v7.y), sh[2u * (q + 29u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v7.z), sh[2u * (q + 30u)], acc0);
+                acc1 = fma(vec4<f32>(v7.z), sh[2u * (q + 30u) + 1u], acc1);
+                acc0 = fma(vec4<f32>(v7.w), sh[2u * (q + 31u)], acc0);
+                acc1 = fma(vec4<f32>(v7.w), sh[2u * (q + 31u) + 1u], acc1);
+            }
         }
-    }
-    workgroupBarrier();
-    sh[2u * t] = acc0;
-    sh[2u * t + 1u] = acc1;
-    workgroupBarrier();
-    for (var s = 16u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            sh[2u * t] += sh[2u * (t + s)];
-            sh[2u * t + 1u] += sh[2u * (t + s) + 1u];
+        for (; q < nl; q++) {
+            let v = big[rbase + (l0 + q) * p.big_s1];
+            acc0 = fma(vec4<f32>(v), sh[2u * q], acc0);
+            acc1 = fma(vec4<f32>(v), sh[2u * q + 1u], acc1);
         }
-        workgroupBarrier();
-    }
-    if (lane == 0u && row < p.m) {
-        let a0 = sh[2u * t] * p.alpha;
-        let a1 = sh[2u * t + 1u] * p.alpha;
-        let obase = p.out_off + row * p.out_s0;
+        acc0 *= p.alpha;
+        acc1 *= p.alpha;
         for (var c = 0u; c < 8u; c++) {
             let cc = cb + c;
             if (cc < p.ncols) {
                 var v: f32;
-                if (c < 4u) { v = a0[c]; } else { v = a1[c - 4u]; }
-                outb[obase + cc * p.out_s1] = v;
+                if (c < 4u) { v = acc0[c]; } else { v = acc1[c - 4u]; }
+                outb[(kc * p.ncols + cc) * p.m + row] = v;
             }
         }
     }
@@ -121,7 +173,7 @@ fn big_quad_col(i: u32, j: u32, vec_ok: bool) -> vec4<f32> {
 }
 
 // 64 column-threads (4 columns each) x 4 row-lanes per workgroup; wid.x = block of 256 columns
-// of Big, wid.y = row segment (≤ 512 rows, its Sk rows staged), wid.z = 8-column block of Sk.
+// of Big, wid.y = row segment (≤ 256 rows, its Sk rows staged), wid.z = 8-column block of Sk.
 // m rows (reduction), nbig = columns of Big, ncols = columns of Sk. part is outb, laid out
 // [seg][ncols][nbig].
 @compute @workgroup_size(256, 1, 1)
@@ -136,47 +188,43 @@ fn skinny_t_big(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
     let vec_ok = big_vec_ok() && (p.nbig % 4u) == 0u;
     stage_sk(t, i0, i1 - i0, cb);
     workgroupBarrier();
-    var a: array<vec4<f32>, 8>;
-    for (var c = 0u; c < 8u; c++) { a[c] = vec4<f32>(0.0); }
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
     if (j < p.nbig) {
-        var i = i0 + lane;
-        for (; i + 4u < i1; i += 8u) {
-            let v0 = big_quad_col(i, j, vec_ok);
-            let v1 = big_quad_col(i + 4u, j, vec_ok);
-            let s00 = sh[2u * (i - i0)];
-            let s01 = sh[2u * (i - i0) + 1u];
-            let s10 = sh[2u * (i + 4u - i0)];
-            let s11 = sh[2u * (i + 4u - i0) + 1u];
-            for (var c = 0u; c < 4u; c++) {
-                a[c] = fma(vec4<f32>(s00[c]), v0, a[c]);
-                a[c + 4u] = fma(vec4<f32>(s01[c]), v0, a[c + 4u]);
-                a[c] = fma(vec4<f32>(s10[c]), v1, a[c]);
-                a[c + 4u] = fma(vec4<f32>(s11[c]), v1, a[c + 4u]);
-            }
-        }
-        if (i < i1) {
-            let v0 = big_quad_col(i, j, vec_ok);
-            let s00 = sh[2u * (i - i0)];
-            let s01 = sh[2u * (i - i0) + 1u];
-            for (var c = 0u; c < 4u; c++) {
-                a[c] = fma(vec4<f32>(s00[c]), v0, a[c]);
-                a[c + 4u] = fma(vec4<f32>(s01[c]), v0, a[c + 4u]);
-            }
+        for (var i = i0 + lane; i < i1; i += 4u) {
+            let v = big_quad_col(i, j, vec_ok);
+            let s0 = sh[2u * (i - i0)];
+            let s1 = sh[2u * (i - i0) + 1u];
+            a0 = fma(vec4<f32>(s0.x), v, a0);
+            a1 = fma(vec4<f32>(s0.y), v, a1);
+            a2 = fma(vec4<f32>(s0.z), v, a2);
+            a3 = fma(vec4<f32>(s0.w), v, a3);
+            a4 = fma(vec4<f32>(s1.x), v, a4);
+            a5 = fma(vec4<f32>(s1.y), v, a5);
+            a6 = fma(vec4<f32>(s1.z), v, a6);
+            a7 = fma(vec4<f32>(s1.w), v, a7);
         }
     }
-    // reduce the 4 row-lanes, 2 sk-columns per round (sh holds 4 vec4 per column-thread slot)
+    // reduce the 4 row-lanes, 2 sk-columns per round
     for (var rnd = 0u; rnd < 4u; rnd++) {
         workgroupBarrier();
-        sh[2u * t] = a[2u * rnd];
-        sh[2u * t + 1u] = a[2u * rnd + 1u];
+        var x0 = a0;
+        var x1 = a1;
+        if (rnd == 1u) { x0 = a2; x1 = a3; }
+        if (rnd == 2u) { x0 = a4; x1 = a5; }
+        if (rnd == 3u) { x0 = a6; x1 = a7; }
+        sh[2u * t] = x0;
+        sh[2u * t + 1u] = x1;
         workgroupBarrier();
         if (lane == 0u && j < p.nbig) {
-            var s0 = sh[2u * ct];
-            var s1 = sh[2u * ct + 1u];
-            for (var q = 1u; q < 4u; q++) {
-                s0 += sh[2u * (ct + 64u * q)];
-                s1 += sh[2u * (ct + 64u * q) + 1u];
-            }
+            let s0 = sh[2u * ct] + sh[2u * (ct + 64u)] + sh[2u * (ct + 128u)] + sh[2u * (ct + 192u)];
+            let s1 = sh[2u * ct + 1u] + sh[2u * (ct + 64u) + 1u] + sh[2u * (ct + 128u) + 1u] + sh[2u * (ct + 192u) + 1u];
             for (var h = 0u; h < 2u; h++) {
                 let cc = cb + 2u * rnd + h;
                 if (cc < p.ncols) {

@@ -302,18 +302,58 @@ impl<'a> Builder<'a> {
         sk: (&wgpu::Buffer, View),
         out: (&wgpu::Buffer, View),
         alpha: f32,
-    ) -> Dispatch {
-        let (gx, gy) = fold(m.div_ceil(8));
+    ) -> Result<[Dispatch; 2], EngineError> {
+        // split-K partials [kchunk][ncols][m] (the buffer lives as long as the bind groups)
+        let kchunks = kdim.div_ceil(256).max(1);
+        let ncb = ncols.div_ceil(8);
+        if kchunks * ncb > 65535 {
+            return Err(EngineError::Unsupported(format!(
+                "a {m}×{kdim} by {kdim}×{ncols} product exceeds the dispatch limits"
+            )));
+        }
+        let part = self
+            .ctx
+            .storage("tall_skinny partials", kchunks * ncols * m)?;
+        let (gx, gy) = fold(m.div_ceil(256));
         let p = Self::sk_params(
-            m, kdim, ncols, 0, big.1, sk.1, out.1, 0, 0, gx, alpha, 0.0, kdim,
+            m, kdim, ncols, 0, big.1, sk.1, out.1, 0, kchunks, gx, alpha, 0.0, kdim,
         );
-        self.make(
+        let d1 = self.make(
             "tall_skinny",
             &self.k.tall_skinny,
             &p,
-            &[&[(1, big.0), (2, sk.0), (3, out.0), (4, big.0)]],
-            (gx, gy, ncols.div_ceil(8) as u32),
-        )
+            &[&[(1, big.0), (2, sk.0), (3, &part), (4, big.0)]],
+            (gx, gy, (kchunks * ncb) as u32),
+        );
+        let outv = View {
+            off: out.1.off,
+            s0: out.1.s1,
+            s1: out.1.s0,
+        };
+        let (rx, ry) = fold((ncols * m).div_ceil(256));
+        let p2 = Self::sk_params(
+            0,
+            0,
+            ncols,
+            m,
+            View::rm(0),
+            View::rm(0),
+            outv,
+            0,
+            kchunks,
+            0,
+            1.0,
+            0.0,
+            0,
+        );
+        let d2 = self.make(
+            "reduce_segments",
+            &self.k.reduce_segments,
+            &p2,
+            &[&[(1, &part), (3, out.0)]],
+            (rx, ry, 1),
+        );
+        Ok([d1, d2])
     }
 
     /// out (ncols × nbig) = alpha · Skᵀ · Big + beta · out, Sk: m × ncols, Big: m × nbig.
@@ -675,8 +715,8 @@ impl<'a> Builder<'a> {
 pub fn t_big_segments(m: usize, nbig: usize) -> (usize, usize) {
     let col_blocks = nbig.div_ceil(256).max(1);
     let want = (512 / col_blocks).max(1);
-    // ≤ 512 rows: the segment's rows of the skinny operand are staged in workgroup memory
-    let seg_rows = m.div_ceil(want).clamp(32, 512);
+    // ≤ 256 rows: the segment's rows of the skinny operand are staged in workgroup memory
+    let seg_rows = m.div_ceil(want).clamp(32, 256);
     let nseg = m.div_ceil(seg_rows).max(1);
     (seg_rows, nseg)
 }

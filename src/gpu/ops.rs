@@ -82,7 +82,7 @@ impl GpuBackend {
         let bb = self.ctx.storage_init("big", &to_f32(big))?;
         let sb = self.ctx.storage_init("sk", &to_f32(sk))?;
         let ob = self.ctx.storage("out", m * ncols)?;
-        let d = self.b().tall_skinny(
+        let ds = self.b().tall_skinny(
             m,
             kd,
             ncols,
@@ -90,9 +90,9 @@ impl GpuBackend {
             (&sb, view(sk, tsk)),
             (&ob, View::rm(ncols)),
             1.0,
-        );
+        )?;
         Ok(from_f32(
-            &self.run_and_read(&[d], &ob, m * ncols).await?,
+            &self.run_and_read(&ds, &ob, m * ncols).await?,
             m,
             ncols,
         ))
