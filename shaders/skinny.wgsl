@@ -197,18 +197,76 @@ fn skinny_t_big(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
     if (j < p.nbig) {
-        for (var i = i0 + lane; i < i1; i += 4u) {
+        // four rows in flight per iteration
+        var i = i0 + lane;
+        for (; i + 12u < i1; i += 16u) {
+            let v0 = big_quad_col(i, j, vec_ok);
+            let v1 = big_quad_col(i + 4u, j, vec_ok);
+            let v2 = big_quad_col(i + 8u, j, vec_ok);
+            let v3 = big_quad_col(i + 12u, j, vec_ok);
+            {
+                let s0 = sh[2u * (i - i0)];
+                let s1 = sh[2u * (i - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v0, a0);
+                a1 = fma(vec4<f32>(s0.y), v0, a1);
+                a2 = fma(vec4<f32>(s0.z), v0, a2);
+                a3 = fma(vec4<f32>(s0.w), v0, a3);
+                a4 = fma(vec4<f32>(s1.x), v0, a4);
+                a5 = fma(vec4<f32>(s1.y), v0, a5);
+                a6 = fma(vec4<f32>(s1.z), v0, a6);
+                a7 = fma(vec4<f32>(s1.w), v0, a7);
+            }
+            {
+                let s0 = sh[2u * ((i + 4u) - i0)];
+                let s1 = sh[2u * ((i + 4u) - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v1, a0);
+                a1 = fma(vec4<f32>(s0.y), v1, a1);
+                a2 = fma(vec4<f32>(s0.z), v1, a2);
+                a3 = fma(vec4<f32>(s0.w), v1, a3);
+                a4 = fma(vec4<f32>(s1.x), v1, a4);
+                a5 = fma(vec4<f32>(s1.y), v1, a5);
+                a6 = fma(vec4<f32>(s1.z), v1, a6);
+                a7 = fma(vec4<f32>(s1.w), v1, a7);
+            }
+            {
+                let s0 = sh[2u * ((i + 8u) - i0)];
+                let s1 = sh[2u * ((i + 8u) - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v2, a0);
+                a1 = fma(vec4<f32>(s0.y), v2, a1);
+                a2 = fma(vec4<f32>(s0.z), v2, a2);
+                a3 = fma(vec4<f32>(s0.w), v2, a3);
+                a4 = fma(vec4<f32>(s1.x), v2, a4);
+                a5 = fma(vec4<f32>(s1.y), v2, a5);
+                a6 = fma(vec4<f32>(s1.z), v2, a6);
+                a7 = fma(vec4<f32>(s1.w), v2, a7);
+            }
+            {
+                let s0 = sh[2u * ((i + 12u) - i0)];
+                let s1 = sh[2u * ((i + 12u) - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v3, a0);
+                a1 = fma(vec4<f32>(s0.y), v3, a1);
+                a2 = fma(vec4<f32>(s0.z), v3, a2);
+                a3 = fma(vec4<f32>(s0.w), v3, a3);
+                a4 = fma(vec4<f32>(s1.x), v3, a4);
+                a5 = fma(vec4<f32>(s1.y), v3, a5);
+                a6 = fma(vec4<f32>(s1.z), v3, a6);
+                a7 = fma(vec4<f32>(s1.w), v3, a7);
+            }
+        }
+        for (; i < i1; i += 4u) {
             let v = big_quad_col(i, j, vec_ok);
-            let s0 = sh[2u * (i - i0)];
-            let s1 = sh[2u * (i - i0) + 1u];
-            a0 = fma(vec4<f32>(s0.x), v, a0);
-            a1 = fma(vec4<f32>(s0.y), v, a1);
-            a2 = fma(vec4<f32>(s0.z), v, a2);
-            a3 = fma(vec4<f32>(s0.w), v, a3);
-            a4 = fma(vec4<f32>(s1.x), v, a4);
-            a5 = fma(vec4<f32>(s1.y), v, a5);
-            a6 = fma(vec4<f32>(s1.z), v, a6);
-            a7 = fma(vec4<f32>(s1.w), v, a7);
+            {
+                let s0 = sh[2u * (i - i0)];
+                let s1 = sh[2u * (i - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v, a0);
+                a1 = fma(vec4<f32>(s0.y), v, a1);
+                a2 = fma(vec4<f32>(s0.z), v, a2);
+                a3 = fma(vec4<f32>(s0.w), v, a3);
+                a4 = fma(vec4<f32>(s1.x), v, a4);
+                a5 = fma(vec4<f32>(s1.y), v, a5);
+                a6 = fma(vec4<f32>(s1.z), v, a6);
+                a7 = fma(vec4<f32>(s1.w), v, a7);
+            }
         }
     }
     // reduce the 4 row-lanes, 2 sk-columns per round

@@ -1,4 +1,4 @@
-// One optimiser step of a LoRA run, split in three kernels around the gradient products.
+// One optimiser step of a LoRA run, split in two kernels around the gradient products.
 //
 // Tall workspace T (d x 3r, row stride 3r): columns [0, r) = S A (Σ̂A), [r, 2r) = A,
 // [2r, 3r) = G_eff Bᵀ (factored form) or -∇_A (residual form).
@@ -8,8 +8,7 @@
 // K_A = BBᵀ M_A at 6r², K_B = M_B AᵀSA at 7r² (zero in residual form).
 //
 // Then ∇_A M_A = SA K_A - GBᵀ M_A and M_B ∇_B = K_B B - M_B AᵀG, so that
-//   update_a: A <- A - η (SA K_A - GBᵀ M_A)
-//   update_b: B <- B - η (K_B B - M_B AᵀG)
+//   update_ab: A <- A - η (SA K_A - GBᵀ M_A),  B <- B - η (K_B B - M_B AᵀG)
 // covers GD and preconditioned GD, factored and residual forms.
 // small_step (one workgroup) computes the loss, checks finiteness, builds M_A, M_B, K_A, K_B by
 // a parallel Cholesky in workgroup memory, and appends (loss, flags) to hist at state[0]. flags: bit 0 = non-finite A or B,
@@ -178,56 +177,59 @@ fn small_step(@builtin(local_invocation_index) t: u32) {
     }
 }
 
-// A(i, c) -= η (SA K_A - GBᵀ M_A)(i, c); thread per (i, c). A lives in T's middle columns and,
-// contiguous (d x r), in abuf; both are written. K_A and M_A are staged in workgroup memory.
+// One dispatch updates both factors (simultaneous updates: each reads only the previous
+// evaluation's products). Workgroups [0, na) take A, the rest B.
+//   A(i, c) -= η (SA K_A - GBᵀ M_A)(i, c): thread per (i, c). A lives in T's middle columns and,
+//     contiguous (d x r), in abuf; both are written.
+//   B(:, j) -= η (K_B B - M_B AᵀG)(:, j): thread per column j (r ≤ 32).
+// The r×r factors are staged in workgroup memory.
 @compute @workgroup_size(256, 1, 1)
-fn update_a(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) t: u32) {
+fn update_ab(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
     let r = p.r;
     let r2 = r * r;
+    let wg = wid.y * nwg.x + wid.x;
+    let na = (p.d * r + 255u) / 256u;
+    let is_a = wg < na;
     for (var e = t; e < r2; e += 256u) {
-        wa[e] = small[6u * r2 + e];
-        wb[e] = small[4u * r2 + e];
+        if (is_a) {
+            wa[e] = small[6u * r2 + e];
+            wb[e] = small[4u * r2 + e];
+        } else {
+            wa[e] = small[7u * r2 + e];
+            wb[e] = small[5u * r2 + e];
+        }
     }
     workgroupBarrier();
-    let idx = gid.y * nwg.x * 256u + gid.x;
-    if (state[1] != 0u || idx >= p.d * r) { return; }
-    let i = idx / r;
-    let c = idx % r;
-    let row = i * 3u * r;
-    var s = 0.0;
-    for (var q = 0u; q < r; q++) {
-        s += tws[row + q] * wa[q * r + c] - tws[row + 2u * r + q] * wb[q * r + c];
-    }
-    let anew = tws[row + r + c] - p.eta * s;
-    tws[row + r + c] = anew;
-    abuf[i * r + c] = anew;
-}
-
-// B(:, j) -= η (K_B B - M_B AᵀG)(:, j); thread per column j (r ≤ 32); K_B, M_B staged.
-@compute @workgroup_size(256, 1, 1)
-fn update_b(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) t: u32) {
-    let r = p.r;
-    let r2 = r * r;
-    for (var e = t; e < r2; e += 256u) {
-        wa[e] = small[7u * r2 + e];
-        wb[e] = small[5u * r2 + e];
-    }
-    workgroupBarrier();
-    let j = gid.y * nwg.x * 256u + gid.x;
-    if (state[1] != 0u || j >= p.k) { return; }
-    var col: array<f32, 32>;
-    var g: array<f32, 32>;
-    for (var c = 0u; c < r; c++) {
-        col[c] = bmat[c * p.k + j];
-        g[c] = rk[c * p.k + j];
-    }
-    for (var c = 0u; c < r; c++) {
+    if (state[1] != 0u) { return; }
+    if (is_a) {
+        let idx = wg * 256u + t;
+        if (idx >= p.d * r) { return; }
+        let i = idx / r;
+        let c = idx % r;
+        let row = i * 3u * r;
         var s = 0.0;
         for (var q = 0u; q < r; q++) {
-            s += wa[c * r + q] * col[q] - wb[c * r + q] * g[q];
+            s += tws[row + q] * wa[q * r + c] - tws[row + 2u * r + q] * wb[q * r + c];
         }
-        bmat[c * p.k + j] = col[c] - p.eta * s;
+        let anew = tws[row + r + c] - p.eta * s;
+        tws[row + r + c] = anew;
+        abuf[i * r + c] = anew;
+    } else {
+        let j = (wg - na) * 256u + t;
+        if (j >= p.k) { return; }
+        var col: array<f32, 32>;
+        var g: array<f32, 32>;
+        for (var c = 0u; c < r; c++) {
+            col[c] = bmat[c * p.k + j];
+            g[c] = rk[c * p.k + j];
+        }
+        for (var c = 0u; c < r; c++) {
+            var s = 0.0;
+            for (var q = 0u; q < r; q++) {
+                s += wa[c * r + q] * col[q] - wb[c * r + q] * g[q];
+            }
+            bmat[c * p.k + j] = col[c] - p.eta * s;
+        }
     }
 }

@@ -28,8 +28,7 @@ pub struct Kernels {
     pub finish_risk: wgpu::ComputePipeline,
     pub sum_partials: wgpu::ComputePipeline,
     pub small_step: wgpu::ComputePipeline,
-    pub update_a: wgpu::ComputePipeline,
-    pub update_b: wgpu::ComputePipeline,
+    pub update_ab: wgpu::ComputePipeline,
     pub chol_inv: wgpu::ComputePipeline,
     pub surface: wgpu::ComputePipeline,
 }
@@ -73,8 +72,7 @@ impl Kernels {
                 finish_risk: pipeline(ctx, &rd, "finish_risk"),
                 sum_partials: pipeline(ctx, &rd, "sum_partials"),
                 small_step: pipeline(ctx, &st, "small_step"),
-                update_a: pipeline(ctx, &st, "update_a"),
-                update_b: pipeline(ctx, &st, "update_b"),
+                update_ab: pipeline(ctx, &st, "update_ab"),
                 chol_inv: pipeline(ctx, &qr, "chol_inv"),
                 surface: pipeline(ctx, &sf, "surface"),
             }
@@ -654,7 +652,7 @@ impl<'a> Builder<'a> {
         )
     }
 
-    /// The three step kernels. `st` holds the StParams words.
+    /// The step kernels (evaluation tail and update). `st` holds the StParams words.
     #[allow(clippy::too_many_arguments)]
     pub fn step_kernels(
         &self,
@@ -670,7 +668,7 @@ impl<'a> Builder<'a> {
         abuf: &wgpu::Buffer,
         hist: &wgpu::Buffer,
         lossparts: &wgpu::Buffer,
-    ) -> (Dispatch, Dispatch, Dispatch, wgpu::Buffer) {
+    ) -> (Dispatch, Dispatch, wgpu::Buffer) {
         let pbuf = self.ctx.uniform(st);
         let g0 =
             |pl: &wgpu::ComputePipeline| self.group(pl, 0, &[(0, &pbuf), (1, small), (2, state)]);
@@ -685,36 +683,31 @@ impl<'a> Builder<'a> {
             grid: (1, 1, 1),
             _params: None,
         };
-        let (ax, ay) = fold((d * r).div_ceil(256));
-        let ua = Dispatch {
-            name: "update_a",
-            pipeline: self.k.update_a.clone(),
+        let (ax, ay) = fold((d * r).div_ceil(256) + k.div_ceil(256));
+        let uab = Dispatch {
+            name: "update_ab",
+            pipeline: self.k.update_ab.clone(),
             groups: vec![
-                g0(&self.k.update_a),
-                self.group(&self.k.update_a, 1, &[(0, tws), (3, abuf)]),
+                g0(&self.k.update_ab),
+                self.group(
+                    &self.k.update_ab,
+                    1,
+                    &[(0, tws), (1, bmat), (2, rk), (3, abuf)],
+                ),
             ],
             grid: (ax, ay, 1),
             _params: None,
         };
-        let (bx, by) = fold(k.div_ceil(256));
-        let ub = Dispatch {
-            name: "update_b",
-            pipeline: self.k.update_b.clone(),
-            groups: vec![
-                g0(&self.k.update_b),
-                self.group(&self.k.update_b, 1, &[(1, bmat), (2, rk)]),
-            ],
-            grid: (bx, by, 1),
-            _params: None,
-        };
-        (small_d, ua, ub, pbuf)
+        (small_d, uab, pbuf)
     }
 }
 
 /// Row segments of skinny_t_big: enough workgroups to fill a large GPU, at least 64 rows each.
 pub fn t_big_segments(m: usize, nbig: usize) -> (usize, usize) {
     let col_blocks = nbig.div_ceil(256).max(1);
-    let want = (512 / col_blocks).max(1);
+    // about 512 workgroups for wide outputs; few segments for narrow ones (Gram matrices),
+    // whose segment sums are then cheap to reduce
+    let want = (512 / col_blocks).clamp(1, 32);
     // ≤ 256 rows: the segment's rows of the skinny operand are staged in workgroup memory
     let seg_rows = m.div_ceil(want).clamp(32, 256);
     let nseg = m.div_ceil(seg_rows).max(1);

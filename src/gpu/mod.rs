@@ -503,7 +503,7 @@ impl GpuBackend {
             0,
             0,
         ];
-        let (small_d, ua, ub, st_params) = b.step_kernels(
+        let (small_d, uab, st_params) = b.step_kernels(
             &st_words, d, k, r, &small, &state, &tws, &bmat, &rk, &abuf, &hist, &lossparts,
         );
         eval.push(small_d);
@@ -543,7 +543,7 @@ impl GpuBackend {
             st_words,
             st_params,
             eval,
-            update: vec![ua, ub],
+            update: vec![uab],
             risk: risk.into_iter().collect(),
             _keep: keep,
         })
