@@ -101,6 +101,7 @@ pub struct GpuBackend {
     pub svd_iters: usize,
     loaded: Option<Loaded>,
     run: Option<Run>,
+    svd_plan: Option<SvdPlan>,
 }
 
 /// Most steps encoded in one submission, and most bytes of snapshots read back per submission.
@@ -126,6 +127,7 @@ impl GpuBackend {
             svd_iters: 4,
             loaded: None,
             run: None,
+            svd_plan: None,
         })
     }
 
@@ -211,6 +213,7 @@ impl GpuBackend {
         let gb = ctx.storage_init("G", g)?;
         let db = ctx.storage_init("delta", delta)?;
         self.ctx.check()?;
+        self.svd_plan = None;
         self.loaded = Some(Loaded {
             form: StepForm::Factored,
             relu: false,
@@ -654,6 +657,116 @@ impl GpuBackend {
         Ok(t.elapsed().as_secs_f64() * 1e6 / reps as f64)
     }
 
+    /// The subspace-iteration dispatches for width w and `iters` power iterations on the loaded
+    /// G, built once and reused while the problem stays loaded.
+    fn build_svd_plan(&self, w: usize, iters: usize) -> Result<SvdPlan, EngineError> {
+        let l = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("top_svd before load".into()))?;
+        let (d, k) = (l.d, l.k);
+        let omega = Rng::new(0, stream::SUBSPACE).normal_matrix(k, w, 1.0);
+        let ctx = &self.ctx;
+        let om = ctx.storage_init("omega", &to_f32(&omega))?;
+        let y = ctx.storage("Y", d * w)?;
+        let ytmp = ctx.storage("Ytmp", d * w)?;
+        let q = ctx.storage("Q", d * w)?;
+        let z = ctx.storage("Z", k * w)?;
+        let ztmp = ctx.storage("Ztmp", k * w)?;
+        let smallm = ctx.storage("small", 3 * w * w)?;
+        let proj = ctx.storage("QtG", w * k)?;
+        let part = ctx.storage(
+            "part",
+            t_big_scratch(d, w, w)
+                .max(t_big_scratch(k, w, w))
+                .max(t_big_scratch(d, k, w)),
+        )?;
+        let b = self.b();
+        let mut ds: Vec<Dispatch> = Vec::new();
+        let cholqr2 = |ds: &mut Vec<Dispatch>,
+                       rows: usize,
+                       src: &wgpu::Buffer,
+                       tmp: &wgpu::Buffer,
+                       dst: &wgpu::Buffer| {
+            for (from, to) in [(src, tmp), (tmp, dst)] {
+                ds.extend(b.t_big(
+                    rows,
+                    w,
+                    w,
+                    (from, View::rm(w)),
+                    (from, View::rm(w)),
+                    &part,
+                    (&smallm, View::rm(w)),
+                    1.0,
+                    0.0,
+                ));
+                ds.push(b.chol_inv(w, &smallm, 0, w * w, 2 * w * w, QR_TOL));
+                ds.push(b.apply_small(
+                    rows,
+                    w,
+                    (from, View::rm(w)),
+                    (&smallm, w * w),
+                    (to, View::rm(w)),
+                ));
+            }
+        };
+        ds.extend(b.tall_skinny(
+            d,
+            k,
+            w,
+            (&l.g, View::rm(k)),
+            (&om, View::rm(w)),
+            (&y, View::rm(w)),
+            1.0,
+        )?);
+        cholqr2(&mut ds, d, &y, &ytmp, &q);
+        for _ in 0..iters {
+            ds.extend(b.t_big(
+                d,
+                k,
+                w,
+                (&q, View::rm(w)),
+                (&l.g, View::rm(k)),
+                &part,
+                (&z, View::rm_t(w)),
+                1.0,
+                0.0,
+            ));
+            cholqr2(&mut ds, k, &z, &ztmp, &z);
+            ds.extend(b.tall_skinny(
+                d,
+                k,
+                w,
+                (&l.g, View::rm(k)),
+                (&z, View::rm(w)),
+                (&y, View::rm(w)),
+                1.0,
+            )?);
+            cholqr2(&mut ds, d, &y, &ytmp, &q);
+        }
+        ds.extend(b.t_big(
+            d,
+            k,
+            w,
+            (&q, View::rm(w)),
+            (&l.g, View::rm(k)),
+            &part,
+            (&proj, View::rm(k)),
+            1.0,
+            0.0,
+        ));
+        let rb = ctx.readback_buffer(((d * w + w * k) * 4) as u64)?;
+        Ok(SvdPlan {
+            w,
+            iters,
+            ds,
+            q,
+            proj,
+            rb,
+            _keep: vec![om, y, ytmp, z, ztmp, smallm, part],
+        })
+    }
+
     fn write_params(&self, run: &mut Run) {
         run.st_words[10] = (run.c_eff as f32).to_bits();
         run.st_words[11] = (run.limit.min(f32::MAX as f64) as f32).to_bits();
@@ -661,6 +774,16 @@ impl GpuBackend {
             .queue
             .write_buffer(&run.st_params, 0, bytemuck::cast_slice(&run.st_words));
     }
+}
+
+struct SvdPlan {
+    w: usize,
+    iters: usize,
+    ds: Vec<Dispatch>,
+    q: wgpu::Buffer,
+    proj: wgpu::Buffer,
+    rb: wgpu::Buffer,
+    _keep: Vec<wgpu::Buffer>,
 }
 
 struct ChunkOut {
@@ -718,6 +841,7 @@ impl Backend for GpuBackend {
         let mut timing = LoadTiming::default();
         self.run = None;
         self.loaded = None;
+        self.svd_plan = None;
         if cfg.population {
             let t = Instant::now();
             let delta = to_f32(&p.delta);
@@ -863,102 +987,27 @@ impl Backend for GpuBackend {
             )));
         }
         let w = (m + self.svd_oversample).min(d.min(k)).min(MAX_SMALL);
-        let omega = Rng::new(0, stream::SUBSPACE).normal_matrix(k, w, 1.0);
-        let ctx = &self.ctx;
-        let om = ctx.storage_init("omega", &to_f32(&omega))?;
-        let y = ctx.storage("Y", d * w)?;
-        let ytmp = ctx.storage("Ytmp", d * w)?;
-        let q = ctx.storage("Q", d * w)?;
-        let z = ctx.storage("Z", k * w)?;
-        let ztmp = ctx.storage("Ztmp", k * w)?;
-        let smallm = ctx.storage("small", 3 * w * w)?;
-        let proj = ctx.storage("QtG", w * k)?;
-        let part = ctx.storage(
-            "part",
-            t_big_scratch(d, w, w)
-                .max(t_big_scratch(k, w, w))
-                .max(t_big_scratch(d, k, w)),
-        )?;
-        let b = self.b();
-        let mut ds: Vec<Dispatch> = Vec::new();
-        let cholqr2 = |ds: &mut Vec<Dispatch>,
-                       rows: usize,
-                       src: &wgpu::Buffer,
-                       tmp: &wgpu::Buffer,
-                       dst: &wgpu::Buffer| {
-            for (from, to) in [(src, tmp), (tmp, dst)] {
-                ds.extend(b.t_big(
-                    rows,
-                    w,
-                    w,
-                    (from, View::rm(w)),
-                    (from, View::rm(w)),
-                    &part,
-                    (&smallm, View::rm(w)),
-                    1.0,
-                    0.0,
-                ));
-                ds.push(b.chol_inv(w, &smallm, 0, w * w, 2 * w * w, QR_TOL));
-                ds.push(b.apply_small(
-                    rows,
-                    w,
-                    (from, View::rm(w)),
-                    (&smallm, w * w),
-                    (to, View::rm(w)),
-                ));
-            }
-        };
-        ds.extend(b.tall_skinny(
-            d,
-            k,
-            w,
-            (&l.g, View::rm(k)),
-            (&om, View::rm(w)),
-            (&y, View::rm(w)),
-            1.0,
-        )?);
-        cholqr2(&mut ds, d, &y, &ytmp, &q);
-        for _ in 0..self.svd_iters {
-            ds.extend(b.t_big(
-                d,
-                k,
-                w,
-                (&q, View::rm(w)),
-                (&l.g, View::rm(k)),
-                &part,
-                (&z, View::rm_t(w)),
-                1.0,
-                0.0,
-            ));
-            cholqr2(&mut ds, k, &z, &ztmp, &z);
-            ds.extend(b.tall_skinny(
-                d,
-                k,
-                w,
-                (&l.g, View::rm(k)),
-                (&z, View::rm(w)),
-                (&y, View::rm(w)),
-                1.0,
-            )?);
-            cholqr2(&mut ds, d, &y, &ytmp, &q);
+        let iters = self.svd_iters;
+        let cached = matches!(&self.svd_plan, Some(p) if p.w == w && p.iters == iters);
+        if !cached {
+            self.svd_plan = None;
+            let plan = self.build_svd_plan(w, iters)?;
+            self.svd_plan = Some(plan);
         }
-        ds.extend(b.t_big(
-            d,
-            k,
-            w,
-            (&q, View::rm(w)),
-            (&l.g, View::rm(k)),
-            &part,
-            (&proj, View::rm(k)),
-            1.0,
-            0.0,
-        ));
-        let rb = ctx.readback_buffer(((d * w + w * k) * 4) as u64)?;
+        let plan = self.svd_plan.as_ref().expect("svd plan");
+        let ctx = &self.ctx;
         let mut enc = self.encoder();
-        encode_all(&mut enc, &ds.iter().collect::<Vec<_>>());
-        enc.copy_buffer_to_buffer(&q, 0, &rb, 0, (d * w * 4) as u64);
-        enc.copy_buffer_to_buffer(&proj, 0, &rb, (d * w * 4) as u64, (w * k * 4) as u64);
+        encode_all(&mut enc, &plan.ds.iter().collect::<Vec<_>>());
+        enc.copy_buffer_to_buffer(&plan.q, 0, &plan.rb, 0, (d * w * 4) as u64);
+        enc.copy_buffer_to_buffer(
+            &plan.proj,
+            0,
+            &plan.rb,
+            (d * w * 4) as u64,
+            (w * k * 4) as u64,
+        );
         self.submit(enc);
+        let rb = &plan.rb;
         let all = ctx.read(&rb, d * w + w * k).await?;
         let qm = from_f32(&all[..d * w], d, w);
         let pm = from_f32(&all[d * w..], w, k);
