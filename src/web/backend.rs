@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
+#[allow(clippy::large_enum_variant)]
 pub enum AppBackend {
     Cpu(CpuBackend),
     Gpu(Box<GpuBackend>),
@@ -140,10 +141,7 @@ pub async fn probe_webgpu() -> GpuStatus {
     let Ok(f) = get(&gpu, "requestAdapter").dyn_into::<Function>() else {
         return GpuStatus::Unavailable("navigator.gpu.requestAdapter missing".into());
     };
-    let Ok(p) = f
-        .call0(&gpu)
-        .and_then(|p| p.dyn_into::<Promise>().map_err(JsValue::from))
-    else {
+    let Ok(p) = f.call0(&gpu).and_then(|p| p.dyn_into::<Promise>()) else {
         return GpuStatus::Unavailable("requestAdapter failed".into());
     };
     let adapter = match JsFuture::from(p).await {

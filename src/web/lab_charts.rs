@@ -145,7 +145,8 @@ pub fn sv_chart(c: &HtmlCanvasElement, r: &Report, th: &ChartTheme) -> DrawResul
     let root = be.into_drawing_area();
     root.fill(&th.bg())?;
     let lg = |v: f64| v.max(1e-16).log10();
-    let mut sets: Vec<(RGBColor, Vec<(f64, f64)>, bool)> = Vec::new();
+    type PointSet = (RGBColor, Vec<(f64, f64)>, bool);
+    let mut sets: Vec<PointSet> = Vec::new();
     sets.push((
         th.fg(),
         r.problem

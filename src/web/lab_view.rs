@@ -101,6 +101,8 @@ pub fn LabView(
     cfg: RwSignal<Config>,
     preset: RwSignal<Option<Preset>>,
     choice: RwSignal<BackendChoice>,
+    /// Run on the CPU reference even when the GPU backend is available.
+    cpu_only: RwSignal<bool>,
     dark: RwSignal<bool>,
     large: bool,
 ) -> impl IntoView {
@@ -128,7 +130,10 @@ pub fn LabView(
         state.set(RunState::Running);
         progress.set(0.0);
         note.set(None);
-        let ch = choice.get_untracked();
+        let mut ch = choice.get_untracked();
+        if cpu_only.get_untracked() {
+            ch.use_gpu = false;
+        }
         spawn_local(async move {
             let (mut be, why) = backend::make_backend(&ch).await;
             if let Some(w) = why {
@@ -594,6 +599,14 @@ pub fn LabView(
                 <progress id="progress" max="1" prop:value=move || progress.get()
                     aria-label="Progress"></progress>
                 <span aria-live="polite" id="progress-text">{move || progress_text.get()}</span>
+                <label class="compute" title="A software WebGPU adapter (SwiftShader) can be much slower than the CPU reference">
+                    "compute on "
+                    <select id="compute" on:change=move |e| cpu_only.set(event_target_value(&e) == "cpu")
+                        prop:value=move || if cpu_only.get() { "cpu" } else { "gpu" }>
+                        <option value="gpu">"GPU (WebGPU, f32) when available"</option>
+                        <option value="cpu">"CPU reference (f64)"</option>
+                    </select>
+                </label>
                 <span class="ran-on">{move || { let r = ran_on.get(); if r.is_empty() { r } else { format!("on {r}") } }}</span>
                 {move || valid.get().err().map(|e| view! { <span class="field-error" role="alert">{e}</span> })}
                 {move || match state.get() { RunState::Failed(e) => Some(view! { <span class="field-error" role="alert">{e}</span> }), _ => None }}

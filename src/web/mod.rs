@@ -46,6 +46,8 @@ pub struct UrlState {
     pub phase: PhaseParams,
     pub lab: Config,
     pub preset: Option<Preset>,
+    /// Dynamics lab: run on the CPU reference even when WebGPU is available (`compute=cpu`).
+    pub cpu_only: bool,
     pub errors: Vec<String>,
 }
 
@@ -68,7 +70,7 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
     for (k, v) in pairs {
         if matches!(
             k.as_str(),
-            "view" | "embed" | "large" | "autoplay" | "preset"
+            "view" | "embed" | "large" | "autoplay" | "preset" | "compute"
         ) {
             continue;
         }
@@ -91,6 +93,7 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
         phase,
         lab,
         preset,
+        cpu_only: get("compute") == Some("cpu"),
         errors,
     }
 }
@@ -101,6 +104,7 @@ pub fn state_pairs(
     phase: &PhaseParams,
     lab: &Config,
     preset: Option<Preset>,
+    cpu_only: bool,
 ) -> Vec<(String, String)> {
     let mut v = vec![("view".to_string(), view.key().to_string())];
     if opts.embed {
@@ -115,6 +119,9 @@ pub fn state_pairs(
     match view {
         View::Phase => v.extend(phase.to_pairs()),
         View::Lab => {
+            if cpu_only {
+                v.push(("compute".into(), "cpu".into()));
+            }
             if let Some(p) = preset {
                 v.push(("preset".into(), p.name().into()));
             }
@@ -139,12 +146,16 @@ pub fn App() -> impl IntoView {
     let phase = RwSignal::new(init.phase.clone());
     let lab = RwSignal::new(init.lab.clone());
     let preset = RwSignal::new(init.preset);
+    let cpu_only = RwSignal::new(init.cpu_only);
     let url_errors = RwSignal::new(init.errors.clone());
     let choice = RwSignal::new(BackendChoice::probing());
     let dark = RwSignal::new(util::prefers_dark());
     let copied = RwSignal::new(false);
 
     spawn_local(async move {
+        // Let the first chart paint before the GPU pipelines are compiled.
+        util::next_frame().await;
+        util::next_frame().await;
         let c = backend::choose().await;
         choice.set(c);
     });
@@ -157,7 +168,14 @@ pub fn App() -> impl IntoView {
     }
     // URL state: replaced (never pushed) on every change.
     Effect::new(move |_| {
-        let pairs = state_pairs(view_sig.get(), opts, &phase.get(), &lab.get(), preset.get());
+        let pairs = state_pairs(
+            view_sig.get(),
+            opts,
+            &phase.get(),
+            &lab.get(),
+            preset.get(),
+            cpu_only.get(),
+        );
         url::replace_query(&pairs);
     });
     if let Some(body) = document().body() {
@@ -190,6 +208,7 @@ pub fn App() -> impl IntoView {
             &phase.get(),
             &lab.get(),
             preset.get(),
+            cpu_only.get(),
         );
         format!(
             "<iframe src=\"{}?{}\" width=\"960\" height=\"700\" style=\"border:0\" title=\"LoRA-One Lab\" loading=\"lazy\"></iframe>",
@@ -240,7 +259,7 @@ pub fn App() -> impl IntoView {
             <main>
                 {move || match view_sig.get() {
                     View::Phase => view! { <PhaseView params=phase opts=opts dark=dark /> }.into_any(),
-                    View::Lab => view! { <LabView cfg=lab preset=preset choice=choice dark=dark large=opts.large /> }.into_any(),
+                    View::Lab => view! { <LabView cfg=lab preset=preset choice=choice cpu_only=cpu_only dark=dark large=opts.large /> }.into_any(),
                 }}
             </main>
             <Show when=move || opts.embed>

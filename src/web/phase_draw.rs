@@ -59,14 +59,14 @@ pub struct Theme {
 }
 
 impl Theme {
-    fn fg(&self) -> &'static str {
+    pub fn fg(&self) -> &'static str {
         if self.dark {
             "#e8e8e8"
         } else {
             "#1a1a1a"
         }
     }
-    fn bg(&self) -> &'static str {
+    pub fn bg(&self) -> &'static str {
         if self.dark {
             "#15171c"
         } else {
@@ -74,7 +74,7 @@ impl Theme {
         }
     }
     /// Heatmap ramp: low loss light (light theme) / dark (dark theme), single hue.
-    fn ramp(&self, t: f64) -> (u8, u8, u8) {
+    pub fn ramp(&self, t: f64) -> (u8, u8, u8) {
         let t = t.clamp(0.0, 1.0);
         let (lo, hi) = if self.dark {
             ((22.0, 26.0, 34.0), (118.0, 132.0, 160.0))
@@ -342,4 +342,199 @@ pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 fn tick_label(x: f64) -> String {
     let s = format!("{x:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The same figure as SVG (vector lines and text; the heatmap embedded as a PNG image).
+#[allow(clippy::too_many_arguments)]
+pub fn svg(
+    d: &PhaseData,
+    heat_png: Option<&str>,
+    f: &Frame,
+    css_w: f64,
+    css_h: f64,
+    t: f64,
+    show: [bool; 4],
+    theme: &Theme,
+) -> String {
+    use std::fmt::Write;
+    let fs = theme.font;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{css_w}" height="{css_h}" viewBox="0 0 {css_w} {css_h}" font-family="system-ui, sans-serif" font-size="{fs}">"#
+    );
+    let _ = write!(
+        s,
+        r#"<title>LoRA-One phase portrait</title><rect width="100%" height="100%" fill="{}"/>"#,
+        theme.bg()
+    );
+    if let Some(u) = heat_png {
+        let _ = write!(
+            s,
+            r#"<image href="{u}" x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" preserveAspectRatio="none"/>"#,
+            f.x0, f.y0, f.w, f.h
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<defs><clipPath id="plot"><rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}"/></clipPath></defs><g clip-path="url(#plot)">"#,
+        f.x0, f.y0, f.w, f.h
+    );
+    let mut path = String::new();
+    for (_, [p, q]) in &d.contours {
+        let (x0, y0) = f.px(p.0, p.1);
+        let (x1, y1) = f.px(q.0, q.1);
+        let _ = write!(path, "M{x0:.1} {y0:.1}L{x1:.1} {y1:.1}");
+    }
+    let cont = if theme.dark { "#ffffff" } else { "#000000" };
+    let _ = write!(
+        s,
+        r#"<path d="{path}" stroke="{cont}" stroke-opacity="0.2" fill="none" stroke-width="1"/>"#
+    );
+    // arrows
+    let arrows = &d.portrait.field;
+    let n = (arrows.len() as f64).sqrt().max(1.0);
+    let cell = f.w.min(f.h) / n;
+    let mmax = arrows
+        .iter()
+        .map(|a| a.da.hypot(a.db))
+        .fold(0.0, f64::max)
+        .max(1e-300);
+    let mut ap = String::new();
+    for a in arrows {
+        let m = a.da.hypot(a.db);
+        if m <= 0.0 {
+            continue;
+        }
+        let rel = (1.0 + 9.0 * m / mmax).log10();
+        let len = cell * (0.25 + 0.5 * rel);
+        let (x, y) = f.px(a.a, a.b);
+        let (ux, uy) = (a.da / m, -a.db / m);
+        let (x1, y1) = (x + ux * len * 0.5, y + uy * len * 0.5);
+        let (x0, y0) = (x - ux * len * 0.5, y - uy * len * 0.5);
+        let hl = (0.3 * len).max(3.0);
+        let _ = write!(
+            ap,
+            "M{x0:.1} {y0:.1}L{x1:.1} {y1:.1}M{:.1} {:.1}L{x1:.1} {y1:.1}L{:.1} {:.1}",
+            x1 - hl * (ux - 0.5 * uy),
+            y1 - hl * (uy + 0.5 * ux),
+            x1 - hl * (ux + 0.5 * uy),
+            y1 - hl * (uy - 0.5 * ux)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<path d="{ap}" stroke="{}" stroke-opacity="0.5" fill="none" stroke-width="1"/>"#,
+        theme.fg()
+    );
+    for br in &d.portrait.hyperbola {
+        let pts: Vec<String> = br
+            .iter()
+            .map(|&(a, b)| {
+                let (x, y) = f.px(a, b);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline points="{}" stroke="{}" stroke-width="2" fill="none"/>"#,
+            pts.join(" "),
+            theme.fg()
+        );
+    }
+    let (sx, sy) = f.px(d.portrait.saddle.0, d.portrait.saddle.1);
+    let _ = write!(
+        s,
+        r#"<circle cx="{sx:.1}" cy="{sy:.1}" r="5" fill="{}" stroke="{}" stroke-width="2"/>"#,
+        theme.bg(),
+        theme.fg()
+    );
+    let step = t.floor().max(0.0) as usize;
+    for tr in &d.trajs {
+        if !show[tr.method.index()] || tr.pts.is_empty() {
+            continue;
+        }
+        let upto = step.min(tr.pts.len() - 1);
+        let pts: Vec<(f64, f64)> = tr.pts[..=upto].iter().map(|p| f.px(p[0], p[1])).collect();
+        let txt: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        let dash: Vec<String> = tr
+            .method
+            .dash()
+            .pattern()
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        let halo = if theme.dark { "#000000" } else { "#ffffff" };
+        let _ = write!(
+            s,
+            r#"<g><title>{}</title><polyline points="{}" stroke="{halo}" stroke-opacity="0.8" stroke-width="5" fill="none"/><polyline points="{}" stroke="{}" stroke-width="2.5" stroke-dasharray="{}" fill="none"/>"#,
+            tr.label,
+            txt.join(" "),
+            txt.join(" "),
+            tr.method.colour(),
+            dash.join(" ")
+        );
+        let (x0, y0) = pts[0];
+        let (x, y) = *pts.last().expect("non-empty");
+        let _ = write!(
+            s,
+            r#"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="none" stroke="{c}" stroke-width="2"/><circle cx="{x:.1}" cy="{y:.1}" r="5.5" fill="{c}" stroke="{}" stroke-width="1.5"/></g>"#,
+            x0 - 4.0,
+            y0 - 4.0,
+            theme.bg(),
+            c = tr.method.colour()
+        );
+    }
+    s.push_str("</g>");
+    let _ = write!(
+        s,
+        r#"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="none" stroke="{}"/>"#,
+        f.x0,
+        f.y0,
+        f.w,
+        f.h,
+        theme.fg()
+    );
+    let w = f.win;
+    let fg = theme.fg();
+    for &a in &nice_ticks(w.a_min, w.a_max, 5) {
+        let (x, y) = f.px(a, w.b_min);
+        let _ = write!(
+            s,
+            r#"<line x1="{x:.1}" y1="{y:.1}" x2="{x:.1}" y2="{:.1}" stroke="{fg}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" fill="{fg}">{}</text>"#,
+            y + 4.0,
+            y + 6.0 + fs,
+            tick_label(a)
+        );
+    }
+    for &b in &nice_ticks(w.b_min, w.b_max, 5) {
+        let (x, y) = f.px(w.a_min, b);
+        let _ = write!(
+            s,
+            r#"<line x1="{:.1}" y1="{y:.1}" x2="{x:.1}" y2="{y:.1}" stroke="{fg}"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="{fg}">{}</text>"#,
+            x - 4.0,
+            x - 6.0,
+            y + 0.35 * fs,
+            tick_label(b)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{fg}">a = uᵀA (input side)</text>"#,
+        f.x0 + f.w / 2.0,
+        f.y0 + f.h + 2.4 * fs
+    );
+    let _ = write!(
+        s,
+        r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle" fill="{fg}">b = Bv (output side)</text>"#,
+        1.2 * fs,
+        f.y0 + f.h / 2.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" fill="{fg}">saddle</text></svg>"#,
+        sx + 7.0,
+        sy - 4.0
+    );
+    s
 }

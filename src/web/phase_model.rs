@@ -106,7 +106,7 @@ impl PhaseParams {
             "eta" => self.eta = num(v)?,
             "gamma" => self.gamma = num(v)?,
             "gamma_ga" => self.gamma_ga = num(v)?,
-            "steps" => self.steps = num(v)?.max(1.0).min(100_000.0) as usize,
+            "steps" => self.steps = num(v)?.clamp(1.0, 100_000.0) as usize,
             "population" => self.population = matches!(v, "1" | "true" | "yes" | "on"),
             "n" => self.n = num(v)?.max(1.0) as usize,
             "seed" => self.seed = num(v)?.max(0.0) as u64,

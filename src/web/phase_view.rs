@@ -394,10 +394,59 @@ pub fn PhaseView(
         })
     };
 
+    let colorbar = move || {
+        let dk = dark.get();
+        data.with(|d| {
+            d.as_ref().map(|d| {
+                let th = Theme { dark: dk, font: 12.0 };
+                let stops = (0..=4)
+                    .map(|i| {
+                        let (r, g, b) = th.ramp(i as f64 / 4.0);
+                        format!("rgb({r},{g},{b}) {}%", i * 25)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                view! {
+                    <div class="colorbar chrome" aria-label="Colour scale of log10 loss">
+                        <span>{format!("log₁₀(L + ε): {:.1}", d.lo)}</span>
+                        <span class="bar" style=format!("background: linear-gradient(to right, {stops})")></span>
+                        <span>{format!("{:.1}", d.hi)}</span>
+                    </div>
+                }
+            })
+        })
+    };
     let export_png = move |_| {
         if let Some(c) = canvas_ref.get_untracked() {
             export::download_canvas_png(&c, "lora-one-phase-portrait.png");
         }
+    };
+    let export_svg = move |_| {
+        let Some(d) = data.get_untracked() else {
+            return;
+        };
+        let (w, h) = css.get_untracked();
+        let theme = Theme {
+            dark: dark.get_untracked(),
+            font: font(),
+        };
+        let heat_url = phase_draw::heat_canvas(&d, &theme).and_then(|c| c.to_data_url().ok());
+        let mut dd = (*d).clone();
+        if let Some(cu) = custom.get_untracked() {
+            dd.trajs.push(cu);
+        }
+        let f = Frame::new(w, h, d.window(), theme.font);
+        let svg = phase_draw::svg(
+            &dd,
+            heat_url.as_deref(),
+            &f,
+            w,
+            h,
+            t.get_untracked(),
+            params.with_untracked(|p| p.show),
+            &theme,
+        );
+        export::download_text("lora-one-phase-portrait.svg", "image/svg+xml", &svg);
     };
     let export_json = move |_| {
         if let Some(d) = data.get_untracked() {
@@ -467,6 +516,7 @@ pub fn PhaseView(
                         on:pointercancel=move |_| dragging.set_value(false)
                         on:keydown=on_key_canvas
                     ></canvas>
+                    {colorbar}
                     <p class="sr-only" aria-live="polite">{alt_text}</p>
                     {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 </div>
@@ -532,6 +582,7 @@ pub fn PhaseView(
                     </details>
                     <div class="exports chrome" role="group" aria-label="Export">
                         <button on:click=export_png>"PNG"</button>
+                        <button on:click=export_svg>"SVG"</button>
                         <button on:click=export_csv>"CSV"</button>
                         <button on:click=export_json>"JSON"</button>
                         <span class="fps" id="fps" data-fps=move || format!("{:.1}", fps.get())>

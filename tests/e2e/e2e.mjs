@@ -55,6 +55,12 @@ async function badge(page) {
   }));
 }
 
+async function download(page, selector) {
+  const [dl] = await Promise.all([page.waitForEvent("download", { timeout: 15000 }), page.click(selector)]);
+  const file = await dl.path();
+  return { name: dl.suggestedFilename(), text: fs.readFileSync(file, "utf8") };
+}
+
 const q = (page) => new URL(page.url()).searchParams;
 const attr = (page, sel, a) => page.$eval(sel, (e, a) => e.getAttribute(a), a);
 
@@ -111,6 +117,11 @@ async function withWebGpu() {
     check(!!st, "click places a custom start (URL start=…)", st);
     check((await attr(page, "#phase-canvas", "data-trajectories")) === "4", "custom trajectory drawn");
     await page.screenshot({ path: path.join(SHOTS, "phase-custom.png") });
+    const svg = await download(page, "text=SVG");
+    check(svg.text.startsWith("<svg") && svg.text.includes("polyline"), "phase portrait exports as SVG", `${svg.name}, ${svg.text.length} chars`);
+    fs.writeFileSync(path.join(SHOTS, "phase-export.svg"), svg.text);
+    const png = await download(page, ".phase .exports >> text=PNG");
+    check(png.name.endsWith(".png"), "phase portrait exports as PNG", png.name);
 
     // numeric input → URL → reload round trip
     await page.fill("#in-delta", "1.5");
@@ -147,6 +158,22 @@ async function withWebGpu() {
     check(runRows.length === 3 && runRows.every((n) => n === 101), "three runs of 101 records", runRows.join(","));
     check(q(page).get("preset") === "spectral" && q(page).get("eta") === "0.5", "preset in the URL", page.url());
     await page.screenshot({ path: path.join(SHOTS, "lab-spectral.png"), fullPage: true });
+    const js = JSON.parse((await download(page, "text=Runs as JSON")).text);
+    check(js.schema === "lora-one-lab/run@1" && js.runs.length === 3 && js.backend.kind === "gpu",
+      "run exports as JSON in the CLI schema", `${js.schema}, ${js.runs.length} runs on ${js.backend.kind}`);
+    const csv = (await download(page, "text=Runs as CSV")).text.trim().split("\n");
+    check(csv.length === 1 + 3 * 101 && csv[0].startsWith("run,label,init"), "run exports as CSV", `${csv.length} lines`);
+    // the CPU reference on request (a software WebGPU adapter is slow)
+    await page.selectOption("#compute", "cpu");
+    check(q(page).get("compute") === "cpu", "compute choice in the URL");
+    const tCpu = Date.now();
+    await page.click("#run");
+    await page.waitForSelector("#lab[data-state=done]", { timeout: 60000 });
+    bench.spectral_cpu_wall_ms = Date.now() - tCpu;
+    bench.spectral_cpu_run_ms = Number(await attr(page, "#lab", "data-run-ms"));
+    const ranCpu = await page.$eval(".ran-on", (e) => e.textContent);
+    check(/cpu|f64/i.test(ranCpu), "compute=cpu runs on the CPU reference", `${ranCpu}, ${bench.spectral_cpu_run_ms} ms`);
+    await page.selectOption("#compute", "gpu");
 
     // lab URL round trip
     const labUrl = page.url();
@@ -174,8 +201,10 @@ async function withWebGpu() {
     }
     bench.alignment_worst_task_lag_ms = worst;
     check(worst < 250, "page stays responsive while running (setTimeout lag)", `${worst.toFixed(1)} ms`);
+    await page.waitForFunction(() => Number(document.querySelector("#progress").value) > 0, null, { timeout: 60000 }).catch(() => {});
     const progBefore = Number(await page.$eval("#progress", (e) => e.value));
-    check(progBefore > 0, "progress reported while running", String(progBefore));
+    const progText = await page.$eval("#progress-text", (e) => e.textContent);
+    check(progBefore > 0, "progress reported while running", `${progBefore} ${progText}`);
     await page.click("#stop");
     await page.waitForSelector("#lab[data-state=stopped]", { timeout: 10000 });
     check(true, "Stop ends the run");

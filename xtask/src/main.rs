@@ -604,6 +604,25 @@ fn test_cmd(args: &[String]) -> ExitCode {
             }),
         ),
         (
+            "cargo clippy (wasm32, feature web: the web app) -- -D warnings",
+            false,
+            Box::new(|| {
+                run(&mut native_cargo(&[
+                    "clippy",
+                    "--lib",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--no-default-features",
+                    "--features",
+                    "web",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))
+                .map(|_| String::new())
+            }),
+        ),
+        (
             "wasm-bindgen-test in headless Chromium with WebGPU",
             false,
             Box::new(|| {
