@@ -27,6 +27,20 @@ impl AppBackend {
 }
 
 thread_local! {
+    /// Test hook: lose the GPU device once, mid-run (`?simulate=device-loss`).
+    static SIMULATE_LOSS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+pub fn set_simulated_loss(on: bool) {
+    SIMULATE_LOSS.with(|c| c.set(on));
+}
+
+/// True once after `set_simulated_loss(true)`.
+pub fn take_simulated_loss() -> bool {
+    SIMULATE_LOSS.with(|c| c.replace(false))
+}
+
+thread_local! {
     /// The GPU backend, created once (pipeline creation is the slow part) and lent to each run.
     static GPU: RefCell<Option<Box<GpuBackend>>> = const { RefCell::new(None) };
 }

@@ -26,6 +26,7 @@ pub fn PhaseExplain() -> impl IntoView {
                 <li><b>"LoRA-GA"</b>": A₀ = c·(−U)[:, 1:r], B₀ = c·V[:, r+1:2r]ᵀ, c = k^¼/√γ_GA, with the offset W0 − A₀B₀ frozen — its B₀ lies off this plane."</li>
                 <li><b>"LoRA-One"</b>": A₀ = √γ·U[:, 1:r]·S^½, B₀ = √γ·S^½·V[:, 1:r]ᵀ, so A₀B₀ = γ·P_r(G) — it starts on or next to the hyperbola."</li>
             </ul>
+            <p>"This 2×2 slice is computed on the CPU reference (f64); the dynamics lab runs on the GPU."</p>
             <p>"Keys: space play/pause, . one step, r reset, 1 2 3 4 show or hide a method. Click or drag on the plot to start your own trajectory."</p>
         </details>
     }

@@ -146,7 +146,7 @@ pub fn LabView(
                     return;
                 }
             };
-            ran_on.set(be_name(&be));
+            ran_on.set(be_name(&be, &ch));
             // GPU calls have a fixed latency (submit + readback) and do not block the page while
             // they wait, so they get large chunks; CPU chunks aim at ~30 ms of blocking work.
             let mut chunk = if be.is_gpu() { 128usize } else { 4 };
@@ -159,7 +159,15 @@ pub fn LabView(
                     break;
                 }
                 let t0 = util::now_ms();
-                match exp.step(&mut be, chunk).await {
+                let mut res = exp.step(&mut be, chunk).await;
+                // Test hook (`?simulate=device-loss`): the GPU device is lost after the first chunk.
+                if be.is_gpu()
+                    && matches!(res, Ok(ref p) if p.step > 0)
+                    && backend::take_simulated_loss()
+                {
+                    res = Err(EngineError::Device("simulated device loss".into()));
+                }
+                match res {
                     Ok(p) => {
                         progress.set(p.fraction());
                         progress_text.set(if p.done {
@@ -181,7 +189,7 @@ pub fn LabView(
                             c.cpu_reason = Some(format!("device lost: {m}"));
                         });
                         be = backend::cpu_backend();
-                        ran_on.set(be_name(&be));
+                        ran_on.set(be_name(&be, &ch));
                         match Experiment::new(&c) {
                             Ok(e) => exp = e,
                             Err(e) => {
@@ -641,8 +649,13 @@ pub fn LabView(
     }
 }
 
-fn be_name(be: &AppBackend) -> String {
+fn be_name(be: &AppBackend, ch: &BackendChoice) -> String {
     use crate::engine::Backend;
     let i = be.info();
-    format!("{} ({})", i.name, i.precision)
+    match (&ch.gpu, be.is_gpu()) {
+        (backend::GpuStatus::WebGpu { adapter, .. }, true) => {
+            format!("WebGPU: {adapter} ({})", i.precision)
+        }
+        _ => format!("{} ({})", i.name, i.precision),
+    }
 }

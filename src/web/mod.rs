@@ -70,7 +70,7 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
     for (k, v) in pairs {
         if matches!(
             k.as_str(),
-            "view" | "embed" | "large" | "autoplay" | "preset" | "compute"
+            "view" | "embed" | "large" | "autoplay" | "preset" | "compute" | "simulate"
         ) {
             continue;
         }
@@ -140,7 +140,14 @@ pub fn start_app() {
 
 #[component]
 pub fn App() -> impl IntoView {
-    let init = parse_state(&url::read_query());
+    let query = url::read_query();
+    let init = parse_state(&query);
+    if query
+        .iter()
+        .any(|(k, v)| k == "simulate" && v == "device-loss")
+    {
+        backend::set_simulated_loss(true);
+    }
     let opts = init.opts;
     let view_sig = RwSignal::new(init.view);
     let phase = RwSignal::new(init.phase.clone());

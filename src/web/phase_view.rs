@@ -98,7 +98,7 @@ pub fn PhaseView(
                 .ok()
                 .and_then(|v| v.as_f64())
                 .unwrap_or(960.0);
-            (vw - 350.0).min(vh - 12.0)
+            (vw - 390.0).min(vh - 12.0)
         } else {
             w.min(vh - 140.0)
         };

@@ -210,6 +210,20 @@ async function withWebGpu() {
     check(true, "Stop ends the run");
     await page.screenshot({ path: path.join(SHOTS, "lab-alignment-stopped.png"), fullPage: true });
 
+    // ---------- device lost mid-run: the run finishes on the CPU and the page says so ----------
+    await page.goto(`${BASE}?view=lab&preset=spectral&simulate=device-loss`);
+    const b2 = await badge(page);
+    check(b2.backend === "gpu", "GPU backend ready before the device-loss run", b2.text);
+    await page.click("#run");
+    await page.waitForSelector("#lab[data-state=done]", { timeout: 120000 });
+    const lostNote = await page.$eval(".runbar .note", (e) => e.textContent).catch(() => "");
+    const b3 = await page.$eval("#gpu-badge", (e) => e.textContent.trim());
+    const ranAfter = await page.$eval(".ran-on", (e) => e.textContent);
+    const nLost = Number(await attr(page, "#chart-risk", "data-points"));
+    check(/device lost/i.test(lostNote) && b3.startsWith("CPU fallback: device lost") && /cpu|f64/i.test(ranAfter) && nLost > 0,
+      "device loss mid-run: finished on the CPU and said so", `${lostNote} | ${b3} | ${ranAfter} | points ${nLost}`);
+    await page.screenshot({ path: path.join(SHOTS, "device-lost.png") });
+
     // ---------- embed mode ----------
     await page.setViewportSize({ width: 960, height: 700 });
     await page.goto(`${BASE}?view=phase&embed=1&large=1&autoplay=1`);
