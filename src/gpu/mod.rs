@@ -683,12 +683,21 @@ impl GpuBackend {
         )?;
         let b = self.b();
         let mut ds: Vec<Dispatch> = Vec::new();
-        let cholqr2 = |ds: &mut Vec<Dispatch>,
-                       rows: usize,
-                       src: &wgpu::Buffer,
-                       tmp: &wgpu::Buffer,
-                       dst: &wgpu::Buffer| {
-            for (from, to) in [(src, tmp), (tmp, dst)] {
+        // Cholesky-QR: twice (CholeskyQR2) where orthonormality matters (the final Q), once
+        // inside the power iterations, which only need the span (dead columns are dropped either
+        // way)
+        let cholqr = |ds: &mut Vec<Dispatch>,
+                      rows: usize,
+                      src: &wgpu::Buffer,
+                      tmp: &wgpu::Buffer,
+                      dst: &wgpu::Buffer,
+                      twice: bool| {
+            let passes: Vec<(&wgpu::Buffer, &wgpu::Buffer)> = if twice {
+                vec![(src, tmp), (tmp, dst)]
+            } else {
+                vec![(src, dst)]
+            };
+            for (from, to) in passes {
                 ds.extend(b.t_big(
                     rows,
                     w,
@@ -719,8 +728,8 @@ impl GpuBackend {
             (&y, View::rm(w)),
             1.0,
         )?);
-        cholqr2(&mut ds, d, &y, &ytmp, &q);
-        for _ in 0..iters {
+        cholqr(&mut ds, d, &y, &ytmp, &q, iters == 0);
+        for it in 0..iters {
             ds.extend(b.t_big(
                 d,
                 k,
@@ -732,17 +741,17 @@ impl GpuBackend {
                 1.0,
                 0.0,
             ));
-            cholqr2(&mut ds, k, &z, &ztmp, &z);
+            cholqr(&mut ds, k, &z, &ztmp, &ztmp, false);
             ds.extend(b.tall_skinny(
                 d,
                 k,
                 w,
                 (&l.g, View::rm(k)),
-                (&z, View::rm(w)),
+                (&ztmp, View::rm(w)),
                 (&y, View::rm(w)),
                 1.0,
             )?);
-            cholqr2(&mut ds, d, &y, &ytmp, &q);
+            cholqr(&mut ds, d, &y, &ytmp, &q, it + 1 == iters);
         }
         ds.extend(b.t_big(
             d,
