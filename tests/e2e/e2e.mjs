@@ -34,12 +34,12 @@ const COMMON = [
   "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
 ];
 
-async function launch(webgpu) {
+async function launch(webgpu, dpr = 1) {
   const dir = fs.mkdtempSync(path.join(TMP, "chromium-"));
   const args = [...COMMON, ...(webgpu ? ["--enable-unsafe-webgpu"] : [])];
   return chromium.launchPersistentContext(dir, {
     executablePath: EXE, headless: true, args, viewport: { width: 1280, height: 900 },
-    deviceScaleFactor: 1,
+    deviceScaleFactor: dpr,
   });
 }
 
@@ -252,7 +252,7 @@ async function withWebGpu() {
 }
 
 async function withoutWebGpu() {
-  const ctx = await launch(false);
+  const ctx = await launch(false, 2);
   const page = ctx.pages()[0] || (await ctx.newPage());
   attachLogs(page, "no-webgpu");
   try {
@@ -265,6 +265,19 @@ async function withoutWebGpu() {
     const n = Number(await attr(page, "#chart-risk", "data-points"));
     check(n > 0, "CPU fallback run plots data", `data-points=${n}`);
     await page.screenshot({ path: path.join(SHOTS, "cpu-fallback.png") });
+    // high-DPI: the backing store follows devicePixelRatio
+    const px = await page.$eval("#chart-risk", (c) => ({ w: c.width, css: c.getBoundingClientRect().width, dpr: devicePixelRatio }));
+    check(px.dpr === 2 && Math.abs(px.w - 2 * px.css) <= 2, "canvases are devicePixelRatio-crisp", JSON.stringify(px));
+    // dark theme follows the system setting
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.waitForTimeout(400);
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    check(bg !== "rgb(255, 255, 255)", "dark theme follows prefers-color-scheme", bg);
+    await page.screenshot({ path: path.join(SHOTS, "lab-dark.png") });
+    await page.click("#tab-phase");
+    await page.waitForSelector("#phase-canvas[data-ready='1']");
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: path.join(SHOTS, "phase-dark.png") });
   } finally {
     await ctx.close();
   }
