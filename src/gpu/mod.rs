@@ -1017,7 +1017,7 @@ impl Backend for GpuBackend {
         );
         self.submit(enc);
         let rb = &plan.rb;
-        let all = ctx.read(&rb, d * w + w * k).await?;
+        let all = ctx.read(rb, d * w + w * k).await?;
         let qm = from_f32(&all[..d * w], d, w);
         let pm = from_f32(&all[d * w..], w, k);
         // The small w×k matrix P = QᵀG finishes on the host through its w×w Gram in f64
