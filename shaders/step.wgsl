@@ -16,7 +16,7 @@
 
 struct StParams {
     d: u32, k: u32, r: u32, mode: u32,
-    precond: u32, nparts: u32, _p0: u32, _p1: u32,
+    precond: u32, nparts: u32, gram_nseg: u32, _p1: u32,
     eta: f32, damping: f32, c: f32, limit: f32,
     loss_scale: f32, _p2: u32, _p3: u32, _p4: u32,
 }
@@ -32,6 +32,8 @@ struct StParams {
 
 @group(2) @binding(0) var<storage, read_write> hist: array<f32>;
 @group(2) @binding(1) var<storage, read> lossparts: array<f32>;
+// segment partials of Aᵀ[SA | A | GBᵀ] ([seg][r][3r]), summed here into small[0 .. 3r²)
+@group(2) @binding(2) var<storage, read> gramparts: array<f32>;
 
 const NT: u32 = 128u;
 // r ≤ 32: r×r work arrays in workgroup memory (3 × 4 KiB)
@@ -100,6 +102,13 @@ fn small_step(@builtin(local_invocation_index) t: u32) {
     let r = p.r;
     let r2 = r * r;
     let w = 3u * r;
+    for (var e = t; e < r * w; e += NT) {
+        var acc = 0.0;
+        for (var g = 0u; g < p.gram_nseg; g++) { acc += gramparts[g * r * w + e]; }
+        small[e] = acc;
+    }
+    storageBarrier();
+    workgroupBarrier();
     // loss
     var part = 0.0;
     if (p.mode == 0u) {

@@ -11,6 +11,7 @@ pub const REDUCE_WGSL: &str = include_str!("../../shaders/reduce.wgsl");
 pub const STEP_WGSL: &str = include_str!("../../shaders/step.wgsl");
 pub const QR_WGSL: &str = include_str!("../../shaders/qr.wgsl");
 pub const SURFACE_WGSL: &str = include_str!("../../shaders/surface.wgsl");
+pub const REDUCE_MULTI_WGSL: &str = include_str!("../../shaders/reduce_multi.wgsl");
 
 /// Largest skinny dimension (LoRA rank r, subspace width l) the small one-workgroup kernels take.
 pub const MAX_SMALL: usize = 32;
@@ -20,6 +21,7 @@ pub struct Kernels {
     pub tall_skinny: wgpu::ComputePipeline,
     pub skinny_t_big: wgpu::ComputePipeline,
     pub reduce_segments: wgpu::ComputePipeline,
+    pub reduce_multi: wgpu::ComputePipeline,
     pub apply_small: wgpu::ComputePipeline,
     pub rank_update: wgpu::ComputePipeline,
     pub form_e: wgpu::ComputePipeline,
@@ -59,11 +61,13 @@ impl Kernels {
             let st = ctx.module("step", STEP_WGSL);
             let qr = ctx.module("qr", QR_WGSL);
             let sf = ctx.module("surface", SURFACE_WGSL);
+            let rm = ctx.module("reduce_multi", REDUCE_MULTI_WGSL);
             Kernels {
                 matmul: pipeline(ctx, &mm, "matmul"),
                 tall_skinny: pipeline(ctx, &sk, "tall_skinny"),
                 skinny_t_big: pipeline(ctx, &sk, "skinny_t_big"),
                 reduce_segments: pipeline(ctx, &sk, "reduce_segments"),
+                reduce_multi: pipeline(ctx, &rm, "reduce_multi"),
                 apply_small: pipeline(ctx, &sk, "apply_small"),
                 rank_update: pipeline(ctx, &ew, "rank_update"),
                 form_e: pipeline(ctx, &ew, "form_e"),
@@ -110,6 +114,19 @@ impl View {
         self.off = off as u32;
         self
     }
+}
+
+/// A pending segment sum: partials written by a tall_skinny or skinny_t_big dispatch.
+pub struct ReduceJob {
+    pub part: wgpu::Buffer,
+    pub out: wgpu::Buffer,
+    pub ncols: usize,
+    pub nbig: usize,
+    pub nseg: usize,
+    /// out(c, j) = out[off + c*s0 + j*s1]
+    pub view: View,
+    pub alpha: f32,
+    pub beta: f32,
 }
 
 /// One pre-bound dispatch.
@@ -291,7 +308,7 @@ impl<'a> Builder<'a> {
 
     /// out (m × ncols) = alpha · Big (m × kdim) · Sk (kdim × ncols).
     #[allow(clippy::too_many_arguments)]
-    pub fn tall_skinny(
+    pub fn tall_skinny_job(
         &self,
         m: usize,
         kdim: usize,
@@ -300,7 +317,7 @@ impl<'a> Builder<'a> {
         sk: (&wgpu::Buffer, View),
         out: (&wgpu::Buffer, View),
         alpha: f32,
-    ) -> Result<[Dispatch; 2], EngineError> {
+    ) -> Result<(Dispatch, ReduceJob), EngineError> {
         // split-K partials [kchunk][ncols][m] (the buffer lives as long as the bind groups)
         let kchunks = kdim.div_ceil(256).max(1);
         let ncb = ncols.div_ceil(8);
@@ -328,37 +345,43 @@ impl<'a> Builder<'a> {
             s0: out.1.s1,
             s1: out.1.s0,
         };
-        let (rx, ry) = fold((ncols * m).div_ceil(256));
-        let p2 = Self::sk_params(
-            0,
-            0,
-            ncols,
-            m,
-            View::rm(0),
-            View::rm(0),
-            outv,
-            0,
-            kchunks,
-            0,
-            1.0,
-            0.0,
-            0,
-        );
-        let d2 = self.make(
-            "reduce_segments",
-            &self.k.reduce_segments,
-            &p2,
-            &[&[(1, &part), (3, out.0)]],
-            (rx, ry, 1),
-        );
-        Ok([d1, d2])
+        Ok((
+            d1,
+            ReduceJob {
+                part,
+                out: out.0.clone(),
+                ncols,
+                nbig: m,
+                nseg: kchunks,
+                view: outv,
+                alpha: 1.0,
+                beta: 0.0,
+            },
+        ))
+    }
+
+    /// out (m × ncols) = alpha · Big (m × kdim) · Sk (kdim × ncols): split-K partials, then
+    /// their sum (two dispatches).
+    #[allow(clippy::too_many_arguments)]
+    pub fn tall_skinny(
+        &self,
+        m: usize,
+        kdim: usize,
+        ncols: usize,
+        big: (&wgpu::Buffer, View),
+        sk: (&wgpu::Buffer, View),
+        out: (&wgpu::Buffer, View),
+        alpha: f32,
+    ) -> Result<[Dispatch; 2], EngineError> {
+        let (d1, job) = self.tall_skinny_job(m, kdim, ncols, big, sk, out, alpha)?;
+        Ok([d1, self.reduce_one(&job)])
     }
 
     /// out (ncols × nbig) = alpha · Skᵀ · Big + beta · out, Sk: m × ncols, Big: m × nbig.
     /// Two dispatches (segment partials, then their sum) through the scratch buffer `part`,
     /// which must hold `t_big_scratch(m, nbig, ncols)` floats.
     #[allow(clippy::too_many_arguments)]
-    pub fn t_big(
+    pub fn t_big_job(
         &self,
         m: usize,
         nbig: usize,
@@ -369,7 +392,7 @@ impl<'a> Builder<'a> {
         out: (&wgpu::Buffer, View),
         alpha: f32,
         beta: f32,
-    ) -> [Dispatch; 2] {
+    ) -> (Dispatch, ReduceJob) {
         let (seg_rows, nseg) = t_big_segments(m, nbig);
         let p = Self::sk_params(
             m, 0, ncols, nbig, big.1, sk.1, out.1, seg_rows, nseg, 0, 1.0, 0.0, m,
@@ -385,30 +408,110 @@ impl<'a> Builder<'a> {
                 ncols.div_ceil(8) as u32,
             ),
         );
-        let (gx, gy) = fold((ncols * nbig).div_ceil(256));
+        (
+            d1,
+            ReduceJob {
+                part: part.clone(),
+                out: out.0.clone(),
+                ncols,
+                nbig,
+                nseg,
+                view: out.1,
+                alpha,
+                beta,
+            },
+        )
+    }
+
+    /// out (ncols × nbig) = alpha · Skᵀ · Big + beta · out (two dispatches, see `t_big_job`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn t_big(
+        &self,
+        m: usize,
+        nbig: usize,
+        ncols: usize,
+        sk: (&wgpu::Buffer, View),
+        big: (&wgpu::Buffer, View),
+        part: &wgpu::Buffer,
+        out: (&wgpu::Buffer, View),
+        alpha: f32,
+        beta: f32,
+    ) -> [Dispatch; 2] {
+        let (d1, job) = self.t_big_job(m, nbig, ncols, sk, big, part, out, alpha, beta);
+        [d1, self.reduce_one(&job)]
+    }
+
+    /// The segment sum of one job (reduce_segments).
+    pub fn reduce_one(&self, job: &ReduceJob) -> Dispatch {
+        let (gx, gy) = fold((job.ncols * job.nbig).div_ceil(256));
         let p2 = Self::sk_params(
             0,
             0,
-            ncols,
-            nbig,
+            job.ncols,
+            job.nbig,
             View::rm(0),
             View::rm(0),
-            out.1,
-            seg_rows,
-            nseg,
+            job.view,
             0,
-            alpha,
-            beta,
+            job.nseg,
+            0,
+            job.alpha,
+            job.beta,
             0,
         );
-        let d2 = self.make(
+        self.make(
             "reduce_segments",
             &self.k.reduce_segments,
             &p2,
-            &[&[(1, part), (3, out.0)]],
+            &[&[(1, &job.part), (3, &job.out)]],
             (gx, gy, 1),
-        );
-        [d1, d2]
+        )
+    }
+
+    /// Up to four independent segment sums in one dispatch.
+    pub fn reduce_multi(&self, jobs: &[&ReduceJob]) -> Dispatch {
+        assert!(!jobs.is_empty() && jobs.len() <= 4, "1..=4 reduce jobs");
+        let mut w = vec![jobs.len() as u32, 0, 0, 0];
+        let mut wg0 = 0usize;
+        for q in 0..4 {
+            let jb = jobs[q.min(jobs.len() - 1)];
+            let n = (jb.ncols * jb.nbig).div_ceil(256);
+            w.extend_from_slice(&[
+                jb.ncols as u32,
+                jb.nbig as u32,
+                jb.nseg as u32,
+                jb.view.off,
+                jb.view.s0,
+                jb.view.s1,
+                wg0 as u32,
+                0,
+                f(jb.alpha),
+                f(jb.beta),
+                0,
+                0,
+            ]);
+            if q < jobs.len() {
+                wg0 += n;
+            }
+        }
+        let get = |q: usize| jobs[q.min(jobs.len() - 1)];
+        let (gx, gy) = fold(wg0);
+        self.make(
+            "reduce_multi",
+            &self.k.reduce_multi,
+            &w,
+            &[&[
+                (1, &get(0).part),
+                (2, &get(1).part),
+                (3, &get(2).part),
+                (4, &get(3).part),
+                (5, &get(0).out),
+                (6, &get(1).out),
+                (7, &get(2).out),
+                (8, &get(3).out),
+            ]],
+            (gx, gy, 1),
+        )
     }
 
     /// out (m × l) = In (m × l view) · M (l × l row-major at m_off of `mbuf`).
@@ -668,6 +771,7 @@ impl<'a> Builder<'a> {
         abuf: &wgpu::Buffer,
         hist: &wgpu::Buffer,
         lossparts: &wgpu::Buffer,
+        gramparts: &wgpu::Buffer,
     ) -> (Dispatch, Dispatch, wgpu::Buffer) {
         let pbuf = self.ctx.uniform(st);
         let g0 =
@@ -678,7 +782,11 @@ impl<'a> Builder<'a> {
             groups: vec![
                 g0(&self.k.small_step),
                 self.group(&self.k.small_step, 1, &[]),
-                self.group(&self.k.small_step, 2, &[(0, hist), (1, lossparts)]),
+                self.group(
+                    &self.k.small_step,
+                    2,
+                    &[(0, hist), (1, lossparts), (2, gramparts)],
+                ),
             ],
             grid: (1, 1, 1),
             _params: None,

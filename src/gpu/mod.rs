@@ -274,6 +274,8 @@ impl GpuBackend {
         let rec = ctx.storage("rec", 2 * rec_cap)?;
 
         let mut eval: Vec<Dispatch> = Vec::new();
+        let part_small = ctx.storage("part_small", t_big_scratch(k, r, r))?;
+        let part_gram = ctx.storage("part_gram", t_big_scratch(d, 3 * r, r))?;
         let nparts;
         let loss_scale;
         if factored {
@@ -321,7 +323,9 @@ impl GpuBackend {
             } else {
                 l.g.clone()
             };
-            eval.extend(b.tall_skinny(
+            // the four products that need only A, B and the data, then one dispatch for all
+            // four segment sums
+            let (ts1, j1) = b.tall_skinny_job(
                 d,
                 d,
                 r,
@@ -329,8 +333,8 @@ impl GpuBackend {
                 (&abuf, View::rm(r)),
                 (&tws, View::rm(3 * r)),
                 1.0,
-            )?);
-            eval.extend(b.tall_skinny(
+            )?;
+            let (ts2, j2) = b.tall_skinny_job(
                 d,
                 k,
                 r,
@@ -338,8 +342,8 @@ impl GpuBackend {
                 (&bmat, View::rm_t(k)),
                 (&tws, View::rm(3 * r).at(2 * r)),
                 1.0,
-            )?);
-            eval.extend(b.t_big(
+            )?;
+            let (tb1, j3) = b.t_big_job(
                 d,
                 k,
                 r,
@@ -349,7 +353,20 @@ impl GpuBackend {
                 (&rk, View::rm(k)),
                 1.0,
                 0.0,
-            ));
+            );
+            let (tb2, j4) = b.t_big_job(
+                k,
+                r,
+                r,
+                (&bmat, View::rm_t(k)),
+                (&bmat, View::rm_t(k)),
+                &part_small,
+                (&small, View::rm(r).at(3 * r * r)),
+                1.0,
+                0.0,
+            );
+            let red = b.reduce_multi(&[&j1, &j2, &j3, &j4]);
+            eval.extend([ts1, ts2, tb1, tb2, red]);
             nparts = 0;
             loss_scale = 0.0;
             keep.push(geff);
@@ -456,32 +473,32 @@ impl GpuBackend {
             keep.extend([part, xa, rbuf, rbt, z0eff]);
             keep.push(lossparts);
         }
-        let part_small = ctx.storage(
-            "part_small",
-            t_big_scratch(d, 3 * r, r).max(t_big_scratch(k, r, r)),
-        )?;
-        eval.extend(b.t_big(
+        // Aᵀ[SA | A | GBᵀ]: partials only; small_step sums its segments
+        let (gram_d, gram_job) = b.t_big_job(
             d,
             3 * r,
             r,
             (&abuf, View::rm(r)),
             (&tws, View::rm(3 * r)),
-            &part_small,
+            &part_gram,
             (&small, View::rm(3 * r)),
             1.0,
             0.0,
-        ));
-        eval.extend(b.t_big(
-            k,
-            r,
-            r,
-            (&bmat, View::rm_t(k)),
-            (&bmat, View::rm_t(k)),
-            &part_small,
-            (&small, View::rm(r).at(3 * r * r)),
-            1.0,
-            0.0,
-        ));
+        );
+        eval.push(gram_d);
+        if !factored {
+            eval.extend(b.t_big(
+                k,
+                r,
+                r,
+                (&bmat, View::rm_t(k)),
+                (&bmat, View::rm_t(k)),
+                &part_small,
+                (&small, View::rm(r).at(3 * r * r)),
+                1.0,
+                0.0,
+            ));
+        }
         let lossparts = if factored {
             ctx.storage("lossparts", 1)?
         } else {
@@ -495,7 +512,7 @@ impl GpuBackend {
             (!factored) as u32,
             precond as u32,
             nparts as u32,
-            0,
+            gram_job.nseg as u32,
             0,
             (settings.eta as f32).to_bits(),
             (settings.damping as f32).to_bits(),
@@ -508,6 +525,7 @@ impl GpuBackend {
         ];
         let (small_d, uab, st_params) = b.step_kernels(
             &st_words, d, k, r, &small, &state, &tws, &bmat, &rk, &abuf, &hist, &lossparts,
+            &part_gram,
         );
         eval.push(small_d);
         let riskparts = ctx.storage("riskparts", 2 * kernels::risk_split(d * k).1)?;
@@ -525,7 +543,9 @@ impl GpuBackend {
             &rec,
             &state,
         );
-        keep.extend([tws, rk, small, a0b, b0b, riskparts, part_small, lossparts]);
+        keep.extend([
+            tws, rk, small, a0b, b0b, riskparts, part_small, part_gram, lossparts,
+        ]);
         Ok(Run {
             settings: *settings,
             d,
