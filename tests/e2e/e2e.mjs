@@ -24,7 +24,7 @@ function check(cond, what, detail = "") {
   if (cond) {
     console.log(`  ok   ${what}${detail ? `  (${detail})` : ""}`);
   } else {
-    console.log(`  FAIL ${what}${detail ? `  (${detail})` : ""}`);
+    console.error(`  FAIL ${what}${detail ? `  (${detail})` : ""}`);
     failures.push(what + (detail ? ` (${detail})` : ""));
   }
 }
@@ -288,7 +288,7 @@ for (const [name, f] of [["with WebGPU", withWebGpu], ["without WebGPU", without
   try {
     await f();
   } catch (e) {
-    console.log(`  FAIL ${name}: ${e.stack || e}`);
+    console.error(`  FAIL ${name}: ${e.stack || e}`);
     failures.push(`${name}: ${e.message || e}`);
   }
 }

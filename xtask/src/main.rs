@@ -66,7 +66,7 @@ fn main() -> ExitCode {
                  commands:\n  \
                  build                      build the static site into dist/\n  \
                  serve [--port N] [--no-build]  build, then serve dist/ on 127.0.0.1\n  \
-                 test [--keep-going]        install what is missing, run every check and test\n  \
+                 test                       install what is missing, run every check and test\n  \
                  e2e                        only the end-to-end browser tests of the built dist/\n  \
                  wasm-bindgen <args>        the pinned bindings generator\n  \
                  wasm-bindgen-test-runner <args>  the pinned wasm test runner"
@@ -99,15 +99,41 @@ fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// Run a command, streaming its output; on failure the error names the command and quotes the
+/// first lines of its stderr that look like the cause (for the summary).
 fn run(cmd: &mut Command) -> Res<()> {
+    use std::io::BufRead;
     eprintln!("  $ {}", show(cmd));
-    let st = cmd
-        .status()
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
+    let mut causes: Vec<String> = Vec::new();
+    if let Some(err) = child.stderr.take() {
+        for line in io::BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let t = line.trim_start();
+            let interesting = t.starts_with("error")
+                || t.starts_with("--> ")
+                || t.starts_with("Diff in")
+                || t.starts_with("FAIL")
+                || t.starts_with("test result: FAILED")
+                || t.contains("panicked at");
+            if interesting && causes.len() < 6 && !causes.iter().any(|c| c == t) {
+                causes.push(t.to_string());
+            }
+        }
+    }
+    let st = child.wait().map_err(|e| format!("`{}`: {e}", show(cmd)))?;
     if st.success() {
         Ok(())
     } else {
-        Err(format!("`{}` failed ({st})", show(cmd)))
+        let mut m = format!("`{}` failed ({st})", show(cmd));
+        for c in causes {
+            m.push_str("\n        ");
+            m.push_str(&c);
+        }
+        Err(m)
     }
 }
 
@@ -515,7 +541,10 @@ struct StepResult {
 }
 
 fn test_cmd(args: &[String]) -> ExitCode {
-    let keep_going = args.iter().any(|a| a == "--keep-going");
+    if let Some(a) = args.first() {
+        eprintln!("xtask test: unknown option `{a}`");
+        return ExitCode::from(2);
+    }
     let root = root();
     let tmp = env::temp_dir().join(format!("lora-one-lab-xtask-{}", std::process::id()));
     let _ = fs::create_dir_all(&tmp);
@@ -529,7 +558,6 @@ fn test_cmd(args: &[String]) -> ExitCode {
     let self_exe = env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
 
     let mut results: Vec<StepResult> = Vec::new();
-    let mut failed = false;
     let native_cargo = |args: &[&str]| {
         let mut c = Command::new(cargo());
         c.current_dir(&root)
@@ -668,7 +696,8 @@ fn test_cmd(args: &[String]) -> ExitCode {
     let total = Instant::now();
     let mut abort = false;
     for (name, essential, f) in steps {
-        if abort || (failed && !keep_going && essential) {
+        // Every step runs (for a full summary), unless installing the tools failed.
+        if abort {
             results.push(StepResult {
                 name,
                 ok: None,
@@ -690,7 +719,6 @@ fn test_cmd(args: &[String]) -> ExitCode {
             }),
             Err(e) => {
                 eprintln!("!!! {name}: {e}");
-                failed = true;
                 if essential {
                     abort = true;
                 }
@@ -714,6 +742,8 @@ fn test_cmd(args: &[String]) -> ExitCode {
         };
         let note = if r.note.is_empty() {
             String::new()
+        } else if r.ok == Some(false) {
+            format!("\n        {}", r.note)
         } else {
             format!("  ({})", r.note.lines().next().unwrap_or(""))
         };
