@@ -76,3 +76,24 @@ async fn gpu_backend_matches_cpu_in_the_browser() {
         }
     }
 }
+
+#[wasm_bindgen_test]
+async fn gpu_forms_sigma_and_g_like_cpu_in_the_browser() {
+    use lora_one_lab::engine::Backend;
+    let mut cfg = Preset::Spectral.config();
+    cfg.d = 64;
+    cfg.k = 48;
+    let p = lora_one_lab::Problem::generate(&cfg).unwrap();
+    let mut gpu = GpuBackend::new().await.expect("GPU backend starts on WebGPU");
+    let mut cpu = CpuBackend::new();
+    gpu.load(&p).await.expect("GPU load");
+    cpu.load(&p).await.expect("CPU load");
+    let rel = |a: &nalgebra::DMatrix<f64>, b: &nalgebra::DMatrix<f64>| (a - b).norm() / b.norm();
+    let g = gpu.read_g().await.expect("read G");
+    let e = rel(&g, cpu.g().unwrap());
+    assert!(e < 1e-5, "G: relative error {e}");
+    if let (Some(sg), Some(sc)) = (gpu.read_sigma().await.expect("read Σ̂"), cpu.sigma()) {
+        let e = rel(&sg, sc);
+        assert!(e < 1e-5, "Σ̂: relative error {e}");
+    }
+}
