@@ -7,12 +7,12 @@
 //!   --quick  small sizes (a software adapter such as lavapipe)
 //!   --dump   write the planted G (f32, row-major) and its true top-8 U, V for the PyTorch script
 
-#[cfg(any(not(feature = "gpu"), target_arch = "wasm32"))]
+#[cfg(any(not(feature = "gpu"), not(feature = "cli"), target_arch = "wasm32"))]
 fn main() {
-    eprintln!("gpu-bench needs the `gpu` feature on a native target");
+    eprintln!("gpu-bench needs the `gpu` and `cli` features on a native target");
 }
 
-#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+#[cfg(all(feature = "gpu", feature = "cli", not(target_arch = "wasm32")))]
 fn main() {
     if let Err(e) = bench::main() {
         eprintln!("gpu-bench failed: {e}");
@@ -20,7 +20,7 @@ fn main() {
     }
 }
 
-#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+#[cfg(all(feature = "gpu", feature = "cli", not(target_arch = "wasm32")))]
 mod bench {
     use lora_one_lab::config::{Optimiser, Preset};
     use lora_one_lab::cpu::CpuBackend;
