@@ -165,7 +165,7 @@ pub fn LabView(
                     && matches!(res, Ok(ref p) if p.step > 0)
                     && backend::take_simulated_loss()
                 {
-                    res = Err(EngineError::Device("simulated device loss".into()));
+                    res = Err(EngineError::Device("device lost (simulated)".into()));
                 }
                 match res {
                     Ok(p) => {
@@ -182,11 +182,11 @@ pub fn LabView(
                     }
                     Err(EngineError::Device(m)) if be.is_gpu() => {
                         note.set(Some(format!(
-                            "GPU device lost ({m}): the run was restarted on the CPU"
+                            "The GPU failed mid-run ({m}): the run was restarted on the CPU"
                         )));
                         choice.update(|c| {
                             c.use_gpu = false;
-                            c.cpu_reason = Some(format!("device lost: {m}"));
+                            c.cpu_reason = Some(format!("GPU failed mid-run: {m}"));
                         });
                         be = backend::cpu_backend();
                         ran_on.set(be_name(&be, &ch));

@@ -231,8 +231,9 @@ pub fn App() -> impl IntoView {
                     data-webgpu=c.webgpu_attr()
                     data-backend=if c.use_gpu { "gpu" } else { "cpu" }
                     data-adapter=match &c.gpu { backend::GpuStatus::WebGpu { adapter, .. } => adapter.clone(), _ => String::new() }
+                    title=c.badge()
                     class:gpu=c.use_gpu>
-                    {c.badge()}
+                    {short_badge(&c.badge())}
                 </span>
             }
         })
@@ -285,5 +286,15 @@ pub fn App() -> impl IntoView {
                 </footer>
             </Show>
         </div>
+    }
+}
+
+/// The badge text cut to one short line (the whole text is in its title).
+fn short_badge(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() > 90 {
+        format!("{}…", line.chars().take(89).collect::<String>())
+    } else {
+        line.to_string()
     }
 }

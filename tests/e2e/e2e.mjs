@@ -220,7 +220,7 @@ async function withWebGpu() {
     const b3 = await page.$eval("#gpu-badge", (e) => e.textContent.trim());
     const ranAfter = await page.$eval(".ran-on", (e) => e.textContent);
     const nLost = Number(await attr(page, "#chart-risk", "data-points"));
-    check(/device lost/i.test(lostNote) && b3.startsWith("CPU fallback: device lost") && /cpu|f64/i.test(ranAfter) && nLost > 0,
+    check(/device lost/i.test(lostNote) && b3.startsWith("CPU fallback: GPU failed mid-run: device lost") && /cpu|f64/i.test(ranAfter) && nLost > 0,
       "device loss mid-run: finished on the CPU and said so", `${lostNote} | ${b3} | ${ranAfter} | points ${nLost}`);
     await page.screenshot({ path: path.join(SHOTS, "device-lost.png") });
 
