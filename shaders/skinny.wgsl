@@ -57,8 +57,9 @@ fn tall_skinny(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
     let kc = wid.z / ncb;
     let cb = (wid.z % ncb) * 8u;
     let row = rb * 256u + t;
-    let l0 = kc * 256u;
-    let nl = min(256u, p.kdim - l0);
+    // k-chunk length in seg_rows (≤ 256, a multiple of 32)
+    let l0 = kc * p.seg_rows;
+    let nl = min(p.seg_rows, p.kdim - l0);
     stage_sk(t, l0, nl, cb);
     workgroupBarrier();
     var acc0 = vec4<f32>(0.0);
@@ -197,16 +198,20 @@ fn skinny_t_big(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
     if (j < p.nbig) {
-        // four rows in flight per iteration
+        // eight rows in flight per iteration
         var i = i0 + lane;
-        for (; i + 12u < i1; i += 16u) {
-            let v0 = big_quad_col(i, j, vec_ok);
+        for (; i + 28u < i1; i += 32u) {
+            let v0 = big_quad_col(i + 0u, j, vec_ok);
             let v1 = big_quad_col(i + 4u, j, vec_ok);
             let v2 = big_quad_col(i + 8u, j, vec_ok);
             let v3 = big_quad_col(i + 12u, j, vec_ok);
+            let v4 = big_quad_col(i + 16u, j, vec_ok);
+            let v5 = big_quad_col(i + 20u, j, vec_ok);
+            let v6 = big_quad_col(i + 24u, j, vec_ok);
+            let v7 = big_quad_col(i + 28u, j, vec_ok);
             {
-                let s0 = sh[2u * (i - i0)];
-                let s1 = sh[2u * (i - i0) + 1u];
+                let s0 = sh[2u * ((i + 0u) - i0)];
+                let s1 = sh[2u * ((i + 0u) - i0) + 1u];
                 a0 = fma(vec4<f32>(s0.x), v0, a0);
                 a1 = fma(vec4<f32>(s0.y), v0, a1);
                 a2 = fma(vec4<f32>(s0.z), v0, a2);
@@ -251,6 +256,54 @@ fn skinny_t_big(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
                 a5 = fma(vec4<f32>(s1.y), v3, a5);
                 a6 = fma(vec4<f32>(s1.z), v3, a6);
                 a7 = fma(vec4<f32>(s1.w), v3, a7);
+            }
+            {
+                let s0 = sh[2u * ((i + 16u) - i0)];
+                let s1 = sh[2u * ((i + 16u) - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v4, a0);
+                a1 = fma(vec4<f32>(s0.y), v4, a1);
+                a2 = fma(vec4<f32>(s0.z), v4, a2);
+                a3 = fma(vec4<f32>(s0.w), v4, a3);
+                a4 = fma(vec4<f32>(s1.x), v4, a4);
+                a5 = fma(vec4<f32>(s1.y), v4, a5);
+                a6 = fma(vec4<f32>(s1.z), v4, a6);
+                a7 = fma(vec4<f32>(s1.w), v4, a7);
+            }
+            {
+                let s0 = sh[2u * ((i + 20u) - i0)];
+                let s1 = sh[2u * ((i + 20u) - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v5, a0);
+                a1 = fma(vec4<f32>(s0.y), v5, a1);
+                a2 = fma(vec4<f32>(s0.z), v5, a2);
+                a3 = fma(vec4<f32>(s0.w), v5, a3);
+                a4 = fma(vec4<f32>(s1.x), v5, a4);
+                a5 = fma(vec4<f32>(s1.y), v5, a5);
+                a6 = fma(vec4<f32>(s1.z), v5, a6);
+                a7 = fma(vec4<f32>(s1.w), v5, a7);
+            }
+            {
+                let s0 = sh[2u * ((i + 24u) - i0)];
+                let s1 = sh[2u * ((i + 24u) - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v6, a0);
+                a1 = fma(vec4<f32>(s0.y), v6, a1);
+                a2 = fma(vec4<f32>(s0.z), v6, a2);
+                a3 = fma(vec4<f32>(s0.w), v6, a3);
+                a4 = fma(vec4<f32>(s1.x), v6, a4);
+                a5 = fma(vec4<f32>(s1.y), v6, a5);
+                a6 = fma(vec4<f32>(s1.z), v6, a6);
+                a7 = fma(vec4<f32>(s1.w), v6, a7);
+            }
+            {
+                let s0 = sh[2u * ((i + 28u) - i0)];
+                let s1 = sh[2u * ((i + 28u) - i0) + 1u];
+                a0 = fma(vec4<f32>(s0.x), v7, a0);
+                a1 = fma(vec4<f32>(s0.y), v7, a1);
+                a2 = fma(vec4<f32>(s0.z), v7, a2);
+                a3 = fma(vec4<f32>(s0.w), v7, a3);
+                a4 = fma(vec4<f32>(s1.x), v7, a4);
+                a5 = fma(vec4<f32>(s1.y), v7, a5);
+                a6 = fma(vec4<f32>(s1.z), v7, a6);
+                a7 = fma(vec4<f32>(s1.w), v7, a7);
             }
         }
         for (; i < i1; i += 4u) {

@@ -199,9 +199,17 @@ mod bench {
             let sigma = DMatrix::<f64>::identity(d, d) + (&z + z.transpose()) * 0.5;
             let sf = to_f32(&sigma);
             let gf = to_f32(&pl.g);
-            for trusted in [false, true] {
+            let kchunks: Vec<usize> = std::env::var("TS_KCHUNKS")
+                .ok()
+                .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
+                .unwrap_or_else(|| vec![256]);
+            for (trusted, kc) in [false, true]
+                .into_iter()
+                .flat_map(|t| kchunks.iter().map(move |&k| (t, k)))
+            {
                 let mut gb = block_on(GpuBackend::with_options(GpuOptions {
                     trusted_shaders: trusted,
+                    ts_kchunk: kc,
                     ..Default::default()
                 }))?;
                 block_on(gb.load_factored(d, k, Some(&sf), &gf, &gf, 0.5))?;

@@ -7,13 +7,25 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// Options for creating the GPU context.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct GpuOptions {
     /// Compile shaders without wgpu's injected bounds checks (the kernels check their own
     /// indices). Off by default; the benchmarks measure both.
     pub trusted_shaders: bool,
     /// Ask for a software (fallback) adapter.
     pub force_fallback: bool,
+    /// k-chunk of the split-K tall-skinny kernel (32..=256, multiple of 32; tuning).
+    pub ts_kchunk: usize,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            trusted_shaders: false,
+            force_fallback: false,
+            ts_kchunk: 256,
+        }
+    }
 }
 
 pub struct Context {

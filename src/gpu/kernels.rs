@@ -319,7 +319,8 @@ impl<'a> Builder<'a> {
         alpha: f32,
     ) -> Result<(Dispatch, ReduceJob), EngineError> {
         // split-K partials [kchunk][ncols][m] (the buffer lives as long as the bind groups)
-        let kchunks = kdim.div_ceil(256).max(1);
+        let kc_len = self.ctx.options.ts_kchunk.clamp(32, 256) / 32 * 32;
+        let kchunks = kdim.div_ceil(kc_len).max(1);
         let ncb = ncols.div_ceil(8);
         if kchunks * ncb > 65535 {
             return Err(EngineError::Unsupported(format!(
@@ -331,7 +332,7 @@ impl<'a> Builder<'a> {
             .storage("tall_skinny partials", kchunks * ncols * m)?;
         let (gx, gy) = fold(m.div_ceil(256));
         let p = Self::sk_params(
-            m, kdim, ncols, 0, big.1, sk.1, out.1, 0, kchunks, gx, alpha, 0.0, kdim,
+            m, kdim, ncols, 0, big.1, sk.1, out.1, kc_len, kchunks, gx, alpha, 0.0, kdim,
         );
         let d1 = self.make(
             "tall_skinny",
