@@ -815,5 +815,8 @@ fn run_e2e(root: &Path, tmp: &Path) -> Res<String> {
         );
     let r = run(&mut c);
     drop(server);
-    r.map(|_| format!("screenshots in {}", shots.display()))
+    let bench = fs::read_to_string(shots.join("bench.json"))
+        .map(|b| b.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    r.map(|_| format!("screenshots in {}; benchmarks {bench}", shots.display()))
 }
