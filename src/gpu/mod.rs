@@ -11,6 +11,14 @@
 //!
 //! Semantics follow `cpu.rs` exactly (offset handling of LoRA-GA, divergence rules, snapshots).
 //! See `GpuBackend::top_svd` for the stated behaviour on rank-deficient G.
+//!
+//! Limits: LoRA rank r ≤ 32 and at most 32 singular triplets (the r×r work runs in one
+//! workgroup's memory); buffers up to the adapter's storage-binding size (larger problems are
+//! refused with `EngineError::Unsupported`); otherwise WebGPU's default limits. Loss values come
+//! from the trace identity of SPEC §1 in f32 (they can dip ~1e-7 below 0 at convergence); risk and
+//! ‖AB − Δ‖_F are direct reductions, accurate down to the f32 floor of the problem (risk ~1e-10 on
+//! the presets). Per-step times inside one submission are not measured: a snapshot's `t_ms`
+//! spreads the submission's wall time evenly over its steps.
 
 mod context;
 pub mod kernels;
@@ -1137,7 +1145,13 @@ impl Backend for GpuBackend {
                 recs.push(rec);
                 n += 1;
             }
-            let out = self.run_chunk(&run, false, n, &recs).await?;
+            let out = match self.run_chunk(&run, false, n, &recs).await {
+                Ok(o) => o,
+                Err(e) => {
+                    self.run = Some(run);
+                    return Err(e);
+                }
+            };
             let elapsed = t0.elapsed().as_secs_f64() * 1e3;
             let mut ri = 0;
             let (d, k, r) = (run.d, run.k, run.r);
