@@ -138,6 +138,15 @@ async function withWebGpu() {
     check((await page.inputValue("#in-eta")) === "0.05", "reload restores η from the URL");
     check(page.url() === before, "URL is stable across a reload (same figure)", page.url());
 
+    // finite N (Σ̂ ≠ I)
+    await page.uncheck("#population");
+    await page.waitForSelector("#in-n");
+    await page.waitForTimeout(500);
+    const tN = Number(await attr(page, "#phase-canvas", "data-trajectories"));
+    check(q(page).get("population") === "false" && tN >= 3, "finite-N mode recomputes the trajectories", `trajectories ${tN}, n=${q(page).get("n")}`);
+    await page.screenshot({ path: path.join(SHOTS, "phase-finite-n.png") });
+    await page.check("#population");
+
     // ---------- dynamics lab ----------
     await page.click("#tab-lab");
     await page.waitForSelector("#lab");
