@@ -667,38 +667,38 @@ mod tests {
 
     #[test]
     fn validation_names_field_and_range() {
-        let mut c = Config::default();
+        let mut c = Preset::Spectral.config();
         c.r = 200;
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "r");
         assert!(e.message.contains("1..=100"), "{e}");
 
-        let mut c = Config::default();
+        let mut c = Preset::Spectral.config();
         c.r_star = 101;
         assert_eq!(c.validate().unwrap_err().field, "r_star");
 
-        let mut c = Config::default();
+        let mut c = Preset::Spectral.config();
         c.n = Some(0);
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "n");
 
-        let mut c = Config::default();
+        let mut c = Preset::Spectral.config();
         c.eta = f64::NAN;
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "eta");
         assert!(e.message.contains("finite"));
 
-        let mut c = Config::default();
+        let mut c = Preset::Spectral.config();
         assert_eq!(c.set("eta", "inf").unwrap_err().field, "eta");
         assert_eq!(c.set("d", "-3").unwrap_err().field, "d");
         assert_eq!(c.set("bogus", "1").unwrap_err().field, "bogus");
         assert_eq!(c.set("inits", "lora-two").unwrap_err().field, "inits");
 
-        let mut c = Config::default();
+        let mut c = Preset::Spectral.config();
         c.r = 60; // LoRA-GA needs 2r ≤ 100
         assert_eq!(c.validate().unwrap_err().field, "r");
 
-        let mut c = Config::default();
+        let mut c = Preset::Spectral.config();
         c.damping = 0.0;
         assert_eq!(c.validate().unwrap_err().field, "damping");
     }

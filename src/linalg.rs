@@ -63,11 +63,11 @@ fn jordan_wielandt_svd(a: &DMatrix<f64>, m: usize) -> TopSvd {
     let mut u = DMatrix::zeros(rows, m);
     let mut v = DMatrix::zeros(cols, m);
     let mut s = Vec::with_capacity(m);
-    for j in 0..m {
+    for (j, &val) in vals.iter().enumerate().take(m) {
         let x = vecs.column(j);
         let (xu, xv) = (x.rows(0, rows), x.rows(rows, cols));
         let (nu, nv) = (xu.norm(), xv.norm());
-        s.push(vals[j].max(0.0));
+        s.push(val.max(0.0));
         // for σ > 0 both halves have norm 1/√2; for σ = 0 they are an arbitrary null vector
         if nu > 1e-8 {
             u.set_column(j, &(xu / nu));

@@ -217,9 +217,9 @@ mod bench {
                     let sq: Vec<f64> = pl.s.iter().take(r).map(|x| x.sqrt() * 0.5).collect();
                     let mut a0 = pl.u8.clone();
                     let mut b0 = pl.v8.transpose();
-                    for i in 0..r {
-                        a0.column_mut(i).scale_mut(sq[i]);
-                        b0.row_mut(i).scale_mut(sq[i]);
+                    for (i, &w) in sq.iter().enumerate() {
+                        a0.column_mut(i).scale_mut(w);
+                        b0.row_mut(i).scale_mut(w);
                     }
                     let init = InitFactors {
                         a0,
