@@ -84,7 +84,9 @@ async fn gpu_forms_sigma_and_g_like_cpu_in_the_browser() {
     cfg.d = 64;
     cfg.k = 48;
     let p = lora_one_lab::Problem::generate(&cfg).unwrap();
-    let mut gpu = GpuBackend::new().await.expect("GPU backend starts on WebGPU");
+    let mut gpu = GpuBackend::new()
+        .await
+        .expect("GPU backend starts on WebGPU");
     let mut cpu = CpuBackend::new();
     gpu.load(&p).await.expect("GPU load");
     cpu.load(&p).await.expect("CPU load");
