@@ -103,35 +103,55 @@ fn cargo() -> String {
 /// first lines of its stderr that look like the cause (for the summary).
 fn run(cmd: &mut Command) -> Res<()> {
     use std::io::BufRead;
+    use std::sync::Mutex;
     eprintln!("  $ {}", show(cmd));
     let mut child = cmd
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
-    let mut causes: Vec<String> = Vec::new();
-    if let Some(err) = child.stderr.take() {
-        for line in io::BufReader::new(err).lines().map_while(Result::ok) {
-            eprintln!("{line}");
-            let t = line.trim_start();
-            let interesting = t.starts_with("error")
-                || t.starts_with("--> ")
-                || t.starts_with("Diff in")
-                || t.starts_with("FAIL")
-                || t.starts_with("test result: FAILED")
-                || t.contains("panicked at");
-            if interesting && causes.len() < 6 && !causes.iter().any(|c| c == t) {
-                causes.push(t.to_string());
+    let causes: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let watch = |r: Box<dyn io::Read + Send>, to_stdout: bool| {
+        let causes = causes.clone();
+        thread::spawn(move || {
+            for line in io::BufReader::new(r).lines().map_while(Result::ok) {
+                if to_stdout {
+                    println!("{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+                let t = line.trim_start();
+                let interesting = t.starts_with("error")
+                    || t.starts_with("--> ")
+                    || t.starts_with("Diff in")
+                    || t.starts_with("FAIL")
+                    || t.starts_with("test result: FAILED")
+                    || t.contains("panicked at");
+                let mut c = causes.lock().unwrap_or_else(|p| p.into_inner());
+                if interesting && c.len() < 6 && !c.iter().any(|x| x == t) {
+                    c.push(t.to_string());
+                }
             }
-        }
+        })
+    };
+    let mut threads = Vec::new();
+    if let Some(o) = child.stdout.take() {
+        threads.push(watch(Box::new(o), true));
+    }
+    if let Some(e) = child.stderr.take() {
+        threads.push(watch(Box::new(e), false));
     }
     let st = child.wait().map_err(|e| format!("`{}`: {e}", show(cmd)))?;
+    for t in threads {
+        let _ = t.join();
+    }
     if st.success() {
         Ok(())
     } else {
         let mut m = format!("`{}` failed ({st})", show(cmd));
-        for c in causes {
+        for c in causes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             m.push_str("\n        ");
-            m.push_str(&c);
+            m.push_str(c);
         }
         Err(m)
     }
