@@ -153,7 +153,8 @@ pub fn LabView(
             let mut last_pub = util::now_ms();
             let t_start = util::now_ms();
             loop {
-                if stop.get_value() {
+                // The view closed (its signals disposed) counts as Stop.
+                if stop.try_get_value().unwrap_or(true) {
                     exp.stop();
                     state.set(RunState::Stopped);
                     break;

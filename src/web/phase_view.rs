@@ -59,12 +59,15 @@ pub fn PhaseView(
                     error.set(None);
                     let steps = d.steps as f64;
                     data.set(Some(Arc::new(d)));
-                    let is_first = first.get_value();
+                    // (try_*: the view may have been closed while this ran)
+                    let Some(is_first) = first.try_get_value() else {
+                        return;
+                    };
                     first.set_value(false);
                     if is_first && opts.autoplay {
                         t.set(0.0);
                         playing.set(true);
-                    } else if !playing.get_untracked() {
+                    } else if !playing.try_get_untracked().unwrap_or(false) {
                         t.set(steps);
                     } else {
                         t.set(0.0);
@@ -186,13 +189,21 @@ pub fn PhaseView(
             let mut last = util::next_frame().await;
             let mut frames = 0u32;
             let mut since = last;
-            while playing.get_untracked() && gen.get_value() == my {
+            // try_*: the loop ends quietly when the view is closed (signals disposed)
+            while playing.try_get_untracked() == Some(true) && gen.try_get_value() == Some(my) {
                 let now = util::next_frame().await;
                 let dt = ((now - last) / 1000.0).clamp(0.0, 0.25);
                 last = now;
                 let sp = params.with_untracked(|p| p.speed);
-                let max = steps() as f64;
-                let nt = (t.get_untracked() + dt * sp).min(max);
+                let Some(max) = data.try_with_untracked(|d| d.as_ref().map_or(0, |d| d.steps))
+                else {
+                    break;
+                };
+                let max = max as f64;
+                let Some(cur) = t.try_get_untracked() else {
+                    break;
+                };
+                let nt = (cur + dt * sp).min(max);
                 t.set(nt);
                 frames += 1;
                 if now - since > 500.0 {

@@ -43,8 +43,10 @@ async function launch(webgpu, dpr = 1) {
   });
 }
 
+let pageErrors = 0;
 function attachLogs(page, tag) {
-  page.on("pageerror", (e) => { console.log(`  [${tag} pageerror] ${e}`); failures.push(`${tag}: page error ${e}`); });
+  page.on("pageerror", (e) => {
+    pageErrors++; console.log(`  [${tag} pageerror] ${e}`); failures.push(`${tag}: page error ${e}`); });
   page.on("console", (m) => { if (m.type() === "error") console.log(`  [${tag} console.error] ${m.text()}`); });
 }
 
@@ -218,6 +220,24 @@ async function withWebGpu() {
     await page.waitForSelector("#lab[data-state=stopped]", { timeout: 10000 });
     check(true, "Stop ends the run");
     await page.screenshot({ path: path.join(SHOTS, "lab-alignment-stopped.png"), fullPage: true });
+
+    // switching views mid-run and mid-animation must leave the page working
+    const errsBefore = pageErrors;
+    await page.click("button.preset[data-preset=alignment]");
+    await page.waitForSelector("#lab[data-state=running]", { timeout: 10000 });
+    await page.click("#tab-phase");
+    await page.waitForSelector("#phase-canvas[data-ready='1']");
+    await page.click("#play");
+    await page.waitForTimeout(300);
+    await page.click("#tab-lab");
+    await page.waitForTimeout(600);
+    await page.click("#tab-phase");
+    await page.waitForSelector("#phase-canvas[data-ready='1']");
+    await page.click("#play");
+    await page.waitForTimeout(500);
+    const stepAfter = Number(await attr(page, "#phase-canvas", "data-step"));
+    check(pageErrors === errsBefore && stepAfter > 0, "switching views mid-run and mid-animation keeps the page working",
+      `page errors ${pageErrors - errsBefore}, step ${stepAfter}`);
 
     // ---------- device lost mid-run: the run finishes on the CPU and the page says so ----------
     await page.goto(`${BASE}?view=lab&preset=spectral&simulate=device-loss`);
