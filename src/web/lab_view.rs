@@ -96,6 +96,39 @@ fn pair(cfg: &Config, key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The state of the lab's run, owned by the app so that a run goes on (and its results stay)
+/// while the other view is shown.
+#[derive(Clone, Copy)]
+pub struct LabRun {
+    pub report: RwSignal<Option<Arc<Report>>>,
+    pub state: RwSignal<RunState>,
+    pub progress: RwSignal<f64>,
+    pub progress_text: RwSignal<String>,
+    pub note: RwSignal<Option<String>>,
+    pub stop: StoredValue<bool>,
+    pub ran_on: RwSignal<String>,
+}
+
+impl LabRun {
+    pub fn new() -> Self {
+        LabRun {
+            report: RwSignal::new(None),
+            state: RwSignal::new(RunState::Idle),
+            progress: RwSignal::new(0.0),
+            progress_text: RwSignal::new(String::new()),
+            note: RwSignal::new(None),
+            stop: StoredValue::new(false),
+            ran_on: RwSignal::new(String::new()),
+        }
+    }
+}
+
+impl Default for LabRun {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[component]
 pub fn LabView(
     cfg: RwSignal<Config>,
@@ -105,15 +138,18 @@ pub fn LabView(
     cpu_only: RwSignal<bool>,
     dark: RwSignal<bool>,
     large: bool,
+    run_state: LabRun,
 ) -> impl IntoView {
-    let report: RwSignal<Option<Arc<Report>>> = RwSignal::new(None);
-    let state = RwSignal::new(RunState::Idle);
-    let progress = RwSignal::new(0.0f64);
-    let progress_text = RwSignal::new(String::new());
-    let note: RwSignal<Option<String>> = RwSignal::new(None);
+    let LabRun {
+        report,
+        state,
+        progress,
+        progress_text,
+        note,
+        stop,
+        ran_on,
+    } = run_state;
     let errors: RwSignal<Vec<(String, String)>> = RwSignal::new(Vec::new());
-    let stop = StoredValue::new(false);
-    let ran_on = RwSignal::new(String::new());
 
     let valid = Memo::new(move |_| cfg.with(|c| c.validate().map_err(|e| e.to_string())));
 

@@ -154,6 +154,7 @@ pub fn App() -> impl IntoView {
     let lab = RwSignal::new(init.lab.clone());
     let preset = RwSignal::new(init.preset);
     let cpu_only = RwSignal::new(init.cpu_only);
+    let lab_run = lab_view::LabRun::new();
     let url_errors = RwSignal::new(init.errors.clone());
     let choice = RwSignal::new(BackendChoice::probing());
     let dark = RwSignal::new(util::prefers_dark());
@@ -267,7 +268,7 @@ pub fn App() -> impl IntoView {
             <main>
                 {move || match view_sig.get() {
                     View::Phase => view! { <PhaseView params=phase opts=opts dark=dark /> }.into_any(),
-                    View::Lab => view! { <LabView cfg=lab preset=preset choice=choice cpu_only=cpu_only dark=dark large=opts.large /> }.into_any(),
+                    View::Lab => view! { <LabView cfg=lab preset=preset choice=choice cpu_only=cpu_only dark=dark large=opts.large run_state=lab_run /> }.into_any(),
                 }}
             </main>
             <Show when=move || opts.embed>

@@ -238,6 +238,12 @@ async function withWebGpu() {
     const stepAfter = Number(await attr(page, "#phase-canvas", "data-step"));
     check(pageErrors === errsBefore && stepAfter > 0, "switching views mid-run and mid-animation keeps the page working",
       `page errors ${pageErrors - errsBefore}, step ${stepAfter}`);
+    await page.click("#tab-lab");
+    await page.waitForSelector("#lab");
+    const kept = await page.$$eval("table.runs tbody tr", (r) => r.length);
+    const st2 = await attr(page, "#lab", "data-state");
+    check(kept > 0 && ["running", "done"].includes(st2), "the lab run goes on (results kept) while the other view is shown", `${kept} runs, ${st2}`);
+    await page.click("#stop").catch(() => {});
 
     // ---------- device lost mid-run: the run finishes on the CPU and the page says so ----------
     await page.goto(`${BASE}?view=lab&preset=spectral&simulate=device-loss`);
