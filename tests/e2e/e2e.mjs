@@ -300,6 +300,27 @@ async function withoutWebGpu() {
     const n = Number(await attr(page, "#chart-risk", "data-points"));
     check(n > 0, "CPU fallback run plots data", `data-points=${n}`);
     await page.screenshot({ path: path.join(SHOTS, "cpu-fallback.png") });
+    // the whole 1500-step, 5-init alignment preset on the CPU: responsive throughout
+    await page.goto(`${BASE}?view=lab&preset=alignment`);
+    await badge(page);
+    const tAl = Date.now();
+    await page.click("#run");
+    let worstAl = 0;
+    let samples = 0;
+    while ((await attr(page, "#lab", "data-state")) === "running" && Date.now() - tAl < 180000) {
+      const lag = await page.evaluate(() => new Promise((r) => { const t = performance.now(); setTimeout(() => r(performance.now() - t), 0); }));
+      worstAl = Math.max(worstAl, lag);
+      samples++;
+      await page.waitForTimeout(100);
+    }
+    bench.alignment_cpu_wall_ms = Date.now() - tAl;
+    bench.alignment_cpu_worst_lag_ms = worstAl;
+    const alRows = await page.$$eval("table.runs tbody tr", (r) => r.map((x) => Number(x.dataset.records)));
+    check((await attr(page, "#lab", "data-state")) === "done" && alRows.length === 5 && alRows.every((n) => n === 1501),
+      "alignment preset (5 inits × 1500 steps) completes on the CPU", `${alRows.join(",")} in ${bench.alignment_cpu_wall_ms} ms`);
+    check(worstAl < 250 && samples > 3, "page responsive through the whole alignment run", `worst setTimeout lag ${worstAl.toFixed(1)} ms over ${samples} samples`);
+    await page.screenshot({ path: path.join(SHOTS, "lab-alignment-cpu.png") });
+
     // high-DPI: the backing store follows devicePixelRatio
     const px = await page.$eval("#chart-risk", (c) => ({ w: c.width, css: c.getBoundingClientRect().width, dpr: devicePixelRatio }));
     check(px.dpr === 2 && Math.abs(px.w - 2 * px.css) <= 2, "canvases are devicePixelRatio-crisp", JSON.stringify(px));
