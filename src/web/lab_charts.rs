@@ -100,6 +100,7 @@ pub fn line_chart(
     let fg = th.fg();
     let mut chart = ChartBuilder::on(&root)
         .margin(th.px(10.0))
+        .margin_right(th.px(24.0))
         .x_label_area_size(th.px(2.6 * th.font))
         .y_label_area_size(th.px(4.2 * th.font))
         .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
@@ -183,6 +184,7 @@ pub fn sv_chart(c: &HtmlCanvasElement, r: &Report, th: &ChartTheme) -> DrawResul
     let fg = th.fg();
     let mut chart = ChartBuilder::on(&root)
         .margin(th.px(10.0))
+        .margin_right(th.px(24.0))
         .x_label_area_size(th.px(2.6 * th.font))
         .y_label_area_size(th.px(4.2 * th.font))
         .build_cartesian_2d((xr.0 - 0.5)..(xr.1 + 0.5), yr.0..yr.1)?;
@@ -242,6 +244,7 @@ pub fn cost_chart(c: &HtmlCanvasElement, r: &Report, th: &ChartTheme) -> DrawRes
     let labels: Vec<String> = r.runs.iter().map(|x| x.label.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
         .margin(th.px(10.0))
+        .margin_right(th.px(24.0))
         .x_label_area_size(th.px(2.6 * th.font))
         .y_label_area_size(th.px(8.0 * th.font))
         .build_cartesian_2d(0.0..xmax, -0.5..(n as f64 - 0.5))?;
