@@ -114,6 +114,7 @@ fn run(cmd: &mut Command) -> Res<()> {
     let watch = |r: Box<dyn io::Read + Send>, to_stdout: bool| {
         let causes = causes.clone();
         thread::spawn(move || {
+            let mut after_panic = false;
             for line in io::BufReader::new(r).lines().map_while(Result::ok) {
                 if to_stdout {
                     println!("{line}");
@@ -121,15 +122,18 @@ fn run(cmd: &mut Command) -> Res<()> {
                     eprintln!("{line}");
                 }
                 let t = line.trim_start();
-                let interesting = t.starts_with("error")
+                // the panic message is on the line after "panicked at"
+                let interesting = std::mem::take(&mut after_panic)
+                    || t.starts_with("error")
                     || t.starts_with("--> ")
                     || t.starts_with("Diff in")
                     || t.starts_with("FAIL")
                     || t.starts_with("test result: FAILED")
                     || t.contains("panicked at");
+                after_panic = t.contains("panicked at");
                 let mut c = causes.lock().unwrap_or_else(|p| p.into_inner());
                 if interesting && c.len() < 6 && !c.iter().any(|x| x == t) {
-                    c.push(t.to_string());
+                    c.push(t.chars().take(400).collect());
                 }
             }
         })
