@@ -1,10 +1,12 @@
 // Up to four independent segment reductions in one dispatch (fewer pipeline barriers per step):
 // job q sums part_q[seg][c][j] over its nseg segments into out_q(c, j) = out_q[off + c*s0 + j*s1]
 // (times alpha, plus beta times the old value). Workgroups [wg0_q, wg0_{q+1}) belong to job q.
+// Jobs writing into one buffer share its binding: out_slot names the binding (0..3) of job q's
+// output, since WebGPU forbids one buffer in two writable bindings of a dispatch.
 
 struct RJob {
     ncols: u32, nbig: u32, nseg: u32, out_off: u32,
-    out_s0: u32, out_s1: u32, wg0: u32, _p0: u32,
+    out_s0: u32, out_s1: u32, wg0: u32, out_slot: u32,
     alpha: f32, beta: f32, _p1: u32, _p2: u32,
 }
 
@@ -69,6 +71,6 @@ fn reduce_multi(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
     }
     let o = jb.out_off + c * jb.out_s0 + j * jb.out_s1;
     var v = jb.alpha * s;
-    if (jb.beta != 0.0) { v += jb.beta * out_get(job, o); }
-    out_set(job, o, v);
+    if (jb.beta != 0.0) { v += jb.beta * out_get(jb.out_slot, o); }
+    out_set(jb.out_slot, o, v);
 }

@@ -33,6 +33,9 @@ pub struct Kernels {
     pub update_ab: wgpu::ComputePipeline,
     pub chol_inv: wgpu::ComputePipeline,
     pub surface: wgpu::ComputePipeline,
+    /// Bound to the unused output slots of `reduce_multi`: WebGPU forbids binding one buffer to
+    /// two writable slots of a dispatch, so each slot needs a buffer of its own.
+    pub spare_out: [wgpu::Buffer; 3],
 }
 
 fn pipeline(ctx: &Context, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
@@ -79,6 +82,14 @@ impl Kernels {
                 update_ab: pipeline(ctx, &st, "update_ab"),
                 chol_inv: pipeline(ctx, &qr, "chol_inv"),
                 surface: pipeline(ctx, &sf, "surface"),
+                spare_out: std::array::from_fn(|_| {
+                    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("reduce_multi spare output"),
+                        size: 16,
+                        usage: wgpu::BufferUsages::STORAGE,
+                        mapped_at_creation: false,
+                    })
+                }),
             }
         })
         .await
@@ -469,13 +480,27 @@ impl<'a> Builder<'a> {
         )
     }
 
-    /// Up to four independent segment sums in one dispatch.
+    /// Up to four independent segment sums in one dispatch. Jobs that write into the same buffer
+    /// (at different offsets) share one writable binding: WebGPU rejects a buffer bound to two
+    /// writable slots of one dispatch, even where the ranges written do not overlap.
     pub fn reduce_multi(&self, jobs: &[&ReduceJob]) -> Dispatch {
         assert!(!jobs.is_empty() && jobs.len() <= 4, "1..=4 reduce jobs");
+        let mut outs: Vec<&wgpu::Buffer> = Vec::with_capacity(4);
+        let slots: Vec<u32> = jobs
+            .iter()
+            .map(|jb| match outs.iter().position(|b| *b == &jb.out) {
+                Some(i) => i as u32,
+                None => {
+                    outs.push(&jb.out);
+                    (outs.len() - 1) as u32
+                }
+            })
+            .collect();
         let mut w = vec![jobs.len() as u32, 0, 0, 0];
         let mut wg0 = 0usize;
         for q in 0..4 {
-            let jb = jobs[q.min(jobs.len() - 1)];
+            let last = q.min(jobs.len() - 1);
+            let jb = jobs[last];
             let n = (jb.ncols * jb.nbig).div_ceil(256);
             w.extend_from_slice(&[
                 jb.ncols as u32,
@@ -485,7 +510,7 @@ impl<'a> Builder<'a> {
                 jb.view.s0,
                 jb.view.s1,
                 wg0 as u32,
-                0,
+                slots[last],
                 f(jb.alpha),
                 f(jb.beta),
                 0,
@@ -496,6 +521,7 @@ impl<'a> Builder<'a> {
             }
         }
         let get = |q: usize| jobs[q.min(jobs.len() - 1)];
+        let out_slot = |i: usize| outs.get(i).copied().unwrap_or_else(|| &self.k.spare_out[i - 1]);
         let (gx, gy) = fold(wg0);
         self.make(
             "reduce_multi",
@@ -506,10 +532,10 @@ impl<'a> Builder<'a> {
                 (2, &get(1).part),
                 (3, &get(2).part),
                 (4, &get(3).part),
-                (5, &get(0).out),
-                (6, &get(1).out),
-                (7, &get(2).out),
-                (8, &get(3).out),
+                (5, out_slot(0)),
+                (6, out_slot(1)),
+                (7, out_slot(2)),
+                (8, out_slot(3)),
             ]],
             (gx, gy, 1),
         )
