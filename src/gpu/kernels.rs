@@ -521,7 +521,11 @@ impl<'a> Builder<'a> {
             }
         }
         let get = |q: usize| jobs[q.min(jobs.len() - 1)];
-        let out_slot = |i: usize| outs.get(i).copied().unwrap_or_else(|| &self.k.spare_out[i - 1]);
+        let out_slot = |i: usize| {
+            outs.get(i)
+                .copied()
+                .unwrap_or_else(|| &self.k.spare_out[i - 1])
+        };
         let (gx, gy) = fold(wg0);
         self.make(
             "reduce_multi",
