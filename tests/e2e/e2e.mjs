@@ -240,6 +240,9 @@ async function withWebGpu() {
       `page errors ${pageErrors - errsBefore}, step ${stepAfter}`);
     await page.click("#tab-lab");
     await page.waitForSelector("#lab");
+    // the run started before the view switch must still be progressing: wait for its rows
+    await page.waitForFunction(() => document.querySelectorAll("table.runs tbody tr").length > 0,
+      null, { timeout: 60000 }).catch(() => {});
     const kept = await page.$$eval("table.runs tbody tr", (r) => r.length);
     const st2 = await attr(page, "#lab", "data-state");
     check(kept > 0 && ["running", "done"].includes(st2), "the lab run goes on (results kept) while the other view is shown", `${kept} runs, ${st2}`);
