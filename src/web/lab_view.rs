@@ -389,11 +389,17 @@ pub fn LabView(
                     .map(|x| (x.step as f64, lg(x.risk)))
                     .collect(),
             });
-            // The loss carries a constant: below ~1e-15 of its start it is rounding noise.
+            // The factored loss carries a constant that cancels as it converges: below ~ε of
+            // its start (1e-15 in f64, 1e-6 in f32 on the GPU) it is rounding noise, drawn flat.
+            let eps = if r.backend.precision == "f32" {
+                1e-6
+            } else {
+                1e-15
+            };
             let floor = run
                 .records
                 .first()
-                .map_or(1e-30, |x| x.loss.abs() * 1e-15)
+                .map_or(1e-30, |x| x.loss.abs() * eps)
                 .max(1e-30);
             risk.push(Series {
                 colour,
