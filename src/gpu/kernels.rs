@@ -752,6 +752,43 @@ impl<'a> Builder<'a> {
         [d1, d2]
     }
 
+    /// One Cholesky-QR pass, `to = from · R⁻¹` with `RᵀR = fromᵀfrom` (rows × w, w ≤ MAX_SMALL):
+    /// the Gram by `t_big` (scratch `part`), its factor and inverse in one workgroup (`small`
+    /// holds 3w² floats), then the product. Run it twice for CholeskyQR2.
+    pub fn cholesky_qr_pass(
+        &self,
+        rows: usize,
+        w: usize,
+        from: &wgpu::Buffer,
+        to: &wgpu::Buffer,
+        part: &wgpu::Buffer,
+        small: &wgpu::Buffer,
+    ) -> [Dispatch; 4] {
+        let [g1, g2] = self.t_big(
+            rows,
+            w,
+            w,
+            (from, View::rm(w)),
+            (from, View::rm(w)),
+            part,
+            (small, View::rm(w)),
+            1.0,
+            0.0,
+        );
+        [
+            g1,
+            g2,
+            self.chol_inv(w, small, 0, w * w, 2 * w * w, super::QR_TOL),
+            self.apply_small(
+                rows,
+                w,
+                (from, View::rm(w)),
+                (small, w * w),
+                (to, View::rm(w)),
+            ),
+        ]
+    }
+
     pub fn chol_inv(
         &self,
         l: usize,

@@ -726,25 +726,7 @@ impl GpuBackend {
                 vec![(src, dst)]
             };
             for (from, to) in passes {
-                ds.extend(b.t_big(
-                    rows,
-                    w,
-                    w,
-                    (from, View::rm(w)),
-                    (from, View::rm(w)),
-                    &part,
-                    (&smallm, View::rm(w)),
-                    1.0,
-                    0.0,
-                ));
-                ds.push(b.chol_inv(w, &smallm, 0, w * w, 2 * w * w, QR_TOL));
-                ds.push(b.apply_small(
-                    rows,
-                    w,
-                    (from, View::rm(w)),
-                    (&smallm, w * w),
-                    (to, View::rm(w)),
-                ));
+                ds.extend(b.cholesky_qr_pass(rows, w, from, to, &part, &smallm));
             }
         };
         ds.extend(b.tall_skinny(

@@ -2,7 +2,7 @@
 //! twin) and the benchmarks' (matmul throughput).
 
 use super::kernels::{encode_all, t_big_scratch, Dispatch, View};
-use super::{from_f32, to_f32, GpuBackend, QR_TOL};
+use super::{from_f32, to_f32, GpuBackend};
 use crate::engine::EngineError;
 use crate::phase::{PlaneCoeffs, Surface, Window};
 use nalgebra::DMatrix;
@@ -169,25 +169,7 @@ impl GpuBackend {
         let b = self.b();
         let mut ds = Vec::new();
         for (from, to) in [(&yb, &tmp), (&tmp, &q)] {
-            ds.extend(b.t_big(
-                rows,
-                w,
-                w,
-                (from, View::rm(w)),
-                (from, View::rm(w)),
-                &part,
-                (&sm, View::rm(w)),
-                1.0,
-                0.0,
-            ));
-            ds.push(b.chol_inv(w, &sm, 0, w * w, 2 * w * w, QR_TOL));
-            ds.push(b.apply_small(
-                rows,
-                w,
-                (from, View::rm(w)),
-                (&sm, w * w),
-                (to, View::rm(w)),
-            ));
+            ds.extend(b.cholesky_qr_pass(rows, w, from, to, &part, &sm));
         }
         Ok(from_f32(
             &self.run_and_read(&ds, &q, rows * w).await?,
