@@ -236,11 +236,8 @@ fn lavapipe_present() -> bool {
         .any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd"))
 }
 
-fn ensure_system(root: &Path) -> Res<()> {
-    if !have("chromium") || !have("chromedriver") || !lavapipe_present() {
-        eprintln!("  chromium, chromedriver or lavapipe missing: installing with apt-get");
-        apt_install(APT_PACKAGES)?;
-    }
+/// `rustup target add wasm32-unknown-unknown` when the target is missing (a fresh machine).
+fn ensure_wasm_target() -> Res<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -249,6 +246,15 @@ fn ensure_system(root: &Path) -> Res<()> {
     if !installed {
         run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     }
+    Ok(())
+}
+
+fn ensure_system(root: &Path) -> Res<()> {
+    if !have("chromium") || !have("chromedriver") || !lavapipe_present() {
+        eprintln!("  chromium, chromedriver or lavapipe missing: installing with apt-get");
+        apt_install(APT_PACKAGES)?;
+    }
+    ensure_wasm_target()?;
     let comps = Command::new("rustup")
         .args(["component", "list", "--installed"])
         .output()
@@ -270,6 +276,7 @@ const APP_NAME: &str = "app";
 
 fn build(root: &Path) -> Res<PathBuf> {
     let t0 = Instant::now();
+    ensure_wasm_target()?;
     run(Command::new(cargo()).current_dir(root).args([
         "build",
         "--lib",
