@@ -106,12 +106,23 @@ pub struct Config {
     /// LoRA-GA's γ_GA (scale c = k^{1/4}/√γ_GA).
     pub gamma_ga: f64,
     pub seed: u64,
+    /// Ensemble size: every vanilla setting runs with this many independent A0 draws on the same
+    /// problem (draw 0 is the seed's own draw; the deterministic inits run once).
+    pub seeds: usize,
     pub inits: Vec<InitKind>,
     /// Record metrics every this many steps (and always at the first and last step).
     pub record_every: usize,
     pub step_form: StepForm,
     /// A run stops as diverged when its loss exceeds this factor times max(initial loss, 1).
     pub divergence_factor: f64,
+}
+
+/// One run of an experiment: its init, α² (vanilla) and init draw (0 = the seed's own draw).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunPlan {
+    pub init: InitKind,
+    pub alpha2: Option<f64>,
+    pub draw: usize,
 }
 
 impl Default for Config {
@@ -166,6 +177,7 @@ impl Preset {
             gamma_stable: 128.0,
             gamma_ga: 4.0,
             seed: 0,
+            seeds: 1,
             inits: InitKind::ALL.to_vec(),
             record_every: 1,
             step_form: StepForm::Factored,
@@ -234,6 +246,9 @@ impl std::error::Error for ConfigError {}
 pub const MAX_DIM: usize = 8192;
 pub const MAX_N: usize = 1 << 20;
 pub const MAX_STEPS: usize = 1_000_000;
+/// Most init draws per vanilla setting, and most runs in one experiment (one batch).
+pub const MAX_SEEDS: usize = 4096;
+pub const MAX_RUNS: usize = 16384;
 /// Upper bound on N·max(d, k) (the size of X and Y), 2^28 entries = 2 GiB of f64.
 pub const MAX_DATA: usize = 1 << 28;
 
@@ -299,16 +314,27 @@ impl Config {
             .collect()
     }
 
-    /// The list of runs this configuration asks for: (init, α² for vanilla).
-    pub fn runs(&self) -> Vec<(InitKind, Option<f64>)> {
+    /// The list of runs this configuration asks for, in order: each init; for vanilla each α²
+    /// with `seeds` init draws.
+    pub fn runs(&self) -> Vec<RunPlan> {
         let mut out = Vec::new();
         for &kind in &self.inits {
             if kind == InitKind::Vanilla {
                 for &a in &self.alpha2 {
-                    out.push((kind, Some(a)));
+                    for draw in 0..self.seeds.max(1) {
+                        out.push(RunPlan {
+                            init: kind,
+                            alpha2: Some(a),
+                            draw,
+                        });
+                    }
                 }
             } else {
-                out.push((kind, None));
+                out.push(RunPlan {
+                    init: kind,
+                    alpha2: None,
+                    draw: 0,
+                });
             }
         }
         out
@@ -416,6 +442,16 @@ impl Config {
             ));
         }
         in_range("record_every", self.record_every, 1, MAX_STEPS)?;
+        in_range("seeds", self.seeds, 1, MAX_SEEDS)?;
+        let runs = self.runs().len();
+        if runs > MAX_RUNS {
+            return Err(ConfigError::new(
+                "seeds",
+                format!(
+                    "this asks for {runs} runs (α² values × seeds + other inits); at most {MAX_RUNS} are allowed"
+                ),
+            ));
+        }
         positive("divergence_factor", self.divergence_factor)?;
         if self.step_form == StepForm::Residual && self.population {
             return Err(ConfigError::new(
@@ -508,6 +544,7 @@ impl Config {
             "gamma_stable" => self.gamma_stable = float(key, v)?,
             "gamma_ga" => self.gamma_ga = float(key, v)?,
             "seed" => self.seed = num(key, v, "a whole number ≥ 0")?,
+            "seeds" => self.seeds = uint("a whole number")?,
             "inits" => {
                 let mut out = Vec::new();
                 for s in v.split(',').filter(|s| !s.trim().is_empty()) {
@@ -542,7 +579,7 @@ impl Config {
         Ok(())
     }
 
-    pub const KEYS: [&'static str; 27] = [
+    pub const KEYS: [&'static str; 28] = [
         "d",
         "k",
         "r",
@@ -565,6 +602,7 @@ impl Config {
         "gamma_stable",
         "gamma_ga",
         "seed",
+        "seeds",
         "inits",
         "record_every",
         "step_form",
@@ -615,6 +653,7 @@ impl Config {
             ("gamma_stable", format!("{}", self.gamma_stable)),
             ("gamma_ga", format!("{}", self.gamma_ga)),
             ("seed", self.seed.to_string()),
+            ("seeds", self.seeds.to_string()),
             (
                 "inits",
                 self.inits

@@ -3,7 +3,8 @@
 
 use crate::config::{Model, Optimiser, StepForm};
 use crate::engine::{
-    Advance, Backend, BackendInfo, Divergence, EngineError, LoadTiming, Snapshot, StepSettings,
+    Advance, Backend, BackendInfo, Divergence, EngineError, Factors, LoadTiming, MetricBasis,
+    RunSpec, Snapshot, StepSettings,
 };
 use crate::init::InitFactors;
 use crate::linalg::{self, TopSvd};
@@ -53,12 +54,15 @@ struct Run {
     limit: f64,
     /// Loss and gradients at the current state.
     cached: Option<(f64, DMatrix<f64>, DMatrix<f64>)>,
+    /// Diverged: takes no more steps.
+    stopped: bool,
 }
 
 pub struct CpuBackend {
     pub svd: SvdMethod,
     loaded: Option<Loaded>,
-    run: Option<Run>,
+    /// The batch in progress (each run advanced on its own: the oracle of the batched GPU path).
+    runs: Vec<Run>,
 }
 
 impl Default for CpuBackend {
@@ -72,7 +76,7 @@ impl CpuBackend {
         CpuBackend {
             svd: SvdMethod::Auto,
             loaded: None,
-            run: None,
+            runs: Vec::new(),
         }
     }
 
@@ -90,19 +94,21 @@ impl CpuBackend {
         self.loaded.as_ref().and_then(|l| l.sigma.as_ref())
     }
 
-    /// Loss and gradients (∇_A, ∇_B) at (A, B) of the run in progress, by the configured form.
+    /// Loss and gradients (∇_A, ∇_B) at (A, B) of the (first) run in progress, by the
+    /// configured form.
     pub fn loss_and_grads(&self) -> Option<(f64, DMatrix<f64>, DMatrix<f64>)> {
-        let (l, r) = (self.loaded.as_ref()?, self.run.as_ref()?);
+        let (l, r) = (self.loaded.as_ref()?, self.runs.first()?);
         Some(eval(l, r, &r.a, &r.b))
     }
 
-    /// Loss and gradients at arbitrary factors of the run in progress (finite-difference tests).
+    /// Loss and gradients at arbitrary factors of the (first) run in progress
+    /// (finite-difference tests).
     pub fn loss_and_grads_at(
         &self,
         a: &DMatrix<f64>,
         b: &DMatrix<f64>,
     ) -> Option<(f64, DMatrix<f64>, DMatrix<f64>)> {
-        let (l, r) = (self.loaded.as_ref()?, self.run.as_ref()?);
+        let (l, r) = (self.loaded.as_ref()?, self.runs.first()?);
         Some(eval(l, r, a, b))
     }
 }
@@ -179,8 +185,10 @@ impl Run {
             loss,
             risk: 0.5 * (&ab - &self.delta_eff).norm_squared(),
             err_f: (&ab - &l.delta).norm(),
-            a: self.a.clone(),
-            b: self.b.clone(),
+            factors: Factors::Full {
+                a: self.a.clone(),
+                b: self.b.clone(),
+            },
             t_ms: t0.elapsed().as_secs_f64() * 1e3,
         }
     }
@@ -286,7 +294,7 @@ impl Backend for CpuBackend {
             }
         };
         self.loaded = Some(loaded);
-        self.run = None;
+        self.runs.clear();
         Ok(timing)
     }
 
@@ -305,15 +313,40 @@ impl Backend for CpuBackend {
         })
     }
 
-    async fn start(
+    async fn start_batch(
         &mut self,
-        init: &InitFactors,
-        settings: &StepSettings,
-    ) -> Result<Advance, EngineError> {
+        runs: &[RunSpec],
+        _basis: &MetricBasis,
+    ) -> Result<Vec<Advance>, EngineError> {
         let l = self
             .loaded
             .as_ref()
             .ok_or_else(|| EngineError::Unsupported("start before load".into()))?;
+        self.runs.clear();
+        let mut out = Vec::with_capacity(runs.len());
+        for spec in runs {
+            let (run, adv) = Run::start(l, &spec.init, &spec.settings);
+            self.runs.push(run);
+            out.push(adv);
+        }
+        Ok(out)
+    }
+
+    async fn advance_batch(&mut self, steps: usize) -> Result<Vec<Advance>, EngineError> {
+        let l = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("advance before load".into()))?;
+        if self.runs.is_empty() {
+            return Err(EngineError::Unsupported("advance before start".into()));
+        }
+        Ok(self.runs.iter_mut().map(|r| r.advance(l, steps)).collect())
+    }
+}
+
+impl Run {
+    /// A run from its initial factors, and its step-0 snapshot (or divergence).
+    fn start(l: &Loaded, init: &InitFactors, settings: &StepSettings) -> (Run, Advance) {
         let (g_eff, c_eff, delta_eff, w_frozen) = if init.offset {
             let p = &init.a0 * &init.b0;
             let sa0 = sigma_times(&l.sigma, &init.a0);
@@ -334,30 +367,28 @@ impl Backend for CpuBackend {
             step: 0,
             limit: f64::INFINITY,
             cached: None,
+            stopped: false,
         };
         let t0 = Instant::now();
         let (loss, ga, gb) = eval(l, &run, &run.a, &run.b);
         run.limit = settings.divergence_factor * loss.abs().max(1.0);
         let mut adv = Advance::default();
         if let Some(d) = run.check(loss) {
+            run.stopped = true;
             adv.diverged = Some(d);
         } else {
             adv.snapshots.push(run.snapshot(l, loss, t0));
         }
         run.cached = Some((loss, ga, gb));
-        self.run = Some(run);
-        Ok(adv)
+        (run, adv)
     }
 
-    async fn advance(&mut self, steps: usize) -> Result<Advance, EngineError> {
-        let l = self
-            .loaded
-            .as_ref()
-            .ok_or_else(|| EngineError::Unsupported("advance before load".into()))?;
-        let run = self
-            .run
-            .as_mut()
-            .ok_or_else(|| EngineError::Unsupported("advance before start".into()))?;
+    /// Take up to `steps` updates (none once the run has stopped at a divergence).
+    fn advance(&mut self, l: &Loaded, steps: usize) -> Advance {
+        let run = self;
+        if run.stopped {
+            return Advance::default();
+        }
         let t0 = Instant::now();
         let mut adv = Advance::default();
         let s = run.settings;
@@ -389,7 +420,8 @@ impl Backend for CpuBackend {
                                     run.step + 1
                                 ),
                             });
-                            return Ok(adv);
+                            run.stopped = true;
+                            return adv;
                         }
                     }
                 }
@@ -398,13 +430,14 @@ impl Backend for CpuBackend {
             let (loss, ga, gb) = eval(l, run, &run.a, &run.b);
             if let Some(d) = run.check(loss) {
                 adv.diverged = Some(d);
-                return Ok(adv);
+                run.stopped = true;
+                return adv;
             }
             if s.records(run.step) {
                 adv.snapshots.push(run.snapshot(l, loss, t0));
             }
             run.cached = Some((loss, ga, gb));
         }
-        Ok(adv)
+        adv
     }
 }

@@ -2,7 +2,7 @@
 //! driver that forms G, builds the initialisations, runs them in chunks and records SPEC §4's
 //! metrics. Chunked stepping lets a caller show progress, yield to the browser and stop.
 
-use crate::config::{Config, ConfigError, InitKind, Optimiser};
+use crate::config::{Config, ConfigError, InitKind, Optimiser, RunPlan};
 use crate::init::{self, InitFactors};
 use crate::linalg::{self, TopSvd};
 use crate::problem::Problem;
@@ -85,16 +85,38 @@ impl StepSettings {
     }
 }
 
+/// What a snapshot carries about the factors, for the alignment metrics.
+#[derive(Clone, Debug)]
+pub enum Factors {
+    /// The factors themselves (d×r and r×k).
+    Full { a: DMatrix<f64>, b: DMatrix<f64> },
+    /// r×r summaries formed on the device, so that recording a step reads back O(r²) numbers
+    /// instead of O((d+k)r): `ata = AᵀA`, `bbt = BBᵀ`, and the Grams `ra = RᵀR` of
+    /// `R = (I − UUᵀ)A` and `rb = SᵀS` of `S = (I − VVᵀ)Bᵀ` against the [`MetricBasis`].
+    Grams {
+        ata: DMatrix<f64>,
+        bbt: DMatrix<f64>,
+        ra: DMatrix<f64>,
+        rb: DMatrix<f64>,
+    },
+}
+
+/// G's top-r* singular bases, against which sin θ_A and sin θ_B are measured (d×r*, k×r*).
+#[derive(Clone, Debug)]
+pub struct MetricBasis {
+    pub u: DMatrix<f64>,
+    pub v: DMatrix<f64>,
+}
+
 /// The state of a run at step t as a backend reports it: loss, risk and ‖AB − Δ‖_F computed on
-/// the backend, and the factors (small: d×r and r×k) for the alignment metrics.
+/// the backend, and what the alignment metrics need ([`Factors`]).
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub step: usize,
     pub loss: f64,
     pub risk: f64,
     pub err_f: f64,
-    pub a: DMatrix<f64>,
-    pub b: DMatrix<f64>,
+    pub factors: Factors,
     /// Milliseconds since the start of the `advance` call that produced it.
     pub t_ms: f64,
 }
@@ -111,8 +133,21 @@ pub struct Advance {
     pub diverged: Option<Divergence>,
 }
 
+/// One run of a batch: its initial factors and its optimiser settings (each run of a batch may
+/// have its own η, damping, init scale and init draw; all share the loaded problem).
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub init: InitFactors,
+    pub settings: StepSettings,
+}
+
 /// One engine API, two backends. All methods are async so that the GPU backend can await buffer
 /// maps in the browser; the CPU backend's futures are ready at once.
+///
+/// Runs are advanced as a batch: every run of the batch shares the loaded problem (Σ̂, G) and
+/// takes the same number of steps per call; a run that diverges stops at its step and the others
+/// go on. The CPU backend computes a batch run by run (the oracle); the GPU backend advances
+/// small problems' batches in one persistent dispatch (see `gpu::batched`).
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     fn info(&self) -> BackendInfo;
@@ -120,14 +155,42 @@ pub trait Backend {
     async fn load(&mut self, problem: &Problem) -> Result<LoadTiming, EngineError>;
     /// The top-m singular triplets of G (raw: callers canonicalise them).
     async fn top_svd(&mut self, m: usize) -> Result<TopSvd, EngineError>;
-    /// Begin a run from the given factors; returns the snapshot of step 0.
+    /// Begin a batch of runs (replacing any previous one); returns, per run, the snapshot of
+    /// step 0 or its divergence. `basis` is what snapshots of [`Factors::Grams`] are measured
+    /// against.
+    async fn start_batch(
+        &mut self,
+        runs: &[RunSpec],
+        basis: &MetricBasis,
+    ) -> Result<Vec<Advance>, EngineError>;
+    /// Take `steps` updates of every live run of the batch; per run, snapshots at its recorded
+    /// steps and its divergence (runs already stopped get an empty `Advance`).
+    async fn advance_batch(&mut self, steps: usize) -> Result<Vec<Advance>, EngineError>;
+
+    /// Begin a batch of one run (returns full factors' snapshots on every backend).
     async fn start(
         &mut self,
         init: &InitFactors,
         settings: &StepSettings,
-    ) -> Result<Advance, EngineError>;
-    /// Take `steps` updates of the current run; snapshots at recorded steps. Stops at divergence.
-    async fn advance(&mut self, steps: usize) -> Result<Advance, EngineError>;
+    ) -> Result<Advance, EngineError> {
+        let basis = MetricBasis {
+            u: DMatrix::zeros(init.a0.nrows(), 0),
+            v: DMatrix::zeros(init.b0.ncols(), 0),
+        };
+        let spec = RunSpec {
+            init: init.clone(),
+            settings: *settings,
+        };
+        let mut v = self
+            .start_batch(std::slice::from_ref(&spec), &basis)
+            .await?;
+        Ok(v.pop().unwrap_or_default())
+    }
+    /// Advance a batch of one run.
+    async fn advance(&mut self, steps: usize) -> Result<Advance, EngineError> {
+        let mut v = self.advance_batch(steps).await?;
+        Ok(v.pop().unwrap_or_default())
+    }
 }
 
 /// One recorded row of SPEC §4.
@@ -156,6 +219,10 @@ pub struct Record {
 pub struct RunResult {
     pub init: InitKind,
     pub alpha2: Option<f64>,
+    /// Init draw of an ensemble (`seeds` > 1): 0 is the seed's own draw.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub draw: usize,
+    /// Same label for every draw of one setting (ensembles group by it).
     pub label: String,
     /// The init's own cost: forming G plus its truncated SVD (0 for vanilla, which needs neither),
     /// plus building the factors.
@@ -204,25 +271,29 @@ pub struct Report {
 
 pub const SCHEMA: &str = "lora-one-lab/run@1";
 
-/// Where an experiment stands after a chunk of work.
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+/// Where an experiment stands after a chunk of work. All runs advance together as one batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Progress {
-    /// Index of the run in progress (== number of runs when all are done).
-    pub run: usize,
+    /// Runs still advancing (not finished, diverged or stopped).
+    pub live: usize,
     pub runs: usize,
-    /// Step of the run in progress.
+    /// Step the batch has reached.
     pub step: usize,
     pub steps: usize,
     pub done: bool,
 }
 
 impl Progress {
-    /// Fraction of all steps of all runs done, in [0, 1].
+    /// Fraction of the batch's steps done, in [0, 1].
     pub fn fraction(&self) -> f64 {
-        if self.runs == 0 {
+        if self.done || self.runs == 0 {
             return 1.0;
         }
-        ((self.run as f64) + (self.step as f64) / (self.steps.max(1) as f64)) / self.runs as f64
+        (self.step as f64 / self.steps.max(1) as f64).min(1.0)
     }
 }
 
@@ -235,14 +306,17 @@ struct Prepared {
     v_rs: DMatrix<f64>,
 }
 
-/// Drives the runs of one configuration on one backend.
+/// Drives the runs of one configuration on one backend, as one batch.
 pub struct Experiment {
     pub problem: Problem,
-    plan: Vec<(InitKind, Option<f64>)>,
+    plan: Vec<RunPlan>,
     prepared: Option<Prepared>,
     runs: Vec<RunResult>,
-    /// Index into `plan` of the run in progress, and its step.
-    current: Option<(usize, usize)>,
+    /// Step the batch has reached (None before the batch starts).
+    batch_step: Option<usize>,
+    /// Runs still advancing.
+    live: Vec<bool>,
+    finished: bool,
     backend_info: Option<BackendInfo>,
 }
 
@@ -259,7 +333,9 @@ impl Experiment {
             plan,
             prepared: None,
             runs: Vec::new(),
-            current: None,
+            batch_step: None,
+            live: Vec::new(),
+            finished: false,
             backend_info: None,
         }
     }
@@ -273,23 +349,12 @@ impl Experiment {
     }
 
     pub fn progress(&self) -> Progress {
-        let runs = self.plan.len();
-        let steps = self.cfg().steps;
-        match self.current {
-            Some((i, t)) => Progress {
-                run: i,
-                runs,
-                step: t,
-                steps,
-                done: false,
-            },
-            None => Progress {
-                run: self.runs.len(),
-                runs,
-                step: 0,
-                steps,
-                done: self.runs.len() == runs && self.prepared.is_some(),
-            },
+        Progress {
+            live: self.live.iter().filter(|l| **l).count(),
+            runs: self.plan.len(),
+            step: self.batch_step.unwrap_or(0),
+            steps: self.cfg().steps,
+            done: self.finished,
         }
     }
 
@@ -316,8 +381,60 @@ impl Experiment {
         Ok(())
     }
 
-    /// Do up to `budget` optimiser steps of work (starting runs as needed). Returns progress;
-    /// call again until `done`. Each call does at least one unit of work.
+    /// Build every run's initial factors and start the batch.
+    async fn start_batch<B: Backend>(&mut self, be: &mut B) -> Result<(), EngineError> {
+        let settings = StepSettings::from_config(self.cfg());
+        let prep = self.prepared.as_ref().expect("prepared");
+        let mut specs = Vec::with_capacity(self.plan.len());
+        for plan in &self.plan {
+            let t = Instant::now();
+            let factors = init::build(&self.problem.cfg, plan, &prep.g);
+            let build_ms = ms(t);
+            let init_ms = if plan.init == InitKind::Vanilla {
+                build_ms
+            } else {
+                prep.timing.form_g_ms + prep.svd_ms + build_ms
+            };
+            self.runs.push(RunResult {
+                init: plan.init,
+                alpha2: plan.alpha2,
+                draw: plan.draw,
+                label: init::label(plan.init, plan.alpha2),
+                init_ms,
+                train_ms: 0.0,
+                diverged: None,
+                stopped: false,
+                records: Vec::new(),
+            });
+            specs.push(RunSpec {
+                init: factors,
+                settings,
+            });
+        }
+        let basis = MetricBasis {
+            u: prep.u_rs.clone(),
+            v: prep.v_rs.clone(),
+        };
+        let advs = be.start_batch(&specs, &basis).await?;
+        self.live = vec![true; self.runs.len()];
+        for (i, adv) in advs.into_iter().enumerate() {
+            self.absorb(i, adv, 0.0);
+        }
+        self.batch_step = Some(0);
+        self.update_finished();
+        Ok(())
+    }
+
+    fn update_finished(&mut self) {
+        let steps = self.cfg().steps;
+        if self.batch_step.unwrap_or(0) >= steps {
+            self.live.iter_mut().for_each(|l| *l = false);
+        }
+        self.finished = self.batch_step.is_some() && !self.live.iter().any(|l| *l);
+    }
+
+    /// Do up to `budget` optimiser steps of the batch (every live run takes them; the first
+    /// calls load the problem and start the batch). Returns progress; call again until `done`.
     pub async fn step<B: Backend>(
         &mut self,
         be: &mut B,
@@ -327,71 +444,43 @@ impl Experiment {
             self.prepare(be).await?;
             return Ok(self.progress());
         }
-        let steps = self.cfg().steps;
-        let settings = StepSettings::from_config(self.cfg());
-        let mut budget = budget.max(1);
-        while budget > 0 {
-            match self.current {
-                None => {
-                    let i = self.runs.len();
-                    if i >= self.plan.len() {
-                        break;
-                    }
-                    let (kind, alpha2) = self.plan[i];
-                    let prep = self.prepared.as_ref().expect("prepared");
-                    let t = Instant::now();
-                    let factors = init::build(self.cfg(), kind, alpha2, &prep.g);
-                    let build_ms = ms(t);
-                    let init_ms = if kind == InitKind::Vanilla {
-                        build_ms
-                    } else {
-                        prep.timing.form_g_ms + prep.svd_ms + build_ms
-                    };
-                    self.runs.push(RunResult {
-                        init: kind,
-                        alpha2,
-                        label: init::label(kind, alpha2),
-                        init_ms,
-                        train_ms: 0.0,
-                        diverged: None,
-                        stopped: false,
-                        records: Vec::new(),
-                    });
-                    let adv = be.start(&factors, &settings).await?;
-                    self.absorb(adv, 0.0);
-                    self.current = if self.runs[i].diverged.is_some() {
-                        None
-                    } else {
-                        Some((i, 0))
-                    };
-                }
-                Some((i, t0)) => {
-                    let n = budget.min(steps - t0);
-                    let t = Instant::now();
-                    let adv = be.advance(n).await?;
-                    let dt = ms(t);
-                    let base = self.runs[i].train_ms;
-                    self.runs[i].train_ms += dt;
-                    self.absorb(adv, base);
-                    budget -= n;
-                    let t1 = t0 + n;
-                    self.current = if self.runs[i].diverged.is_some() || t1 >= steps {
-                        None
-                    } else {
-                        Some((i, t1))
-                    };
-                }
-            }
+        let Some(t0) = self.batch_step else {
+            self.start_batch(be).await?;
+            return Ok(self.progress());
+        };
+        if self.finished {
+            return Ok(self.progress());
         }
+        let n = budget.max(1).min(self.cfg().steps - t0);
+        let t = Instant::now();
+        let advs = be.advance_batch(n).await?;
+        let dt = ms(t);
+        for (i, adv) in advs.into_iter().enumerate() {
+            if !self.live.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let base = self.runs[i].train_ms;
+            self.runs[i].train_ms += dt;
+            self.absorb(i, adv, base);
+        }
+        self.batch_step = Some(t0 + n);
+        self.update_finished();
         Ok(self.progress())
     }
 
-    /// Stop the run in progress (it keeps its records) and skip the remaining runs.
+    /// Stop the runs in progress (they keep their records).
     pub fn stop(&mut self) {
-        if let Some((i, _)) = self.current.take() {
-            self.runs[i].stopped = true;
+        for (i, l) in self.live.iter_mut().enumerate() {
+            if *l {
+                self.runs[i].stopped = true;
+                *l = false;
+            }
         }
-        self.plan.truncate(self.runs.len());
+        if self.batch_step.is_none() {
+            self.plan.clear();
+            self.batch_step = Some(0);
+        }
+        self.finished = true;
     }
 
     /// Run everything to the end, calling `on_progress` after each chunk.
@@ -410,26 +499,37 @@ impl Experiment {
         }
     }
 
-    fn absorb(&mut self, adv: Advance, base_ms: f64) {
+    fn absorb(&mut self, i: usize, adv: Advance, base_ms: f64) {
         let prep = self.prepared.as_ref().expect("prepared");
         let cfg = &self.problem.cfg;
         let m = cfg.r.min(cfg.r_star);
-        let run = self.runs.last_mut().expect("a run");
+        let run = &mut self.runs[i];
         for s in adv.snapshots {
-            let sin_a =
-                linalg::top_left_subspace(&s.a, m).map(|q| linalg::sin_theta(&prep.u_rs, &q));
-            let sin_b = linalg::top_left_subspace(&s.b.transpose(), m)
-                .map(|q| linalg::sin_theta(&prep.v_rs, &q));
-            let proj = if cfg.r == 1 {
-                let u = self.problem.delta_u.column(0);
-                let v = self.problem.delta_v.column(0);
-                let a = u.dot(&s.a.column(0));
-                let b = s.b.row(0).transpose().dot(&v);
-                let a_perp = (s.a.column(0) - u * a).norm();
-                let b_perp = (s.b.row(0).transpose() - v * b).norm();
-                Some([a, b, a_perp + b_perp])
-            } else {
-                None
+            let (sin_a, sin_b, sv_ab, proj) = match &s.factors {
+                Factors::Full { a, b } => {
+                    let sin_a =
+                        linalg::top_left_subspace(a, m).map(|q| linalg::sin_theta(&prep.u_rs, &q));
+                    let sin_b = linalg::top_left_subspace(&b.transpose(), m)
+                        .map(|q| linalg::sin_theta(&prep.v_rs, &q));
+                    let proj = if cfg.r == 1 {
+                        let u = self.problem.delta_u.column(0);
+                        let v = self.problem.delta_v.column(0);
+                        let pa = u.dot(&a.column(0));
+                        let pb = b.row(0).transpose().dot(&v);
+                        let a_perp = (a.column(0) - u * pa).norm();
+                        let b_perp = (b.row(0).transpose() - v * pb).norm();
+                        Some([pa, pb, a_perp + b_perp])
+                    } else {
+                        None
+                    };
+                    (sin_a, sin_b, linalg::product_singular_values(a, b), proj)
+                }
+                Factors::Grams { ata, bbt, ra, rb } => (
+                    linalg::sin_theta_from_grams(ata, ra, m),
+                    linalg::sin_theta_from_grams(bbt, rb, m),
+                    linalg::product_singular_values_from_grams(ata, bbt),
+                    None,
+                ),
             };
             run.records.push(Record {
                 step: s.step,
@@ -440,13 +540,14 @@ impl Experiment {
                 sin_a,
                 sin_b,
                 err_f: s.err_f,
-                sv_ab: linalg::product_singular_values(&s.a, &s.b),
+                sv_ab,
                 wall_ms: base_ms + s.t_ms,
                 proj,
             });
         }
         if adv.diverged.is_some() {
             run.diverged = adv.diverged;
+            self.live[i] = false;
         }
     }
 

@@ -1,7 +1,7 @@
 //! The three initialisations of SPEC §2, built on the host from the canonical truncated SVD of G
 //! (the SVD itself runs on the backend).
 
-use crate::config::{Config, InitKind};
+use crate::config::{Config, InitKind, RunPlan};
 use crate::linalg::TopSvd;
 use crate::rng::{stream, Rng};
 use nalgebra::DMatrix;
@@ -18,7 +18,17 @@ pub struct InitFactors {
 /// Vanilla LoRA: `A0 ~ N(0, α²)`, `B0 = 0`. Every α² scales the same seeded Gaussian draw, so a
 /// sweep over α² compares like with like.
 pub fn vanilla(cfg: &Config, alpha2: f64) -> InitFactors {
-    let z = Rng::new(cfg.seed, stream::VANILLA_A).normal_matrix(cfg.d, cfg.r, 1.0);
+    vanilla_draw(cfg, alpha2, 0)
+}
+
+/// Vanilla LoRA with the `draw`-th independent A0 of the seed (ensembles; draw 0 = `vanilla`).
+pub fn vanilla_draw(cfg: &Config, alpha2: f64, draw: usize) -> InitFactors {
+    let s = if draw == 0 {
+        stream::VANILLA_A
+    } else {
+        stream::VANILLA_DRAWS + draw as u64
+    };
+    let z = Rng::new(cfg.seed, s).normal_matrix(cfg.d, cfg.r, 1.0);
     InitFactors {
         a0: z * alpha2.sqrt(),
         b0: DMatrix::zeros(cfg.r, cfg.k),
@@ -76,9 +86,9 @@ pub fn svd_rank_needed(cfg: &Config) -> usize {
     m.min(cfg.d.min(cfg.k))
 }
 
-pub fn build(cfg: &Config, kind: InitKind, alpha2: Option<f64>, g: &TopSvd) -> InitFactors {
-    match kind {
-        InitKind::Vanilla => vanilla(cfg, alpha2.unwrap_or(cfg.alpha2[0])),
+pub fn build(cfg: &Config, plan: &RunPlan, g: &TopSvd) -> InitFactors {
+    match plan.init {
+        InitKind::Vanilla => vanilla_draw(cfg, plan.alpha2.unwrap_or(cfg.alpha2[0]), plan.draw),
         InitKind::LoraOne => lora_one(cfg, g),
         InitKind::LoraGa => lora_ga(cfg, g),
     }

@@ -249,6 +249,58 @@ pub fn product_singular_values(a: &DMatrix<f64>, b: &DMatrix<f64>) -> Vec<f64> {
     exact_top_svd(&small, n).s
 }
 
+/// Eigenpairs of a small symmetric matrix, eigenvalues descending.
+fn sym_eigen_desc(m: &DMatrix<f64>) -> (Vec<f64>, DMatrix<f64>) {
+    let sym = (m + m.transpose()) * 0.5;
+    let e = nalgebra::SymmetricEigen::new(sym);
+    let mut idx: Vec<usize> = (0..e.eigenvalues.len()).collect();
+    idx.sort_by(|&i, &j| e.eigenvalues[j].total_cmp(&e.eigenvalues[i]));
+    let vals = idx.iter().map(|&i| e.eigenvalues[i]).collect();
+    let vecs = DMatrix::from_fn(m.nrows(), idx.len(), |r, c| e.eigenvectors[(r, idx[c])]);
+    (vals, vecs)
+}
+
+/// Eigenvalues of an f32-formed Gram below this fraction of the largest are rounding noise.
+const GRAM_REL_TOL: f64 = 1e-6;
+
+/// `sin_theta(U, top_left_subspace(A, m))` from r×r summaries of a factor A (n×r):
+/// `k = AᵀA` and `rg = RᵀR` with `R = (I − UUᵀ)A`. With `AᵀA = W Λ Wᵀ`, the top-m left singular
+/// vectors are `A W_m Λ_m^{-1/2}`, whose residual against U has Gram
+/// `Λ_m^{-1/2} W_mᵀ rg W_m Λ_m^{-1/2}`; sin θ is the square root of its largest eigenvalue.
+/// None when A = 0. Directions with eigenvalue below 1e-6 of the largest (rounding noise of an
+/// f32 Gram) are left out of the subspace.
+pub fn sin_theta_from_grams(k: &DMatrix<f64>, rg: &DMatrix<f64>, m: usize) -> Option<f64> {
+    if k.trace() <= 0.0 || !k.iter().chain(rg.iter()).all(|x| x.is_finite()) {
+        return None;
+    }
+    let (vals, vecs) = sym_eigen_desc(k);
+    let top = vals[0];
+    let keep = vals
+        .iter()
+        .take(m)
+        .take_while(|&&v| v > GRAM_REL_TOL * top)
+        .count()
+        .max(1);
+    let w = DMatrix::from_fn(k.nrows(), keep, |i, j| vecs[(i, j)] / vals[j].sqrt());
+    let inner = w.transpose() * rg * &w;
+    let (ev, _) = sym_eigen_desc(&inner);
+    Some(ev[0].max(0.0).sqrt().min(1.0))
+}
+
+/// `product_singular_values(A, B)` from `AᵀA` and `BBᵀ`: the singular values of AB are the
+/// square roots of the eigenvalues of `(AᵀA)^{1/2} BBᵀ (AᵀA)^{1/2}`.
+pub fn product_singular_values_from_grams(ata: &DMatrix<f64>, bbt: &DMatrix<f64>) -> Vec<f64> {
+    let (vals, vecs) = sym_eigen_desc(ata);
+    let half = &vecs
+        * DMatrix::from_diagonal(&nalgebra::DVector::from_iterator(
+            vals.len(),
+            vals.iter().map(|v| v.max(0.0).sqrt()),
+        ))
+        * vecs.transpose();
+    let (ev, _) = sym_eigen_desc(&(&half * bbt * &half));
+    ev.into_iter().map(|v| v.max(0.0).sqrt()).collect()
+}
+
 /// Solve `M X = R` for a small symmetric positive-definite M by Cholesky; None if not SPD.
 pub fn spd_solve(m: &DMatrix<f64>, rhs: &DMatrix<f64>) -> Option<DMatrix<f64>> {
     let ch = m.clone().cholesky()?;
@@ -374,6 +426,32 @@ mod tests {
         let e1 = DMatrix::from_fn(10, 1, |i, _| if i == 0 { 1.0 } else { 0.0 });
         let e2 = DMatrix::from_fn(10, 1, |i, _| if i == 1 { 1.0 } else { 0.0 });
         assert!((sin_theta(&e1, &e2) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn gram_metrics_match_factor_metrics() {
+        for (d, r, m, seed) in [(12, 3, 2, 1), (20, 6, 4, 2), (9, 1, 1, 3), (16, 8, 8, 4)] {
+            let a = rand(seed, d, r);
+            let b = rand(seed + 50, r, d + 3);
+            let u = orthonormalize(&rand(seed + 100, d, m));
+            let resid = &a - &u * (u.transpose() * &a);
+            let want = sin_theta(&u, &top_left_subspace(&a, m).unwrap());
+            let got = sin_theta_from_grams(&(a.transpose() * &a), &(resid.transpose() * &resid), m)
+                .unwrap();
+            assert!((want - got).abs() < 1e-9, "d={d} r={r}: {want} vs {got}");
+            let s1 = product_singular_values(&a, &b);
+            let s2 =
+                product_singular_values_from_grams(&(a.transpose() * &a), &(&b * b.transpose()));
+            for (x, y) in s1.iter().zip(&s2) {
+                assert!((x - y).abs() < 1e-9 * (1.0 + x), "{x} vs {y}");
+            }
+        }
+        // an aligned factor has sin θ = 0; a zero factor has none
+        let u = orthonormalize(&rand(7, 10, 2));
+        let a = &u * rand(8, 2, 2);
+        let z = DMatrix::zeros(2, 2);
+        assert!(sin_theta_from_grams(&(a.transpose() * &a), &z, 2).unwrap() < 1e-12);
+        assert!(sin_theta_from_grams(&z, &z, 2).is_none());
     }
 
     #[test]

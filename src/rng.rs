@@ -27,6 +27,9 @@ pub mod stream {
     pub const VANILLA_A: u64 = 6;
     pub const COMPLETION: u64 = 7;
     pub const SUBSPACE: u64 = 8;
+    /// Vanilla A0 draws of an ensemble: draw s ≥ 1 uses stream `VANILLA_DRAWS + s` (draw 0 is
+    /// `VANILLA_A`, so a one-draw run is the same as before ensembles existed).
+    pub const VANILLA_DRAWS: u64 = 1 << 32;
 }
 
 impl Rng {

@@ -391,17 +391,22 @@ fn record_interval_and_chunking_do_not_change_results() {
 }
 
 #[test]
-fn stop_keeps_records_and_skips_remaining_runs() {
+fn stop_keeps_records_of_every_run_of_the_batch() {
     let c = small(Preset::Spectral);
     let mut exp = Experiment::new(&c).unwrap();
     let mut be = CpuBackend::new();
     block_on(exp.step(&mut be, 10)).unwrap(); // prepare
+    block_on(exp.step(&mut be, 10)).unwrap(); // start the batch
     let p = block_on(exp.step(&mut be, 10)).unwrap();
     assert!(!p.done);
+    assert_eq!((p.step, p.live, p.runs), (10, 3, 3));
     exp.stop();
     let rep = exp.report();
-    assert_eq!(rep.runs.len(), 1);
-    assert!(rep.runs[0].stopped);
+    assert_eq!(rep.runs.len(), 3);
+    for run in &rep.runs {
+        assert!(run.stopped);
+        assert_eq!(run.records.last().unwrap().step, 10);
+    }
     assert!(exp.progress().done);
 }
 
@@ -492,6 +497,142 @@ fn subspace_iteration_backend_matches_exact_backend() {
                 a.label,
                 x.step
             );
+        }
+    }
+}
+
+/// Every run of a batch as the backend's own runs would give it: bit for bit.
+fn same_bits(a: &lora_one_lab::RunResult, b: &lora_one_lab::RunResult) {
+    assert_eq!(a.records.len(), b.records.len(), "{}", a.label);
+    assert_eq!(a.diverged, b.diverged);
+    for (x, y) in a.records.iter().zip(&b.records) {
+        assert_eq!(x.step, y.step);
+        assert_eq!(
+            x.loss.to_bits(),
+            y.loss.to_bits(),
+            "{} step {}",
+            a.label,
+            x.step
+        );
+        assert_eq!(x.risk.to_bits(), y.risk.to_bits());
+        assert_eq!(x.sin_a.map(f64::to_bits), y.sin_a.map(f64::to_bits));
+        assert_eq!(x.sin_b.map(f64::to_bits), y.sin_b.map(f64::to_bits));
+    }
+}
+
+#[test]
+fn a_batch_equals_its_runs_done_one_by_one() {
+    // a batch of every init (and two α²) against one experiment per run
+    let mut c = small(Preset::Spectral);
+    c.alpha2 = vec![1e-2, 1e-3];
+    let batch = run(&c);
+    assert_eq!(batch.runs.len(), 4);
+    for r in &batch.runs {
+        let mut solo = c.clone();
+        solo.inits = vec![r.init];
+        if let Some(a) = r.alpha2 {
+            solo.alpha2 = vec![a];
+        }
+        let one = run(&solo);
+        assert_eq!(one.runs.len(), 1);
+        same_bits(r, &one.runs[0]);
+    }
+}
+
+#[test]
+fn ensemble_draws_are_independent_and_draw_zero_is_the_seed() {
+    let mut c = small(Preset::Alignment);
+    c.alpha2 = vec![1e-3];
+    c.steps = 30;
+    let one = run(&c);
+    c.seeds = 4;
+    let ens = run(&c);
+    assert_eq!(ens.runs.len(), 4);
+    let draws: Vec<usize> = ens.runs.iter().map(|r| r.draw).collect();
+    assert_eq!(draws, vec![0, 1, 2, 3]);
+    assert!(ens.runs.iter().all(|r| r.label == one.runs[0].label));
+    same_bits(&ens.runs[0], &one.runs[0]);
+    // other draws start elsewhere and end elsewhere
+    let l0 = ens.runs[0].records[1].loss;
+    for r in &ens.runs[1..] {
+        assert_ne!(r.records[1].loss.to_bits(), l0.to_bits());
+        assert!(r.last().unwrap().risk < r.records[0].risk);
+    }
+    // the JSON carries each run's draw
+    let json = serde_json::to_string(&ens).unwrap();
+    assert!(json.contains("\"draw\":3"));
+}
+
+#[test]
+fn ensemble_size_is_validated_with_its_field() {
+    let mut c = small(Preset::Alignment);
+    c.seeds = 0;
+    assert_eq!(c.validate().unwrap_err().field, "seeds");
+    c.seeds = 5000;
+    assert_eq!(c.validate().unwrap_err().field, "seeds");
+    c.seeds = 4000;
+    c.alpha2 = vec![1.0, 0.1, 0.01, 0.001, 1e-4];
+    let e = c.validate().unwrap_err();
+    assert_eq!(e.field, "seeds");
+    assert!(e.message.contains("20000 runs"), "{e}");
+    let mut c = Config::default();
+    c.set("seeds", "12").unwrap();
+    assert_eq!(c.seeds, 12);
+    assert!(c.to_pairs().contains(&("seeds", "12".to_string())));
+}
+
+#[test]
+fn one_run_diverging_leaves_the_others_untouched() {
+    let c = small(Preset::Spectral);
+    let p = Problem::generate(&c).unwrap();
+    let mut exp = Experiment::from_problem(p.clone());
+    let mut be = CpuBackend::new();
+    block_on(exp.prepare(&mut be)).unwrap();
+    let g = exp.g_svd().unwrap().clone();
+    let plans = c.runs();
+    let specs: Vec<_> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, plan)| {
+            let mut s = StepSettings::from_config(&c);
+            if i == 1 {
+                s.eta = 50.0; // this one diverges
+            }
+            lora_one_lab::engine::RunSpec {
+                init: init::build(&c, plan, &g),
+                settings: s,
+            }
+        })
+        .collect();
+    let basis = lora_one_lab::engine::MetricBasis {
+        u: g.u.columns(0, c.r_star).into_owned(),
+        v: g.v.columns(0, c.r_star).into_owned(),
+    };
+    let mut together = block_on(be.start_batch(&specs, &basis)).unwrap();
+    for _ in 0..6 {
+        for (acc, adv) in together
+            .iter_mut()
+            .zip(block_on(be.advance_batch(10)).unwrap())
+        {
+            acc.snapshots.extend(adv.snapshots);
+            if adv.diverged.is_some() {
+                acc.diverged = adv.diverged;
+            }
+        }
+    }
+    let div = together[1].diverged.as_ref().expect("η = 50 diverges");
+    assert!(div.step > 0 && div.step <= 60, "{div:?}");
+    assert_eq!(together[1].snapshots.last().unwrap().step, div.step - 1);
+    for i in [0, 2] {
+        assert!(together[i].diverged.is_none());
+        let mut solo = CpuBackend::new();
+        block_on(solo.load(&p)).unwrap();
+        let mut adv = block_on(solo.start(&specs[i].init, &specs[i].settings)).unwrap();
+        adv.snapshots
+            .extend(block_on(solo.advance(60)).unwrap().snapshots);
+        assert_eq!(adv.snapshots.len(), together[i].snapshots.len());
+        for (x, y) in adv.snapshots.iter().zip(&together[i].snapshots) {
+            assert_eq!(x.loss.to_bits(), y.loss.to_bits());
         }
     }
 }

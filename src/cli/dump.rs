@@ -47,12 +47,16 @@ pub fn dump(dir: &Path, exp: &Experiment, cpu: &CpuBackend) -> Result<Vec<String
         put("Sigma_hat.npy", s)?;
     }
     if let Some(svd) = exp.g_svd() {
-        for (kind, alpha2) in p.cfg.runs() {
-            let f = init::build(&p.cfg, kind, alpha2, svd);
-            let tag = match alpha2 {
+        for plan in p.cfg.runs() {
+            let f = init::build(&p.cfg, &plan, svd);
+            let kind = plan.init;
+            let mut tag = match plan.alpha2 {
                 Some(a) => format!("{}_alpha2_{a:e}", kind.name()),
                 None => kind.name().to_string(),
             };
+            if plan.draw > 0 {
+                tag += &format!("_draw{}", plan.draw);
+            }
             put(&format!("{tag}_A0.npy"), &f.a0)?;
             put(&format!("{tag}_B0.npy"), &f.b0)?;
         }

@@ -92,11 +92,8 @@ fn execute<B: Backend>(
     pollster::block_on(exp.run_to_end(be, 50, |p| {
         bar.set_position((p.fraction() * 1000.0) as u64);
         bar.set_message(format!(
-            "run {}/{} step {}/{}",
-            (p.run + 1).min(p.runs),
-            p.runs,
-            p.step,
-            p.steps
+            "{} runs ({} running) · step {}/{}",
+            p.runs, p.live, p.step, p.steps
         ));
     }))?;
     Ok(())

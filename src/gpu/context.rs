@@ -6,6 +6,10 @@ use crate::engine::EngineError;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
+/// Default size limit of the batched path (see `GpuOptions::batched_max_dim`; BENCHMARKS.md has
+/// the crossover measured on the H200).
+pub const BATCHED_MAX_DIM: usize = 1024;
+
 /// Options for creating the GPU context.
 #[derive(Clone, Copy, Debug)]
 pub struct GpuOptions {
@@ -16,6 +20,12 @@ pub struct GpuOptions {
     pub force_fallback: bool,
     /// k-chunk of the split-K tall-skinny kernel (32..=256, multiple of 32; tuning).
     pub ts_kchunk: usize,
+    /// Largest max(d, k) that runs on the batched small-problem path (many trajectories and
+    /// many steps per dispatch); larger problems take the single-run path. 0: never batched.
+    pub batched_max_dim: usize,
+    /// Most optimiser steps in one dispatch of the batched path (None: sized by time, and on a
+    /// software adapter by its loop budget). Tests use it to force many chunks.
+    pub batched_steps_per_dispatch: Option<usize>,
 }
 
 impl Default for GpuOptions {
@@ -24,6 +34,8 @@ impl Default for GpuOptions {
             trusted_shaders: false,
             force_fallback: false,
             ts_kchunk: 256,
+            batched_max_dim: BATCHED_MAX_DIM,
+            batched_steps_per_dispatch: None,
         }
     }
 }
@@ -134,6 +146,19 @@ impl Context {
     }
 
     /// Refuse a buffer the device cannot bind.
+    /// True for a software adapter (lavapipe/llvmpipe, SwiftShader, WARP): wgpu's
+    /// `DeviceType::Cpu`.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Largest buffer the device binds, in bytes.
+    pub fn max_binding(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
     pub fn check_size(&self, what: &str, floats: usize) -> Result<u64, EngineError> {
         let bytes = (floats.max(1) as u64) * 4;
         let max = self

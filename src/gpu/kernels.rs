@@ -12,6 +12,7 @@ pub const STEP_WGSL: &str = include_str!("../../shaders/step.wgsl");
 pub const QR_WGSL: &str = include_str!("../../shaders/qr.wgsl");
 pub const SURFACE_WGSL: &str = include_str!("../../shaders/surface.wgsl");
 pub const REDUCE_MULTI_WGSL: &str = include_str!("../../shaders/reduce_multi.wgsl");
+pub const BATCHED_WGSL: &str = include_str!("../../shaders/batched.wgsl");
 
 /// Largest skinny dimension (LoRA rank r, subspace width l) the small one-workgroup kernels take.
 pub const MAX_SMALL: usize = 32;
@@ -33,6 +34,7 @@ pub struct Kernels {
     pub update_ab: wgpu::ComputePipeline,
     pub chol_inv: wgpu::ComputePipeline,
     pub surface: wgpu::ComputePipeline,
+    pub batched: wgpu::ComputePipeline,
     /// Bound to the unused output slots of `reduce_multi`: WebGPU forbids binding one buffer to
     /// two writable slots of a dispatch, so each slot needs a buffer of its own.
     pub spare_out: [wgpu::Buffer; 3],
@@ -65,6 +67,7 @@ impl Kernels {
             let qr = ctx.module("qr", QR_WGSL);
             let sf = ctx.module("surface", SURFACE_WGSL);
             let rm = ctx.module("reduce_multi", REDUCE_MULTI_WGSL);
+            let bt = ctx.module("batched", BATCHED_WGSL);
             Kernels {
                 matmul: pipeline(ctx, &mm, "matmul"),
                 tall_skinny: pipeline(ctx, &sk, "tall_skinny"),
@@ -82,6 +85,7 @@ impl Kernels {
                 update_ab: pipeline(ctx, &st, "update_ab"),
                 chol_inv: pipeline(ctx, &qr, "chol_inv"),
                 surface: pipeline(ctx, &sf, "surface"),
+                batched: pipeline(ctx, &bt, "batched"),
                 spare_out: std::array::from_fn(|_| {
                     ctx.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("reduce_multi spare output"),

@@ -1,0 +1,675 @@
+//! The batched small-problem path (`shaders/batched.wgsl`): all runs of a batch advance in one
+//! persistent dispatch that loops over many optimiser steps with workgroup barriers only. One
+//! workgroup owns a *pack* of T trajectories (T·r ≤ 32 columns side by side), so each element of
+//! Σ̂ and G it reads feeds 8 columns; the pack's factors and scratch stay in its own storage
+//! region and its r×r matrices in workgroup memory. Recording a step reads back O(r²) numbers per
+//! run (loss, risk, ‖AB − Δ‖_F and four r×r Grams, see [`Factors::Grams`]), never A and B,
+//! except for r = 1 (the phase portrait's projection needs the factors; they are d + k numbers).
+//!
+//! Eligible: the linear model in factored form with r ≤ 32 and max(d, k) ≤
+//! `GpuOptions::batched_max_dim`, one optimiser and one record schedule for the whole batch.
+//! Everything else runs on the single-run path (`single.rs`). The CPU twin is `CpuBackend`,
+//! which advances the same batch run by run; `tests/gpu_parity.rs` compares them.
+//!
+//! Submissions are sized by time (about [`TARGET_MS`] each, so a page stays responsive and no
+//! watchdog fires) and, on a software adapter, by lavapipe's silent per-invocation loop limit
+//! (65,535 iterations; see `../shared/TOOLCHAIN.md`): [`Layout::iters_per_step`] counts a step's
+//! loop iterations per invocation and a dispatch stays under [`SOFTWARE_LOOP_BUDGET`].
+
+use super::{from_f32, loss_reason, nonfinite_reason, singular_reason, GpuBackend};
+use crate::config::Optimiser;
+use crate::engine::{
+    Advance, Divergence, EngineError, Factors, MetricBasis, RunSpec, Snapshot, StepSettings,
+};
+use nalgebra::DMatrix;
+use web_time::Instant;
+
+/// Threads per workgroup (the shader's `WG`).
+const WG: usize = 256;
+/// Most columns (T·r) in one pack, and most trajectories.
+const MAX_TR: usize = 32;
+const MAX_T: usize = 16;
+/// Floats per trajectory in the `rp` buffer.
+const RP: usize = 8;
+/// Wall time one submission aims at.
+pub const TARGET_MS: f64 = 40.0;
+const MAX_STEPS_PER_DISPATCH: usize = 4096;
+/// Loop iterations per invocation a dispatch may use on a software adapter (lavapipe stops an
+/// invocation silently after 65,535).
+pub const SOFTWARE_LOOP_BUDGET: usize = 48_000;
+const MAX_READBACK_BYTES: u64 = 48 << 20;
+
+/// Sizes and offsets of one batch (mirrors the shader's `Params`).
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub d: usize,
+    pub k: usize,
+    pub r: usize,
+    pub rs: usize,
+    /// Trajectories per pack, and their columns T·r, padded to CP (multiple of 16).
+    pub t: usize,
+    pub tr: usize,
+    pub cp: usize,
+    pub full: bool,
+    /// Offsets (floats) in a pack's region, and the region's size.
+    oa: usize,
+    ob: usize,
+    oa0: usize,
+    ob0: usize,
+    osa0: usize,
+    osa: usize,
+    ogb: usize,
+    oag: usize,
+    oma: usize,
+    omb: usize,
+    oe: usize,
+    of: usize,
+    pub ws: usize,
+    /// Floats per record row of one trajectory.
+    pub rstride: usize,
+}
+
+fn ceil4(n: usize) -> usize {
+    n.div_ceil(4) * 4
+}
+
+impl Layout {
+    pub fn new(d: usize, k: usize, r: usize, rs: usize, nb: usize, full: bool) -> Self {
+        let t = (MAX_TR / 2 / r).clamp(1, MAX_T).min(nb.max(1));
+        let tr = t * r;
+        let cp = tr.div_ceil(16) * 16;
+        let rr = ceil4(t * r * r);
+        let oa = 0;
+        let ob = oa + d * cp;
+        let oa0 = ob + k * cp;
+        let ob0 = oa0 + d * cp;
+        let osa0 = ob0 + k * cp;
+        let osa = osa0 + d * cp;
+        let ogb = osa + d * cp;
+        let oag = ogb + d * cp;
+        let oma = oag + k * cp;
+        let omb = oma + rs * cp;
+        let oe = omb + rs * cp;
+        let of = oe + rr;
+        let ws = of + rr;
+        let rstride = 3 + 4 * r * r + if full { (d + k) * r } else { 0 };
+        Layout {
+            d,
+            k,
+            r,
+            rs,
+            t,
+            tr,
+            cp,
+            full,
+            oa,
+            ob,
+            oa0,
+            ob0,
+            osa0,
+            osa,
+            ogb,
+            oag,
+            oma,
+            omb,
+            oe,
+            of,
+            ws,
+            rstride,
+        }
+    }
+
+    /// Loop iterations one invocation runs for one step (worst case over the threads), the
+    /// recording of that step included when `record`; the shader's loops counted one by one.
+    pub fn iters_per_step(&self, precond: bool, offset: bool, record: bool) -> usize {
+        let cd = |n: usize| n.div_ceil(WG);
+        let (d, k, r, rs, t, tr, cp) = (self.d, self.k, self.r, self.rs, self.t, self.tr, self.cp);
+        let mx = d.max(k);
+        let tiles = (cp / 4) * (cp / 4);
+        let per_tile = mx + 1 + 4 * 5;
+        let mut it = cd((2 * d + k) * cp / 8) * (mx + 1)
+            + cd(3 * tiles + cp / 4) * per_tile
+            + r * r
+            + r
+            + 4
+            + 2 * cd((d + k) * tr) * (r + 1);
+        if offset {
+            it += cd(2 * tiles) * per_tile + cd((d + k) * tr) * (r + 1);
+        }
+        if precond {
+            it += r * (r + 1) * 2 + r + 2;
+        }
+        if record {
+            it += cd(2 * rs * tr) * (mx + 1)
+                + cd(d * k) * (t * (r + 1) + 1)
+                + MAX_T
+                + 2 * t * 10
+                + cd(2 * t * r * r) * (mx * (rs + 1) + 1)
+                + cd(t * (3 + 2 * r * r))
+                + if self.full { cd(t * (d + k) * r) } else { 0 };
+        }
+        it + it / 4
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn params(
+        &self,
+        nb: usize,
+        nsteps: usize,
+        step0: usize,
+        rec_every: usize,
+        last_step: usize,
+        first_new: bool,
+        precond: bool,
+        any_offset: bool,
+        pack0: usize,
+    ) -> [u32; 40] {
+        let (d, k, rs) = (self.d, self.k, self.rs);
+        let o_sig = 0;
+        let o_g = o_sig + d * d;
+        let o_gt = o_g + d * k;
+        let o_del = o_gt + d * k;
+        let o_u = o_del + d * k;
+        let o_v = o_u + d * rs;
+        let v = [
+            d,
+            k,
+            self.r,
+            rs,
+            self.t,
+            self.tr,
+            self.cp,
+            nb,
+            nsteps,
+            step0,
+            rec_every,
+            last_step,
+            first_new as usize,
+            precond as usize,
+            self.full as usize,
+            self.ws,
+            o_sig,
+            o_g,
+            o_gt,
+            o_del,
+            o_u,
+            o_v,
+            self.oa,
+            self.ob,
+            self.oa0,
+            self.ob0,
+            self.osa0,
+            self.osa,
+            self.ogb,
+            self.oag,
+            self.oma,
+            self.omb,
+            self.oe,
+            self.of,
+            self.rstride,
+            any_offset as usize,
+            pack0,
+            0,
+            0,
+            0,
+        ];
+        v.map(|x| x as u32)
+    }
+
+    fn big_floats(&self) -> usize {
+        self.d * self.d + 3 * self.d * self.k + (self.d + self.k) * self.rs
+    }
+}
+
+/// A run of packs with its own state buffer (one bind group, one dispatch).
+pub(super) struct Segment {
+    pack0: usize,
+    npacks: usize,
+    params: wgpu::Buffer,
+    bind: wgpu::BindGroup,
+    _st: wgpu::Buffer,
+}
+
+pub(super) struct Batch {
+    lay: Layout,
+    nb: usize,
+    precond: bool,
+    any_offset: bool,
+    rec_every: usize,
+    last_step: usize,
+    /// Step the batch has reached.
+    step: usize,
+    settings: Vec<StepSettings>,
+    stopped: Vec<bool>,
+    rp: wgpu::Buffer,
+    rec: wgpu::Buffer,
+    /// Most records one submission may hold.
+    rec_cap: usize,
+    segments: Vec<Segment>,
+    _big: wgpu::Buffer,
+    /// Measured wall time per step of the last submission.
+    ms_per_step: Option<f64>,
+}
+
+fn records(every: usize, last: usize, s: usize) -> bool {
+    s % every == 0 || s == last
+}
+
+impl GpuBackend {
+    /// Why this batch cannot take the batched path (None: it can).
+    pub(super) fn batched_refusal(&self, runs: &[RunSpec], basis: &MetricBasis) -> Option<String> {
+        let max_dim = self.ctx.options.batched_max_dim;
+        let l = self.loaded.as_ref()?;
+        let first = runs.first()?;
+        let r = first.init.a0.ncols();
+        let s0 = &first.settings;
+        if max_dim == 0 {
+            return Some("the batched path is disabled".into());
+        }
+        if l.form != crate::config::StepForm::Factored || l.relu {
+            return Some("only the linear model in factored form is batched".into());
+        }
+        if l.d.max(l.k) > max_dim {
+            return Some(format!("max(d, k) = {} > {max_dim}", l.d.max(l.k)));
+        }
+        if r == 0 || r > MAX_TR || basis.u.ncols() > MAX_TR {
+            return Some(format!("r = {r} is outside 1..={MAX_TR}"));
+        }
+        if runs.iter().any(|s| {
+            s.init.a0.ncols() != r
+                || s.settings.optimiser != s0.optimiser
+                || s.settings.record_every != s0.record_every
+                || s.settings.last_step != s0.last_step
+        }) {
+            return Some("runs differ in rank, optimiser or record schedule".into());
+        }
+        let full = r == 1 || basis.u.ncols() == 0;
+        let lay = Layout::new(l.d, l.k, r, basis.u.ncols(), runs.len(), full);
+        let max = self.ctx.max_binding();
+        if (lay.ws * 4) as u64 > max || (lay.big_floats() * 4) as u64 > max {
+            return Some("a pack does not fit one storage binding".into());
+        }
+        if (runs.len() * lay.rstride * 4) as u64 > max.min(MAX_READBACK_BYTES) {
+            return Some("one record of the batch exceeds the readback limit".into());
+        }
+        let precond = s0.optimiser == Optimiser::Preconditioned;
+        let offset = runs.iter().any(|s| s.init.offset);
+        if self.ctx.is_software()
+            && 2 * lay.iters_per_step(precond, offset, true) > SOFTWARE_LOOP_BUDGET
+        {
+            return Some("one step exceeds the software adapter's loop budget".into());
+        }
+        None
+    }
+
+    /// Upload the batch (Σ̂, G, Gᵀ, Δ and the metric bases; every pack's factors) and evaluate
+    /// step 0 of every run.
+    pub(super) async fn start_batched(
+        &mut self,
+        runs: &[RunSpec],
+        basis: &MetricBasis,
+    ) -> Result<(Batch, Vec<Advance>), EngineError> {
+        let l = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("start before load".into()))?;
+        let (d, k) = (l.d, l.k);
+        let nb = runs.len();
+        let r = runs[0].init.a0.ncols();
+        let rs = basis.u.ncols();
+        let full = r == 1 || rs == 0;
+        let lay = Layout::new(d, k, r, rs, nb, full);
+        let s0 = runs[0].settings;
+        let precond = s0.optimiser == Optimiser::Preconditioned;
+        let any_offset = runs.iter().any(|s| s.init.offset);
+        let c0 = l.c0;
+        let sigma_buf = l.sigma.as_ref().expect("factored form has Σ̂");
+        let sigma = self.read_buffer(sigma_buf, d * d).await?;
+        let g = self.read_buffer(&l.g, d * k).await?;
+        let delta = self.read_buffer(&l.delta, d * k).await?;
+        let ctx = &self.ctx;
+
+        // big: Σ̂, G, Gᵀ, Δ, U, V
+        let mut big = Vec::with_capacity(lay.big_floats());
+        big.extend_from_slice(&sigma);
+        big.extend_from_slice(&g);
+        for j in 0..k {
+            for i in 0..d {
+                big.push(g[i * k + j]);
+            }
+        }
+        big.extend_from_slice(&delta);
+        for i in 0..d {
+            for q in 0..rs {
+                big.push(basis.u[(i, q)] as f32);
+            }
+        }
+        for j in 0..k {
+            for q in 0..rs {
+                big.push(basis.v[(j, q)] as f32);
+            }
+        }
+        let sig64 = DMatrix::from_fn(d, d, |i, j| sigma[i * d + j] as f64);
+
+        // packs
+        let npacks = nb.div_ceil(lay.t);
+        let max_packs = (ctx.max_binding() / (lay.ws as u64 * 4)).max(1) as usize;
+        let mut segments = Vec::new();
+        let big_buf = ctx.storage_init("batched big", &big)?;
+        let mut rpv = vec![0f32; nb * RP];
+        for (gi, s) in runs.iter().enumerate() {
+            let o = gi * RP;
+            rpv[o] = s.settings.eta as f32;
+            rpv[o + 1] = s.settings.damping as f32;
+            rpv[o + 3] = f32::MAX;
+            rpv[o + 6] = s.init.offset as u8 as f32;
+        }
+        let rp = ctx.storage_init("batched rp", &rpv)?;
+        let total_recs = (0..=s0.last_step)
+            .filter(|&s| records(s0.record_every, s0.last_step, s))
+            .count();
+        let row_bytes = (nb * lay.rstride * 4) as u64;
+        let rec_cap = ((ctx.max_binding().min(MAX_READBACK_BYTES) / row_bytes) as usize)
+            .clamp(1, total_recs.max(1));
+        let rec = ctx.storage("batched records", rec_cap * nb * lay.rstride)?;
+        let mut pack0 = 0;
+        while pack0 < npacks {
+            let np = max_packs.min(npacks - pack0);
+            let mut st = vec![0f32; np * lay.ws];
+            for p in 0..np {
+                let base = p * lay.ws;
+                for t in 0..lay.t {
+                    let gi = (pack0 + p) * lay.t + t;
+                    if gi >= nb {
+                        break;
+                    }
+                    let init = &runs[gi].init;
+                    let sa0 = init.offset.then(|| &sig64 * &init.a0);
+                    for q in 0..r {
+                        let c = t * r + q;
+                        for i in 0..d {
+                            let a = init.a0[(i, q)] as f32;
+                            st[base + lay.oa + i * lay.cp + c] = a;
+                            if let Some(sa0) = &sa0 {
+                                st[base + lay.oa0 + i * lay.cp + c] = a;
+                                st[base + lay.osa0 + i * lay.cp + c] = sa0[(i, q)] as f32;
+                            }
+                        }
+                        for j in 0..k {
+                            let b = init.b0[(q, j)] as f32;
+                            st[base + lay.ob + j * lay.cp + c] = b;
+                            if init.offset {
+                                st[base + lay.ob0 + j * lay.cp + c] = b;
+                            }
+                        }
+                    }
+                }
+            }
+            let st_buf = ctx.storage_init("batched state", &st)?;
+            let params = ctx.uniform(&[0u32; 40]);
+            let layout = self.kern.batched.get_bind_group_layout(0);
+            let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("batched"),
+                layout: &layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: params.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: big_buf.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: st_buf.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: rp.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: rec.as_entire_binding(),
+                    },
+                ],
+            });
+            segments.push(Segment {
+                pack0,
+                npacks: np,
+                params,
+                bind,
+                _st: st_buf,
+            });
+            pack0 += np;
+        }
+        ctx.check()?;
+        let mut batch = Batch {
+            lay,
+            nb,
+            precond,
+            any_offset,
+            rec_every: s0.record_every,
+            last_step: s0.last_step,
+            step: 0,
+            settings: runs.iter().map(|s| s.settings).collect(),
+            stopped: vec![false; nb],
+            rp,
+            rec,
+            rec_cap,
+            segments,
+            _big: big_buf,
+            ms_per_step: None,
+        };
+
+        // step 0, evaluated with c = 0; then each run's constant and divergence limit
+        let t0 = Instant::now();
+        let (recv, rpv0) = self.dispatch(&batch, 0, true, 1).await?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let mut advs = Vec::with_capacity(nb);
+        let mut rpv = rpv0;
+        for (gi, spec) in runs.iter().enumerate() {
+            let row = &recv[gi * lay.rstride..(gi + 1) * lay.rstride];
+            let h0 = row[0] as f64;
+            let c_eff = if spec.init.offset { c0 - h0 } else { c0 };
+            let loss = h0 + c_eff;
+            let limit = spec.settings.divergence_factor * loss.abs().max(1.0);
+            let o = gi * RP;
+            rpv[o + 2] = c_eff as f32;
+            rpv[o + 3] = limit.min(f32::MAX as f64) as f32;
+            let mut adv = Advance::default();
+            if !loss.is_finite() || rpv[o + 4] != 0.0 {
+                adv.diverged = Some(nonfinite_reason(0));
+            } else if loss > limit {
+                adv.diverged = Some(loss_reason(loss, spec.settings.divergence_factor, 0));
+            }
+            if adv.diverged.is_some() {
+                rpv[o + 4] = 2.0;
+                batch.stopped[gi] = true;
+            } else {
+                let mut snap = snapshot(&lay, row, 0, ms);
+                snap.loss = loss;
+                adv.snapshots.push(snap);
+            }
+            advs.push(adv);
+        }
+        ctx.queue
+            .write_buffer(&batch.rp, 0, bytemuck::cast_slice(&rpv));
+        Ok((batch, advs))
+    }
+
+    /// Encode one dispatch per segment (`n` steps from the batch's step; `first_new`: evaluate and
+    /// record the current state too), then read back `nrec` record rows and the run table.
+    async fn dispatch(
+        &self,
+        b: &Batch,
+        n: usize,
+        first_new: bool,
+        nrec: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
+        let lay = &b.lay;
+        let rec_floats = nrec * b.nb * lay.rstride;
+        let rp_floats = b.nb * RP;
+        let rb = self
+            .ctx
+            .readback_buffer(((rec_floats + rp_floats) * 4) as u64)?;
+        for s in &b.segments {
+            let params = lay.params(
+                b.nb,
+                n,
+                b.step,
+                b.rec_every,
+                b.last_step,
+                first_new,
+                b.precond,
+                b.any_offset,
+                s.pack0,
+            );
+            self.ctx
+                .queue
+                .write_buffer(&s.params, 0, bytemuck::cast_slice(&params));
+        }
+        let mut enc = self.encoder();
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("batched steps"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.kern.batched);
+            for s in &b.segments {
+                pass.set_bind_group(0, &s.bind, &[]);
+                pass.dispatch_workgroups(s.npacks as u32, 1, 1);
+            }
+        }
+        if rec_floats > 0 {
+            enc.copy_buffer_to_buffer(&b.rec, 0, &rb, 0, (rec_floats * 4) as u64);
+        }
+        enc.copy_buffer_to_buffer(
+            &b.rp,
+            0,
+            &rb,
+            (rec_floats * 4) as u64,
+            (rp_floats * 4) as u64,
+        );
+        self.submit(enc);
+        let all = self.ctx.read(&rb, rec_floats + rp_floats).await?;
+        Ok((all[..rec_floats].to_vec(), all[rec_floats..].to_vec()))
+    }
+
+    /// Steps the next submission may take.
+    fn batched_chunk(&self, b: &Batch, left: usize) -> usize {
+        let mut n = left.min(MAX_STEPS_PER_DISPATCH);
+        if let Some(f) = self.ctx.options.batched_steps_per_dispatch {
+            n = n.min(f.max(1));
+        }
+        n = match b.ms_per_step {
+            Some(ms) if ms > 0.0 => n.min(((TARGET_MS / ms) as usize).max(1)),
+            Some(_) => n,
+            None => n.min(8),
+        };
+        if self.ctx.is_software() {
+            let lay = &b.lay;
+            let rec_every_step = b.rec_every == 1;
+            let per = lay.iters_per_step(b.precond, b.any_offset, rec_every_step);
+            let rec = lay.iters_per_step(b.precond, b.any_offset, true) - per;
+            // n steps, their records, and the extra evaluation at the end of the chunk
+            let fit = (SOFTWARE_LOOP_BUDGET.saturating_sub(per + rec)) / (per + rec / b.rec_every);
+            n = n.min(fit.max(1));
+        }
+        // records of this chunk within the record buffer
+        let mut recs = 0;
+        for i in 1..=n {
+            if records(b.rec_every, b.last_step, b.step + i) {
+                recs += 1;
+                if recs > b.rec_cap {
+                    return i - 1;
+                }
+            }
+        }
+        n.max(1)
+    }
+
+    pub(super) async fn advance_batched(
+        &self,
+        b: &mut Batch,
+        steps: usize,
+    ) -> Result<Vec<Advance>, EngineError> {
+        let mut advs = vec![Advance::default(); b.nb];
+        let t0 = Instant::now();
+        let mut left = steps;
+        let lay = b.lay;
+        while left > 0 && b.stopped.iter().any(|s| !s) {
+            let n = self.batched_chunk(b, left);
+            let recsteps: Vec<usize> = (b.step + 1..=b.step + n)
+                .filter(|&s| records(b.rec_every, b.last_step, s))
+                .collect();
+            let tc = Instant::now();
+            let (recv, rpv) = self.dispatch(b, n, false, recsteps.len()).await?;
+            let dt = tc.elapsed().as_secs_f64() * 1e3;
+            b.ms_per_step = Some(dt / n as f64);
+            let elapsed = t0.elapsed().as_secs_f64() * 1e3;
+            for gi in 0..b.nb {
+                if b.stopped[gi] {
+                    continue;
+                }
+                let o = gi * RP;
+                let status = rpv[o + 4] as u32;
+                let at = rpv[o + 5] as usize;
+                for (ri, &s) in recsteps.iter().enumerate() {
+                    if status != 0 && s >= at {
+                        break;
+                    }
+                    let row = &recv[(ri * b.nb + gi) * lay.rstride..][..lay.rstride];
+                    let t_ms = elapsed - dt + dt * (s - b.step) as f64 / n as f64;
+                    advs[gi].snapshots.push(snapshot(&lay, row, s, t_ms));
+                }
+                if status != 0 {
+                    b.stopped[gi] = true;
+                    advs[gi].diverged =
+                        Some(reason(status, at, rpv[o + 7] as f64, &b.settings[gi]));
+                }
+            }
+            b.step += n;
+            left -= n;
+        }
+        self.ctx.check()?;
+        Ok(advs)
+    }
+}
+
+fn reason(status: u32, at: usize, loss: f64, s: &StepSettings) -> Divergence {
+    match status {
+        1 => loss_reason(loss, s.divergence_factor, at),
+        3 => singular_reason(at),
+        _ => nonfinite_reason(at),
+    }
+}
+
+/// A snapshot from one record row.
+fn snapshot(lay: &Layout, row: &[f32], step: usize, t_ms: f64) -> Snapshot {
+    let r = lay.r;
+    let rr = r * r;
+    let sq = |i: usize| from_f32(&row[3 + i * rr..3 + (i + 1) * rr], r, r);
+    let factors = if lay.full {
+        let fo = 3 + 4 * rr;
+        Factors::Full {
+            a: from_f32(&row[fo..fo + lay.d * r], lay.d, r),
+            b: from_f32(&row[fo + lay.d * r..fo + (lay.d + lay.k) * r], r, lay.k),
+        }
+    } else {
+        Factors::Grams {
+            ata: sq(0),
+            bbt: sq(1),
+            ra: sq(2),
+            rb: sq(3),
+        }
+    };
+    Snapshot {
+        step,
+        loss: row[0] as f64,
+        risk: row[1] as f64,
+        err_f: row[2] as f64,
+        factors,
+        t_ms,
+    }
+}

@@ -1,0 +1,235 @@
+//! Problem upload: Σ̂ = XᵀX/N and G = Xᵀ(Y − XW0)/N formed on the GPU by the register-tiled
+//! matmul (or taken as given in population mode and for benchmarks).
+
+use super::kernels::{encode_all, ew_parts, View};
+use super::{from_f32, to_f32, GpuBackend};
+use crate::config::{Model, StepForm};
+use crate::engine::{EngineError, LoadTiming};
+use crate::problem::Problem;
+use nalgebra::DMatrix;
+use web_time::Instant;
+
+/// The problem as it lives on the GPU.
+pub(super) struct Loaded {
+    pub(super) form: StepForm,
+    pub(super) relu: bool,
+    pub(super) d: usize,
+    pub(super) k: usize,
+    pub(super) n: usize,
+    /// Σ̂ (identity in population mode); factored form only.
+    pub(super) sigma: Option<wgpu::Buffer>,
+    pub(super) g: wgpu::Buffer,
+    pub(super) delta: wgpu::Buffer,
+    pub(super) c0: f64,
+    /// X, Y, Z0 = X W0: residual form only.
+    pub(super) x: Option<wgpu::Buffer>,
+    pub(super) y: Option<wgpu::Buffer>,
+    pub(super) z0: Option<wgpu::Buffer>,
+}
+
+impl GpuBackend {
+    /// G as formed on the GPU (after `load`).
+    pub async fn read_g(&self) -> Result<DMatrix<f64>, EngineError> {
+        let l = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("read_g before load".into()))?;
+        let v = self.read_buffer(&l.g, l.d * l.k).await?;
+        Ok(from_f32(&v, l.d, l.k))
+    }
+
+    /// Σ̂ as formed on the GPU (factored form only).
+    pub async fn read_sigma(&self) -> Result<Option<DMatrix<f64>>, EngineError> {
+        let l = self
+            .loaded
+            .as_ref()
+            .ok_or_else(|| EngineError::Unsupported("read_sigma before load".into()))?;
+        match &l.sigma {
+            Some(s) => {
+                let v = self.read_buffer(s, l.d * l.d).await?;
+                Ok(Some(from_f32(&v, l.d, l.d)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The loss constant ‖Y − XW0‖²/(2N) as computed on the GPU.
+    pub fn c0(&self) -> Option<f64> {
+        self.loaded.as_ref().map(|l| l.c0)
+    }
+
+    /// Load a linear problem in factored form directly from f32 parts (benchmarks: skips the
+    /// O(N d k) formation). `sigma` None means Σ̂ = I.
+    pub async fn load_factored(
+        &mut self,
+        d: usize,
+        k: usize,
+        sigma: Option<&[f32]>,
+        g: &[f32],
+        delta: &[f32],
+        c0: f64,
+    ) -> Result<(), EngineError> {
+        let ctx = &self.ctx;
+        let sig = match sigma {
+            Some(s) => ctx.storage_init("sigma", s)?,
+            None => ctx.storage_init("sigma", &identity_f32(d))?,
+        };
+        let gb = ctx.storage_init("G", g)?;
+        let db = ctx.storage_init("delta", delta)?;
+        self.ctx.check()?;
+        self.svd_plan = None;
+        self.loaded = Some(Loaded {
+            form: StepForm::Factored,
+            relu: false,
+            d,
+            k,
+            n: 0,
+            sigma: Some(sig),
+            g: gb,
+            delta: db,
+            c0,
+            x: None,
+            y: None,
+            z0: None,
+        });
+        self.batch = None;
+        Ok(())
+    }
+
+    pub(super) async fn load_problem(&mut self, p: &Problem) -> Result<LoadTiming, EngineError> {
+        let cfg = &p.cfg;
+        let (d, k) = (cfg.d, cfg.k);
+        let mut timing = LoadTiming::default();
+        self.batch = None;
+        self.loaded = None;
+        self.svd_plan = None;
+        if cfg.population {
+            let t = Instant::now();
+            let delta = to_f32(&p.delta);
+            let db = self.ctx.storage_init("delta", &delta)?;
+            let sig = self.ctx.storage_init("sigma", &identity_f32(d))?;
+            self.ctx.finish().await?;
+            timing.form_g_ms = t.elapsed().as_secs_f64() * 1e3;
+            self.loaded = Some(Loaded {
+                form: StepForm::Factored,
+                relu: false,
+                d,
+                k,
+                n: 0,
+                sigma: Some(sig),
+                g: db.clone(),
+                delta: db,
+                c0: 0.5 * p.delta.norm_squared(),
+                x: None,
+                y: None,
+                z0: None,
+            });
+            return Ok(timing);
+        }
+        let x = p.x.as_ref().expect("sampled problem has X");
+        let y = p.y.as_ref().expect("sampled problem has Y");
+        let n = x.nrows();
+        let relu = cfg.model == Model::Relu;
+        let form = if relu {
+            StepForm::Residual
+        } else {
+            cfg.step_form
+        };
+        let ctx = &self.ctx;
+        let xb = ctx.storage_init("X", &to_f32(x))?;
+        let yb = ctx.storage_init("Y", &to_f32(y))?;
+        let w0 = ctx.storage_init("W0", &to_f32(&p.w0))?;
+        let delta = ctx.storage_init("delta", &to_f32(&p.delta))?;
+        let z0 = ctx.storage("Z0", n * k)?;
+        let e = ctx.storage("E", n * k)?;
+        let g = ctx.storage("G", d * k)?;
+        let nparts = ew_parts(n * k);
+        let parts = ctx.storage("parts", nparts)?;
+        let c0b = ctx.storage("c0", 1)?;
+        ctx.finish().await?;
+        let b = self.b();
+        // G = Xᵀ(Y − X W0)/N (masked for ReLU) and c0 = ‖Y − XW0‖²/(2N)
+        let t = Instant::now();
+        let ds = [
+            b.matmul(
+                n,
+                k,
+                d,
+                (&xb, View::rm(d)),
+                (&w0, View::rm(k)),
+                (&z0, 0, k),
+                1.0,
+                0.0,
+            ),
+            b.form_e(n, k, relu, &yb, &z0, &e, &parts),
+            b.matmul(
+                d,
+                k,
+                n,
+                (&xb, View::rm_t(d)),
+                (&e, View::rm(k)),
+                (&g, 0, k),
+                1.0 / n as f32,
+                0.0,
+            ),
+            b.sum_partials(nparts, 1.0 / (2.0 * n as f32), &parts, &c0b),
+        ];
+        let mut enc = self.encoder();
+        encode_all(&mut enc, &ds.iter().collect::<Vec<_>>());
+        self.submit(enc);
+        let c0 = if relu {
+            0.0
+        } else {
+            self.read_buffer(&c0b, 1).await?[0] as f64
+        };
+        self.ctx.finish().await?;
+        timing.form_g_ms = t.elapsed().as_secs_f64() * 1e3;
+        let sigma = if form == StepForm::Factored {
+            let t = Instant::now();
+            let s = self.ctx.storage("sigma", d * d)?;
+            let dsig = self.b().matmul(
+                d,
+                d,
+                n,
+                (&xb, View::rm_t(d)),
+                (&xb, View::rm(d)),
+                (&s, 0, d),
+                1.0 / n as f32,
+                0.0,
+            );
+            let mut enc = self.encoder();
+            encode_all(&mut enc, &[&dsig]);
+            self.submit(enc);
+            self.ctx.finish().await?;
+            timing.sigma_ms = t.elapsed().as_secs_f64() * 1e3;
+            Some(s)
+        } else {
+            None
+        };
+        self.ctx.check()?;
+        let residual = form == StepForm::Residual;
+        self.loaded = Some(Loaded {
+            form,
+            relu,
+            d,
+            k,
+            n,
+            sigma,
+            g,
+            delta,
+            c0,
+            x: residual.then_some(xb),
+            y: residual.then_some(yb),
+            z0: residual.then_some(z0),
+        });
+        Ok(timing)
+    }
+}
+
+pub(super) fn identity_f32(d: usize) -> Vec<f32> {
+    let mut v = vec![0f32; d * d];
+    for i in 0..d {
+        v[i * d + i] = 1.0;
+    }
+    v
+}
