@@ -1,18 +1,23 @@
 // Batched small-problem path: many LoRA trajectories and many optimiser steps in one dispatch.
 //
 // Linear model, factored form (SPEC §1): per trajectory with factors A (d×r), B (r×k),
-//   SA = Σ̂A,  GBᵀ = G_eff Bᵀ,  (AᵀG_eff)ᵀ,  P = AᵀSA,  Q = BBᵀ,
-//   ∇_A = SA·Q − G_eff Bᵀ,  ∇_B = P·B − AᵀG_eff,  L = ½tr(PQ) − tr(AᵀG_eff Bᵀ) + c.
+//   X = Σ̂A,  Y = G_eff Bᵀ,  Z = (AᵀG_eff)ᵀ,  P = AᵀX,  Q = BBᵀ,
+//   ∇_A = X·Q − Y,  ∇_B = P·B − AᵀG_eff,  L = ½tr(PQ) − tr(AᵀY) + c.
 // An offset init (LoRA-GA) has G_eff = G + Σ̂A0B0: its terms come from SA0 = Σ̂A0 (uploaded once)
-// and the r×r Grams E = B0Bᵀ and F = AᵀSA0 (so G_eff is never formed).
+// and the r×r Grams E = B0Bᵀ and F = AᵀSA0 (G_eff is never formed).
 //
-// One workgroup owns T trajectories ("a pack") for the whole dispatch and loops over the steps
-// with workgroup barriers only. The T trajectories' factors sit side by side as one combined
-// matrix: Ac (d×CP) = [A_1 … A_T], Bc (k×CP) = [B_1ᵀ … B_Tᵀ] (CP = T·r padded to a multiple of 16
-// with zero columns), so the three big products are  M(j, i) · Comb(j, c)  with M ∈ {Σ̂, Gᵀ, G}:
-// each element of Σ̂ or G, read once (coalesced over i), feeds 8 columns of the pack.
-// The pack's state and scratch live in storage (`st`, one region per workgroup, in L1/L2 on a
-// GPU); the r×r matrices live in workgroup memory.
+// One workgroup owns a pack of T trajectories for the whole dispatch and loops over the steps
+// with barriers only. The pack's factors sit side by side as one combined matrix: A (d×CP) =
+// [A_1 … A_T], B (k×CP) = [B_1ᵀ … B_Tᵀ] (CP = T·r padded to a multiple of 8 with zero columns),
+// so the three big products are  M(j, i) · C(j, c)  with M ∈ {Σ̂, Gᵀ, G}: each element of Σ̂ or G
+// that a thread reads (coalesced over i) feeds 8 columns of the pack.
+//
+// Pack memory: A, B and the work matrices X, Y (max(d,k)×CP each) and the r×r matrices P, Q, K
+// live at offsets p.wa … of one array. Where it fits the adapter's workgroup memory, the host
+// builds this shader with the block between PACK MEMORY markers replaced by a workgroup array
+// (`gpu::batched::shader_source`): the pack is copied in at the start of the dispatch and A, B
+// copied out at the end. Otherwise (as written here) the pack lives in its storage region.
+// Storage (`st`, per pack p.ws floats) also holds A0, B0, SA0, E, F and the record scratch.
 //
 // Per trajectory (rp, 8 floats): [η, λ, c, limit, status, status step, offset, loss].
 // status: 0 running, 1 loss above limit, 2 non-finite, 3 singular preconditioner. A trajectory
@@ -30,16 +35,17 @@ struct Params {
     first_new: u32, precond: u32, full: u32, ws: u32,
     o_sig: u32, o_g: u32, o_gt: u32, o_del: u32,
     o_u: u32, o_v: u32, oa: u32, ob: u32,
-    oa0: u32, ob0: u32, osa0: u32, osa: u32,
-    ogb: u32, oag: u32, oma: u32, omb: u32,
-    oe: u32, of_: u32, rstride: u32, any_offset: u32,
-    pack0: u32, _p1: u32, _p2: u32, _p3: u32,
+    oa0: u32, ob0: u32, osa0: u32, oma: u32,
+    omb: u32, oe: u32, of_: u32, rstride: u32,
+    wa: u32, wb: u32, wx: u32, wy: u32,
+    wp: u32, wq: u32, wk: u32, any_offset: u32,
+    pack0: u32, wfloats: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Σ̂ (d×d), G (d×k), Gᵀ (k×d), Δ (d×k), U (d×r*), V (k×r*), row-major, at p.o_*.
 @group(0) @binding(1) var<storage, read> big: array<f32>;
-// per pack: p.ws floats at pack·ws (vec4 units below)
+// per pack: p.ws floats at pack·ws (vec4 units)
 @group(0) @binding(2) var<storage, read_write> st: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> rp: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rec: array<f32>;
@@ -47,77 +53,85 @@ struct Params {
 const WG: u32 = 256u;
 const MAXT: u32 = 16u;
 
-var<workgroup> wp: array<f32, 1024>;   // P per trajectory (t·r² + a·r + b)
-var<workgroup> wq: array<f32, 1024>;   // Q, then (Q + λI)^-1
-var<workgroup> wk: array<f32, 1024>;   // AᵀA, then (AᵀA + λI)^-1
-var<workgroup> wd: array<f32, 32>;     // tr parts: Σ_l (AᵀG_eff)ᵀ(l, c) Bc(l, c)
+var<workgroup> wd: array<f32, 32>;     // tr parts: Σ_i A(i, c) Y(i, c)
 var<workgroup> red: array<f32, 256>;
 var<workgroup> wl: array<f32, 16>;     // loss
 var<workgroup> wrisk: array<f32, 32>;  // risk, ‖AB − Δ‖²
 var<workgroup> alive: array<u32, 16>;
 var<workgroup> sing: array<u32, 16>;
+var<private> base: u32;                // this pack's storage region (floats)
+
+// BEGIN PACK MEMORY
+fn ldw(i: u32) -> f32 { return st[(base + i) >> 2u][(base + i) & 3u]; }
+fn stw(i: u32, v: f32) { st[(base + i) >> 2u][(base + i) & 3u] = v; }
+fn ldw4(i: u32) -> vec4<f32> { return st[(base >> 2u) + i]; }
+fn stw4(i: u32, v: vec4<f32>) { st[(base >> 2u) + i] = v; }
+fn pack_in(tid: u32) {}
+fn pack_out(tid: u32) {}
+// END PACK MEMORY
 
 fn nonfinite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
-fn ld(i: u32) -> f32 {
-    return st[i >> 2u][i & 3u];
-}
-
-fn sto(i: u32, v: f32) {
-    st[i >> 2u][i & 3u] = v;
-}
+fn lds(i: u32) -> f32 { return st[(base + i) >> 2u][(base + i) & 3u]; }
+fn sts(i: u32, v: f32) { st[(base + i) >> 2u][(base + i) & 3u] = v; }
 
 fn sync() {
     storageBarrier();
     workgroupBarrier();
 }
 
-// out(row, c) = Σ_j M(j, row) · X(j, c) for the three products, 8 columns (2 vec4) per task.
-fn products(tid: u32, base: u32) {
+// out(row, c) = Σ_j M(j, row) · C(j, c) for rows < nrows, 8 columns (2 vec4) per task;
+// C and out in pack memory (vec4 offsets cv, ov), M in `big` at mo with row stride nrows.
+fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
     let cpv = p.cp / 4u;
-    let ng = p.cp / 8u;
-    let nd = p.d * ng;
-    let ntask = 2u * nd + p.k * ng;
-    for (var task = tid; task < ntask; task += WG) {
-        var which = 0u;
-        var rem = task;
-        if (rem >= nd) { which = 1u; rem -= nd; }
-        if (which == 1u && rem >= nd) { which = 2u; rem -= nd; }
-        var rows = p.d;
-        var inner = p.d;
-        var mo = p.o_sig;
-        var xo = p.oa;
-        var oo = p.osa;
-        if (which == 1u) { inner = p.k; mo = p.o_gt; xo = p.ob; oo = p.ogb; }
-        if (which == 2u) { rows = p.k; mo = p.o_g; xo = p.oa; oo = p.oag; }
-        let g = rem / rows;
-        let row = rem % rows;
-        // X rows as vec4 indices: (base + xo)/4 + j·cpv + 2g
-        let xv = (base + xo) / 4u + 2u * g;
-        var acc0 = vec4<f32>(0.0);
-        var acc1 = vec4<f32>(0.0);
-        for (var j = 0u; j < inner; j++) {
-            let m = big[mo + j * rows + row];
-            let xi = xv + j * cpv;
-            acc0 += m * st[xi];
-            acc1 += m * st[xi + 1u];
-        }
-        let ov = (base + oo) / 4u + row * cpv + 2u * g;
-        st[ov] = acc0;
-        st[ov + 1u] = acc1;
+    let g = task / nrows;
+    let row = task % nrows;
+    let xv = cv + 2u * g;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var j = 0u;
+    for (; j + 1u < inner; j += 2u) {
+        let m0 = big[mo + j * nrows + row];
+        let m1 = big[mo + (j + 1u) * nrows + row];
+        let x0 = xv + j * cpv;
+        let x1 = x0 + cpv;
+        a0 += m0 * ldw4(x0);
+        a1 += m0 * ldw4(x0 + 1u);
+        b0 += m1 * ldw4(x1);
+        b1 += m1 * ldw4(x1 + 1u);
+    }
+    if (j < inner) {
+        let m0 = big[mo + j * nrows + row];
+        let x0 = xv + j * cpv;
+        a0 += m0 * ldw4(x0);
+        a1 += m0 * ldw4(x0 + 1u);
+    }
+    let o = ov + row * cpv + 2u * g;
+    stw4(o, a0 + b0);
+    stw4(o + 1u, a1 + b1);
+}
+
+// Write v to element (c, e) of the block-diagonal r×r matrices at pack offset `dst` (or, when
+// `to_st`, at storage offset dst), if c and e belong to the same trajectory.
+fn put_block(c: u32, e: u32, v: f32, dst: u32, to_st: bool) {
+    let r = p.r;
+    if (c < p.tr && e < p.tr && c / r == e / r) {
+        let idx = dst + (c / r) * r * r + (c % r) * r + (e % r);
+        if (to_st) { sts(idx, v); } else { stw(idx, v); }
     }
 }
 
-// Block-diagonal 4×4 tiles of XᵀY (X, Y: n×CP at offsets xo, yo) into a workgroup r×r array.
-// Returns nothing; `dst` 0 = wp, 1 = wq, 2 = wk, 3 = E (storage), 4 = F (storage).
-fn gram_tile(tile: u32, n: u32, base: u32, xo: u32, yo: u32, dst: u32) {
+// One 4×4 tile (tile = tx·cpv + ty) of XᵀY over n rows; X, Y in pack memory (vec4 offsets xv,
+// yv) or, when `x_st`, X in storage. Tiles that meet no trajectory's diagonal block are skipped.
+fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, to_st: bool) {
     let cpv = p.cp / 4u;
     let tx = tile / cpv;
     let ty = tile % cpv;
     let r = p.r;
-    // skip tiles that meet no trajectory's diagonal block
     let c0 = tx * 4u;
     let d0 = ty * 4u;
     if (c0 >= p.tr || d0 >= p.tr) { return; }
@@ -126,51 +140,43 @@ fn gram_tile(tile: u32, n: u32, base: u32, xo: u32, yo: u32, dst: u32) {
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    let xv = (base + xo) / 4u + tx;
-    let yv = (base + yo) / 4u + ty;
     for (var i = 0u; i < n; i++) {
-        let x = st[xv + i * cpv];
-        let y = st[yv + i * cpv];
+        var x: vec4<f32>;
+        if (x_st) { x = st[(base >> 2u) + xv + i * cpv + tx]; } else { x = ldw4(xv + i * cpv + tx); }
+        let y = ldw4(yv + i * cpv + ty);
         a0 += x.x * y;
         a1 += x.y * y;
         a2 += x.z * y;
         a3 += x.w * y;
     }
-    for (var u = 0u; u < 4u; u++) {
-        var row = a0;
-        if (u == 1u) { row = a1; }
-        if (u == 2u) { row = a2; }
-        if (u == 3u) { row = a3; }
-        let c = c0 + u;
-        for (var v = 0u; v < 4u; v++) {
-            let e = d0 + v;
-            if (c < p.tr && e < p.tr && c / r == e / r) {
-                let t = c / r;
-                let idx = t * r * r + (c % r) * r + (e % r);
-                let val = row[v];
-                switch dst {
-                    case 0u: { wp[idx] = val; }
-                    case 1u: { wq[idx] = val; }
-                    case 2u: { wk[idx] = val; }
-                    case 3u: { sto(base + p.oe + idx, val); }
-                    default: { sto(base + p.of_ + idx, val); }
-                }
-            }
-        }
+    for (var v = 0u; v < 4u; v++) {
+        put_block(c0, d0 + v, a0[v], dst, to_st);
+        put_block(c0 + 1u, d0 + v, a1[v], dst, to_st);
+        put_block(c0 + 2u, d0 + v, a2[v], dst, to_st);
+        put_block(c0 + 3u, d0 + v, a3[v], dst, to_st);
     }
+}
+
+fn gidx(pack: u32, t: u32) -> u32 {
+    return (p.pack0 + pack) * p.t + t;
 }
 
 @compute @workgroup_size(256)
 fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let pack = wid.x;
-    let base = pack * p.ws;
+    base = pack * p.ws;
     let r = p.r;
     let rr = r * r;
     let tcount = p.t;
     let cpv = p.cp / 4u;
     let tiles = cpv * cpv;
+    let mx = max(p.d, p.k);
+    let av = p.wa / 4u;
+    let bv = p.wb / 4u;
+    let xv = p.wx / 4u;
+    let yv = p.wy / 4u;
     if (tid < MAXT) {
-        let g = (p.pack0 + pack) * tcount + tid;
+        let g = gidx(pack, tid);
         var ok = 0u;
         if (tid < tcount && g < p.nb) {
             if (rp[g * 8u + 4u] == 0.0) { ok = 1u; }
@@ -178,79 +184,78 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         alive[tid] = ok;
         sing[tid] = 0u;
     }
+    pack_in(tid);
     sync();
     var nrec = 0u;
     for (var it = 0u; it <= p.nsteps; it++) {
         let step = p.step0 + it;
         let check = it > 0u || p.first_new == 1u;
         let recd = check && (step % p.rec_every == 0u || step == p.last_step);
-        products(tid, base);
+        let need_k = p.precond == 1u || recd;
+        // (a) Q = BBᵀ, K = AᵀA, the offset Grams E = B0Bᵀ (k) and F = AᵀSA0 (d); X = Σ̂A
+        let nx = p.d * (p.cp / 8u);
+        var ngram = tiles;
+        if (need_k) { ngram += tiles; }
+        var noff = 0u;
+        if (p.any_offset == 1u) { noff = 2u * tiles; }
+        for (var e = tid; e < nx + ngram + noff; e += WG) {
+            if (e < nx) {
+                product(e, p.d, p.d, p.o_sig, av, xv);
+            } else if (e < nx + tiles) {
+                gram_tile(e - nx, p.k, bv, false, bv, p.wq, false);
+            } else if (e < nx + ngram) {
+                gram_tile(e - nx - tiles, p.d, av, false, av, p.wk, false);
+            } else if (e < nx + ngram + tiles) {
+                gram_tile(e - nx - ngram, p.k, p.ob0 / 4u, true, bv, p.oe, true);
+            } else {
+                gram_tile(e - nx - ngram - tiles, p.d, p.osa0 / 4u, true, av, p.of_, true);
+            }
+        }
+        sync();
+        // (b) P = AᵀX; Y = G Bᵀ (+ SA0·E for offset runs)
+        let ny = p.d * (p.cp / 8u);
+        for (var e = tid; e < tiles + ny; e += WG) {
+            if (e < tiles) {
+                gram_tile(e, p.d, av, false, xv, p.wp, false);
+            } else {
+                product(e - tiles, p.d, p.k, p.o_gt, bv, yv);
+            }
+        }
         sync();
         if (p.any_offset == 1u) {
-            // E = B0Bᵀ (k), F = AᵀSA0 (d); then G_eff corrections of GBᵀ and (AᵀG)ᵀ.
-            for (var e = tid; e < 2u * tiles; e += WG) {
-                if (e < tiles) {
-                    gram_tile(e, p.k, base, p.ob0, p.ob, 3u);
-                } else {
-                    gram_tile(e - tiles, p.d, base, p.oa, p.osa0, 4u);
-                }
-            }
-            sync();
-            for (var e = tid; e < (p.d + p.k) * p.tr; e += WG) {
-                var row = e / p.tr;
+            for (var e = tid; e < p.d * p.tr; e += WG) {
+                let row = e / p.tr;
                 let c = e % p.tr;
                 let t = c / r;
                 let b = c % r;
                 var s = 0.0;
-                if (row < p.d) {
-                    for (var a = 0u; a < r; a++) {
-                        s += ld(base + p.osa0 + row * p.cp + t * r + a) * ld(base + p.oe + t * rr + a * r + b);
-                    }
-                    let o = base + p.ogb + row * p.cp + c;
-                    sto(o, ld(o) + s);
-                } else {
-                    row -= p.d;
-                    for (var a = 0u; a < r; a++) {
-                        s += ld(base + p.ob0 + row * p.cp + t * r + a) * ld(base + p.of_ + t * rr + b * r + a);
-                    }
-                    let o = base + p.oag + row * p.cp + c;
-                    sto(o, ld(o) + s);
+                for (var a = 0u; a < r; a++) {
+                    s += lds(p.osa0 + row * p.cp + t * r + a) * lds(p.oe + t * rr + a * r + b);
                 }
+                let o = p.wy + row * p.cp + c;
+                stw(o, ldw(o) + s);
             }
             sync();
         }
-        // P = AᵀSA, Q = BBᵀ, AᵀA (when needed), and the trace parts.
-        let need_k = p.precond == 1u || recd;
-        var ngram = 2u * tiles;
-        if (need_k) { ngram = 3u * tiles; }
-        for (var e = tid; e < ngram + cpv; e += WG) {
-            if (e < tiles) {
-                gram_tile(e, p.d, base, p.oa, p.osa, 0u);
-            } else if (e < 2u * tiles) {
-                gram_tile(e - tiles, p.k, base, p.ob, p.ob, 1u);
-            } else if (e < ngram) {
-                gram_tile(e - 2u * tiles, p.d, base, p.oa, p.oa, 2u);
-            } else {
-                let cv = e - ngram;
-                var acc = vec4<f32>(0.0);
-                let gv = (base + p.oag) / 4u + cv;
-                let bv = (base + p.ob) / 4u + cv;
-                for (var l = 0u; l < p.k; l++) {
-                    acc += st[gv + l * cpv] * st[bv + l * cpv];
-                }
-                for (var u = 0u; u < 4u; u++) {
-                    let c = cv * 4u + u;
-                    if (c < p.tr) { wd[c] = acc[u]; }
-                }
+        // (c) the trace parts tr(AᵀY) per column
+        for (var cv = tid; cv < cpv; cv += WG) {
+            var acc = vec4<f32>(0.0);
+            for (var i = 0u; i < p.d; i++) {
+                acc += ldw4(av + i * cpv + cv) * ldw4(yv + i * cpv + cv);
+            }
+            for (var u = 0u; u < 4u; u++) {
+                let c = cv * 4u + u;
+                if (c < p.tr) { wd[c] = acc[u]; }
             }
         }
         workgroupBarrier();
+        // (d) loss and the divergence check
         if (tid < tcount) {
-            let g = (p.pack0 + pack) * tcount + tid;
+            let g = gidx(pack, tid);
             var pq = 0.0;
             for (var a = 0u; a < r; a++) {
                 for (var b = 0u; b < r; b++) {
-                    pq += wp[tid * rr + a * r + b] * wq[tid * rr + b * r + a];
+                    pq += ldw(p.wp + tid * rr + a * r + b) * ldw(p.wq + tid * rr + b * r + a);
                 }
             }
             var trace = 0.0;
@@ -274,97 +279,95 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         if (recd) {
-            record(tid, pack, base, nrec);
+            record(tid, pack, nrec);
             nrec += 1u;
         }
         if (it == p.nsteps) { break; }
-        // gradients: ∇_A into GBᵀ's place, ∇_B (as Bc layout) into (AᵀG)ᵀ's place
-        for (var e = tid; e < (p.d + p.k) * p.tr; e += WG) {
-            var row = e / p.tr;
+        // (e) ∇_A = X·Q − Y, into Y
+        for (var e = tid; e < p.d * p.tr; e += WG) {
+            let row = e / p.tr;
             let c = e % p.tr;
             let t = c / r;
             let b = c % r;
             var s = 0.0;
-            if (row < p.d) {
-                for (var a = 0u; a < r; a++) {
-                    s += ld(base + p.osa + row * p.cp + t * r + a) * wq[t * rr + a * r + b];
-                }
-                let o = base + p.ogb + row * p.cp + c;
-                sto(o, s - ld(o));
-            } else {
-                row -= p.d;
-                for (var a = 0u; a < r; a++) {
-                    s += ld(base + p.ob + row * p.cp + t * r + a) * wp[t * rr + b * r + a];
-                }
-                let o = base + p.oag + row * p.cp + c;
-                sto(o, s - ld(o));
+            for (var a = 0u; a < r; a++) {
+                s += ldw(p.wx + row * p.cp + t * r + a) * ldw(p.wq + t * rr + a * r + b);
             }
+            let o = p.wy + row * p.cp + c;
+            stw(o, s - ldw(o));
+        }
+        sync();
+        // (f) Z = (AᵀG)ᵀ into X (the old A), + B0·Fᵀ for offset runs
+        let nz = p.k * (p.cp / 8u);
+        for (var e = tid; e < nz; e += WG) {
+            product(e, p.k, p.d, p.o_g, av, xv);
+        }
+        sync();
+        // (g) ∇_B (Bc layout) = B·P − Z (− B0·Fᵀ), into X
+        for (var e = tid; e < p.k * p.tr; e += WG) {
+            let row = e / p.tr;
+            let c = e % p.tr;
+            let t = c / r;
+            let b = c % r;
+            var s = 0.0;
+            for (var a = 0u; a < r; a++) {
+                s += ldw(p.wb + row * p.cp + t * r + a) * ldw(p.wp + t * rr + b * r + a);
+            }
+            if (p.any_offset == 1u) {
+                for (var a = 0u; a < r; a++) {
+                    s -= lds(p.ob0 + row * p.cp + t * r + a) * lds(p.of_ + t * rr + a * r + b);
+                }
+            }
+            let o = p.wx + row * p.cp + c;
+            stw(o, s - ldw(o));
         }
         sync();
         if (p.precond == 1u) {
             // (Q + λI)^-1 and (AᵀA + λI)^-1 by Gauss–Jordan in place, one thread per row.
-            let nrow = 2u * p.tr;
-            let mine = tid < nrow;
-            var which = 0u;
+            let mine = tid < 2u * p.tr;
+            var mo = p.wq;
             var t = 0u;
             var row = 0u;
             if (mine) {
-                which = tid / p.tr;
+                if (tid >= p.tr) { mo = p.wk; }
                 t = (tid % p.tr) / r;
                 row = tid % r;
-                let g = (p.pack0 + pack) * tcount + t;
-                let lam = rp[g * 8u + 1u];
-                if (which == 0u) { wq[t * rr + row * r + row] += lam; } else { wk[t * rr + row * r + row] += lam; }
+                let g = gidx(pack, t);
+                let o = mo + t * rr + row * r + row;
+                stw(o, ldw(o) + rp[g * 8u + 1u]);
             }
-            workgroupBarrier();
+            sync();
             for (var pv = 0u; pv < r; pv++) {
-                if (mine) {
-                    let o = t * rr;
-                    var piv = 0.0;
-                    if (which == 0u) { piv = wq[o + pv * r + pv]; } else { piv = wk[o + pv * r + pv]; }
+                if (mine && row != pv) {
+                    let o = mo + t * rr;
+                    var piv = ldw(o + pv * r + pv);
                     if (!(piv > 0.0) || nonfinite(piv)) {
                         sing[t] = 1u;
                         piv = 1.0;
                     }
-                    if (row != pv) {
-                        if (which == 0u) {
-                            let f = wq[o + row * r + pv];
-                            for (var j = 0u; j < r; j++) {
-                                if (j != pv) { wq[o + row * r + j] -= f * wq[o + pv * r + j] / piv; }
-                            }
-                            wq[o + row * r + pv] = -f / piv;
-                        } else {
-                            let f = wk[o + row * r + pv];
-                            for (var j = 0u; j < r; j++) {
-                                if (j != pv) { wk[o + row * r + j] -= f * wk[o + pv * r + j] / piv; }
-                            }
-                            wk[o + row * r + pv] = -f / piv;
-                        }
+                    let f = ldw(o + row * r + pv);
+                    for (var j = 0u; j < r; j++) {
+                        if (j != pv) { stw(o + row * r + j, ldw(o + row * r + j) - f * ldw(o + pv * r + j) / piv); }
                     }
+                    stw(o + row * r + pv, -f / piv);
                 }
-                workgroupBarrier();
+                sync();
                 if (mine && row == pv) {
-                    let o = t * rr;
-                    if (which == 0u) {
-                        var piv = wq[o + pv * r + pv];
-                        if (!(piv > 0.0) || nonfinite(piv)) { piv = 1.0; }
-                        for (var j = 0u; j < r; j++) {
-                            if (j != pv) { wq[o + pv * r + j] /= piv; }
-                        }
-                        wq[o + pv * r + pv] = 1.0 / piv;
-                    } else {
-                        var piv = wk[o + pv * r + pv];
-                        if (!(piv > 0.0) || nonfinite(piv)) { piv = 1.0; }
-                        for (var j = 0u; j < r; j++) {
-                            if (j != pv) { wk[o + pv * r + j] /= piv; }
-                        }
-                        wk[o + pv * r + pv] = 1.0 / piv;
+                    let o = mo + t * rr;
+                    var piv = ldw(o + pv * r + pv);
+                    if (!(piv > 0.0) || nonfinite(piv)) {
+                        sing[t] = 1u;
+                        piv = 1.0;
                     }
+                    for (var j = 0u; j < r; j++) {
+                        if (j != pv) { stw(o + pv * r + j, ldw(o + pv * r + j) / piv); }
+                    }
+                    stw(o + pv * r + pv, 1.0 / piv);
                 }
-                workgroupBarrier();
+                sync();
             }
             if (tid < tcount) {
-                let g = (p.pack0 + pack) * tcount + tid;
+                let g = gidx(pack, tid);
                 if (sing[tid] == 1u && alive[tid] == 1u && g < p.nb) {
                     alive[tid] = 0u;
                     rp[g * 8u + 4u] = 3.0;
@@ -373,60 +376,59 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             }
             workgroupBarrier();
         }
-        // updates
+        // (h) A ← A − η ∇_A [Q+λI]^-1,  B ← B − η [AᵀA+λI]^-1 ∇_B
         for (var e = tid; e < (p.d + p.k) * p.tr; e += WG) {
             var row = e / p.tr;
             let c = e % p.tr;
             let t = c / r;
             let b = c % r;
             if (alive[t] == 0u) { continue; }
-            let g = (p.pack0 + pack) * tcount + t;
-            let eta = rp[g * 8u];
+            let eta = rp[gidx(pack, t) * 8u];
             if (row < p.d) {
                 var s = 0.0;
-                let go = base + p.ogb + row * p.cp + t * r;
+                let go = p.wy + row * p.cp + t * r;
                 if (p.precond == 1u) {
-                    for (var a = 0u; a < r; a++) { s += ld(go + a) * wq[t * rr + a * r + b]; }
+                    for (var a = 0u; a < r; a++) { s += ldw(go + a) * ldw(p.wq + t * rr + a * r + b); }
                 } else {
-                    s = ld(go + b);
+                    s = ldw(go + b);
                 }
-                let o = base + p.oa + row * p.cp + c;
-                sto(o, ld(o) - eta * s);
+                let o = p.wa + row * p.cp + c;
+                stw(o, ldw(o) - eta * s);
             } else {
                 row -= p.d;
                 var s = 0.0;
-                let go = base + p.oag + row * p.cp + t * r;
+                let go = p.wx + row * p.cp + t * r;
                 if (p.precond == 1u) {
-                    for (var a = 0u; a < r; a++) { s += wk[t * rr + b * r + a] * ld(go + a); }
+                    for (var a = 0u; a < r; a++) { s += ldw(p.wk + t * rr + b * r + a) * ldw(go + a); }
                 } else {
-                    s = ld(go + b);
+                    s = ldw(go + b);
                 }
-                let o = base + p.ob + row * p.cp + c;
-                sto(o, ld(o) - eta * s);
+                let o = p.wb + row * p.cp + c;
+                stw(o, ldw(o) - eta * s);
             }
         }
         sync();
     }
+    pack_out(tid);
 }
 
 // Risk, ‖AB − Δ‖², the residual Grams against U and V, and the record row of every trajectory.
-fn record(tid: u32, pack: u32, base: u32, nrec: u32) {
+fn record(tid: u32, pack: u32, nrec: u32) {
     let r = p.r;
     let rr = r * r;
     let tcount = p.t;
-    let cpv = p.cp / 4u;
-    // M_A = UᵀA (r*×CP), M_B = VᵀBᵀ (r*×CP)
+    // M_A = UᵀA (r*×CP), M_B = VᵀBᵀ (r*×CP), in storage
     for (var e = tid; e < 2u * p.rs * p.tr; e += WG) {
         let which = e / (p.rs * p.tr);
         let q = (e / p.tr) % p.rs;
         let c = e % p.tr;
         var s = 0.0;
         if (which == 0u) {
-            for (var i = 0u; i < p.d; i++) { s += big[p.o_u + i * p.rs + q] * ld(base + p.oa + i * p.cp + c); }
-            sto(base + p.oma + q * p.cp + c, s);
+            for (var i = 0u; i < p.d; i++) { s += big[p.o_u + i * p.rs + q] * ldw(p.wa + i * p.cp + c); }
+            sts(p.oma + q * p.cp + c, s);
         } else {
-            for (var l = 0u; l < p.k; l++) { s += big[p.o_v + l * p.rs + q] * ld(base + p.ob + l * p.cp + c); }
-            sto(base + p.omb + q * p.cp + c, s);
+            for (var l = 0u; l < p.k; l++) { s += big[p.o_v + l * p.rs + q] * ldw(p.wb + l * p.cp + c); }
+            sts(p.omb + q * p.cp + c, s);
         }
     }
     // risk and error: every thread sums its elements for every trajectory of the pack
@@ -443,9 +445,9 @@ fn record(tid: u32, pack: u32, base: u32, nrec: u32) {
             var ab0 = 0.0;
             for (var q = 0u; q < r; q++) {
                 let c = t * r + q;
-                ab += ld(base + p.oa + i * p.cp + c) * ld(base + p.ob + j * p.cp + c);
+                ab += ldw(p.wa + i * p.cp + c) * ldw(p.wb + j * p.cp + c);
                 if (p.any_offset == 1u) {
-                    ab0 += ld(base + p.oa0 + i * p.cp + c) * ld(base + p.ob0 + j * p.cp + c);
+                    ab0 += lds(p.oa0 + i * p.cp + c) * lds(p.ob0 + j * p.cp + c);
                 }
             }
             let e1 = ab - dl;
@@ -481,28 +483,28 @@ fn record(tid: u32, pack: u32, base: u32, nrec: u32) {
         var s = 0.0;
         if (which == 0u) {
             for (var i = 0u; i < p.d; i++) {
-                var x = ld(base + p.oa + i * p.cp + ca);
-                var y = ld(base + p.oa + i * p.cp + cb);
+                var x = ldw(p.wa + i * p.cp + ca);
+                var y = ldw(p.wa + i * p.cp + cb);
                 for (var q = 0u; q < p.rs; q++) {
                     let u = big[p.o_u + i * p.rs + q];
-                    x -= u * ld(base + p.oma + q * p.cp + ca);
-                    y -= u * ld(base + p.oma + q * p.cp + cb);
+                    x -= u * lds(p.oma + q * p.cp + ca);
+                    y -= u * lds(p.oma + q * p.cp + cb);
                 }
                 s += x * y;
             }
         } else {
             for (var l = 0u; l < p.k; l++) {
-                var x = ld(base + p.ob + l * p.cp + ca);
-                var y = ld(base + p.ob + l * p.cp + cb);
+                var x = ldw(p.wb + l * p.cp + ca);
+                var y = ldw(p.wb + l * p.cp + cb);
                 for (var q = 0u; q < p.rs; q++) {
                     let v = big[p.o_v + l * p.rs + q];
-                    x -= v * ld(base + p.omb + q * p.cp + ca);
-                    y -= v * ld(base + p.omb + q * p.cp + cb);
+                    x -= v * lds(p.omb + q * p.cp + ca);
+                    y -= v * lds(p.omb + q * p.cp + cb);
                 }
                 s += x * y;
             }
         }
-        let g = (p.pack0 + pack) * tcount + t;
+        let g = gidx(pack, t);
         if (g < p.nb) {
             rec[(nrec * p.nb + g) * p.rstride + 3u + (2u + which) * rr + a * r + b] = s;
         }
@@ -511,14 +513,14 @@ fn record(tid: u32, pack: u32, base: u32, nrec: u32) {
     for (var e = tid; e < tcount * (3u + 2u * rr); e += WG) {
         let t = e / (3u + 2u * rr);
         let f = e % (3u + 2u * rr);
-        let g = (p.pack0 + pack) * tcount + t;
+        let g = gidx(pack, t);
         if (g >= p.nb) { continue; }
         var v = 0.0;
         if (f == 0u) { v = wl[t]; }
         else if (f == 1u) { v = 0.5 * wrisk[2u * t]; }
         else if (f == 2u) { v = sqrt(wrisk[2u * t + 1u]); }
-        else if (f < 3u + rr) { v = wk[t * rr + f - 3u]; }
-        else { v = wq[t * rr + f - 3u - rr]; }
+        else if (f < 3u + rr) { v = ldw(p.wk + t * rr + f - 3u); }
+        else { v = ldw(p.wq + t * rr + f - 3u - rr); }
         rec[(nrec * p.nb + g) * p.rstride + f] = v;
     }
     if (p.full == 1u) {
@@ -526,16 +528,16 @@ fn record(tid: u32, pack: u32, base: u32, nrec: u32) {
         for (var e = tid; e < tcount * (p.d + p.k) * r; e += WG) {
             let t = e / ((p.d + p.k) * r);
             let f = e % ((p.d + p.k) * r);
-            let g = (p.pack0 + pack) * tcount + t;
+            let g = gidx(pack, t);
             if (g >= p.nb) { continue; }
             var v = 0.0;
             if (f < p.d * r) {
-                v = ld(base + p.oa + (f / r) * p.cp + t * r + f % r);
+                v = ldw(p.wa + (f / r) * p.cp + t * r + f % r);
             } else {
                 let fb = f - p.d * r;
                 let q = fb / p.k;
                 let l = fb % p.k;
-                v = ld(base + p.ob + l * p.cp + t * r + q);
+                v = ldw(p.wb + l * p.cp + t * r + q);
             }
             rec[(nrec * p.nb + g) * p.rstride + fo + f] = v;
         }

@@ -524,12 +524,10 @@ impl Experiment {
                     };
                     (sin_a, sin_b, linalg::product_singular_values(a, b), proj)
                 }
-                Factors::Grams { ata, bbt, ra, rb } => (
-                    linalg::sin_theta_from_grams(ata, ra, m),
-                    linalg::sin_theta_from_grams(bbt, rb, m),
-                    linalg::product_singular_values_from_grams(ata, bbt),
-                    None,
-                ),
+                Factors::Grams { ata, bbt, ra, rb } => {
+                    let (sa, sb, sv) = linalg::gram_metrics(ata, bbt, ra, rb, m);
+                    (sa, sb, sv, None)
+                }
             };
             run.records.push(Record {
                 step: s.step,
@@ -600,6 +598,31 @@ impl Experiment {
     pub fn g_svd(&self) -> Option<&TopSvd> {
         self.prepared.as_ref().map(|p| &p.g)
     }
+}
+
+/// Floating-point operations of one factored optimiser step of one run (SPEC §1's products Σ̂A,
+/// GBᵀ and AᵀG, and the r×r work).
+pub fn step_flops(d: usize, k: usize, r: usize) -> f64 {
+    2.0 * (d * d * r) as f64 + 4.0 * (d * k * r) as f64 + 4.0 * ((d + k) * r * r) as f64
+}
+
+/// Work of one step of a whole batch below which the CPU engine beats a hardware GPU: a GPU step
+/// costs a roughly fixed ~10–70 µs of barriers and latency (BENCHMARKS.md, "crossover", measured
+/// on the H200: the batched path's time per step is flat in the batch's size up to ~10⁸ flop),
+/// while the CPU engine's costs its flops (~10 GFLOP/s natively, ~4–5 in the browser's wasm).
+pub const GPU_MIN_BATCH_FLOPS: f64 = 4e5;
+
+/// Whether a hardware GPU is the faster place for this configuration (`compute=auto`). A
+/// software adapter never is (that choice is made from the adapter, not from here).
+pub fn gpu_is_faster(cfg: &Config) -> Result<(), String> {
+    let runs = cfg.runs().len().max(1);
+    let work = step_flops(cfg.d, cfg.k, cfg.r) * runs as f64;
+    if work < GPU_MIN_BATCH_FLOPS {
+        return Err(format!(
+            "a step of this batch is {work:.1e} flop, below the GPU/CPU crossover ({GPU_MIN_BATCH_FLOPS:.0e}): the CPU engine is faster at this size"
+        ));
+    }
+    Ok(())
 }
 
 fn ms(t: Instant) -> f64 {

@@ -270,10 +270,18 @@ const GRAM_REL_TOL: f64 = 1e-6;
 /// None when A = 0. Directions with eigenvalue below 1e-6 of the largest (rounding noise of an
 /// f32 Gram) are left out of the subspace.
 pub fn sin_theta_from_grams(k: &DMatrix<f64>, rg: &DMatrix<f64>, m: usize) -> Option<f64> {
+    sin_theta_from_eigen(&sym_eigen_desc(k), k, rg, m)
+}
+
+fn sin_theta_from_eigen(
+    (vals, vecs): &(Vec<f64>, DMatrix<f64>),
+    k: &DMatrix<f64>,
+    rg: &DMatrix<f64>,
+    m: usize,
+) -> Option<f64> {
     if k.trace() <= 0.0 || !k.iter().chain(rg.iter()).all(|x| x.is_finite()) {
         return None;
     }
-    let (vals, vecs) = sym_eigen_desc(k);
     let top = vals[0];
     let keep = vals
         .iter()
@@ -287,18 +295,35 @@ pub fn sin_theta_from_grams(k: &DMatrix<f64>, rg: &DMatrix<f64>, m: usize) -> Op
     Some(ev[0].max(0.0).sqrt().min(1.0))
 }
 
+/// sin θ_A, sin θ_B and the singular values of AB from a snapshot's r×r Grams (see
+/// `engine::Factors::Grams`), sharing the eigendecomposition of AᵀA.
+pub fn gram_metrics(
+    ata: &DMatrix<f64>,
+    bbt: &DMatrix<f64>,
+    ra: &DMatrix<f64>,
+    rb: &DMatrix<f64>,
+    m: usize,
+) -> (Option<f64>, Option<f64>, Vec<f64>) {
+    let ea = sym_eigen_desc(ata);
+    let sin_a = sin_theta_from_eigen(&ea, ata, ra, m);
+    let sin_b = sin_theta_from_grams(bbt, rb, m);
+    (sin_a, sin_b, product_sv_from_eigen(&ea, bbt))
+}
+
+fn product_sv_from_eigen((vals, vecs): &(Vec<f64>, DMatrix<f64>), bbt: &DMatrix<f64>) -> Vec<f64> {
+    let half =
+        vecs * DMatrix::from_diagonal(&nalgebra::DVector::from_iterator(
+            vals.len(),
+            vals.iter().map(|v| v.max(0.0).sqrt()),
+        )) * vecs.transpose();
+    let (ev, _) = sym_eigen_desc(&(&half * bbt * &half));
+    ev.into_iter().map(|v| v.max(0.0).sqrt()).collect()
+}
+
 /// `product_singular_values(A, B)` from `AᵀA` and `BBᵀ`: the singular values of AB are the
 /// square roots of the eigenvalues of `(AᵀA)^{1/2} BBᵀ (AᵀA)^{1/2}`.
 pub fn product_singular_values_from_grams(ata: &DMatrix<f64>, bbt: &DMatrix<f64>) -> Vec<f64> {
-    let (vals, vecs) = sym_eigen_desc(ata);
-    let half = &vecs
-        * DMatrix::from_diagonal(&nalgebra::DVector::from_iterator(
-            vals.len(),
-            vals.iter().map(|v| v.max(0.0).sqrt()),
-        ))
-        * vecs.transpose();
-    let (ev, _) = sym_eigen_desc(&(&half * bbt * &half));
-    ev.into_iter().map(|v| v.max(0.0).sqrt()).collect()
+    product_sv_from_eigen(&sym_eigen_desc(ata), bbt)
 }
 
 /// Solve `M X = R` for a small symmetric positive-definite M by Cholesky; None if not SPD.

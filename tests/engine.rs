@@ -636,3 +636,24 @@ fn one_run_diverging_leaves_the_others_untouched() {
         }
     }
 }
+
+#[test]
+fn gpu_is_chosen_only_above_the_measured_crossover() {
+    use lora_one_lab::engine::{gpu_is_faster, step_flops, GPU_MIN_BATCH_FLOPS};
+    // the phase portrait's 2×2 problem stays on the CPU; the presets go to a hardware GPU
+    assert!(gpu_is_faster(&Preset::Phase.config())
+        .unwrap_err()
+        .contains("crossover"));
+    assert!(gpu_is_faster(&Preset::Spectral.config()).is_ok());
+    assert!(gpu_is_faster(&Preset::Alignment.config()).is_ok());
+    // the rule is the batch's work per step: more runs can cross it
+    let mut c = small(Preset::Alignment);
+    c.d = 16;
+    c.k = 16;
+    c.alpha2 = vec![1e-3];
+    let one = step_flops(16, 16, c.r);
+    assert!(one < GPU_MIN_BATCH_FLOPS);
+    assert!(gpu_is_faster(&c).is_err());
+    c.seeds = (GPU_MIN_BATCH_FLOPS / one).ceil() as usize;
+    assert!(gpu_is_faster(&c).is_ok());
+}

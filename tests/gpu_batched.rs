@@ -169,13 +169,49 @@ fn batched_matches_cpu_across_shapes_ranks_and_optimisers() {
             cases.push(c);
         }
     }
-    for c in &cases {
+    for (i, c) in cases.iter().enumerate() {
         let b = c.runs().len();
         assert!([1, 3, 64].contains(&b), "batch of {b}");
-        let Some(rg) = gpu_runs(c, GpuOptions::default(), true) else {
+        // packs in workgroup memory (the adapter's limit), and every other case in storage
+        let opts = GpuOptions {
+            batched_wg_bytes: (i % 2 == 1).then_some(0),
+            ..GpuOptions::default()
+        };
+        let Some(rg) = gpu_runs(c, opts, true) else {
             return;
         };
         compare(c, &cpu_runs(c), &rg);
+    }
+}
+
+#[test]
+fn pack_in_workgroup_memory_or_storage_same_numbers() {
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = cfg(45, 39, 4, 2, Optimiser::Preconditioned);
+    c.seeds = 5;
+    let Some(wg) = gpu_runs(&c, GpuOptions::default(), true) else {
+        return;
+    };
+    let stor = gpu_runs(
+        &c,
+        GpuOptions {
+            batched_wg_bytes: Some(0),
+            ..GpuOptions::default()
+        },
+        true,
+    )
+    .unwrap();
+    for (a, b) in wg.iter().zip(&stor) {
+        assert_eq!(a.records.len(), b.records.len());
+        for (x, y) in a.records.iter().zip(&b.records) {
+            assert_eq!(
+                x.loss.to_bits(),
+                y.loss.to_bits(),
+                "{} step {}",
+                a.label,
+                x.step
+            );
+        }
     }
 }
 

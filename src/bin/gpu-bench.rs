@@ -3,7 +3,12 @@
 //! both presets end to end. Prints one `RESULT {json}` line per measurement; `bench/h200.sh` runs
 //! it next to `bench/torch_baselines.py` on the same GPU.
 //!
-//! Usage: gpu-bench [--quick] [--dump DIR] [--only matmul,svd,step,presets]
+//! Issue 7: `batched` measures the batched small-problem path: an ensemble of B vanilla
+//! trajectories (d = k ∈ {100, 400, 1000}, 1500 steps, every 10th recorded) end to end, next to
+//! the CPU reference on the same host (a subset of the runs, scaled linearly: the CPU computes a
+//! batch run by run), and writes the problem for `bench/torch_batched.py`.
+//!
+//! Usage: gpu-bench [--quick] [--dump DIR] [--only matmul,svd,step,presets,batched]
 //!   --quick  small sizes (a software adapter such as lavapipe)
 //!   --dump   write the planted G (f32, row-major) and its true top-8 U, V for the PyTorch script
 
@@ -285,6 +290,10 @@ mod bench {
             }
         }
 
+        if want("batched") {
+            batched(quick, dump.as_deref())?;
+        }
+
         if want("presets") {
             for preset in [Preset::Alignment, Preset::Spectral] {
                 let cfg = preset.config();
@@ -308,6 +317,163 @@ mod bench {
                     serde_json::json!({"preset": preset.name(), "gpu_ms": gm, "cpu_ms": cm,
                         "gpu_samples_ms": gpu_ms, "cpu_samples_ms": cpu_ms}),
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// Floating-point operations of one factored step of one trajectory (SPEC §1's products:
+    /// Σ̂A, GBᵀ, AᵀG at 2·d·d·r, 2·d·k·r, 2·d·k·r, and the r×r work).
+    fn step_flops(d: usize, k: usize, r: usize) -> f64 {
+        (2 * d * d * r + 4 * d * k * r + 4 * (d + k) * r * r) as f64
+    }
+
+    /// Wall ms per batch step of `cfg` on a backend (load and SVD excluded; records every 10).
+    fn ms_per_step<B: Backend>(cfg: &lora_one_lab::Config, be: &mut B) -> Result<f64, EngineError> {
+        let mut e = Experiment::new(cfg).map_err(EngineError::Config)?;
+        block_on(e.prepare(be))?;
+        let t = Instant::now();
+        block_on(e.run_to_end(be, usize::MAX, |_| {}))?;
+        Ok(t.elapsed().as_secs_f64() * 1e3 / cfg.steps as f64)
+    }
+
+    /// The GPU/CPU crossover of the batched path: ms per batch step on both backends over d and
+    /// the number of runs (vanilla ensembles, r = 8 or less, 200 steps, every 10th recorded).
+    fn crossover(g: &mut GpuBackend, quick: bool) -> Result<(), EngineError> {
+        let ds: &[usize] = if quick {
+            &[8, 32]
+        } else {
+            &[4, 8, 16, 32, 64, 100, 200]
+        };
+        let bs: &[usize] = if quick { &[1, 8] } else { &[1, 4, 16, 64, 256] };
+        for &d in ds {
+            for &b in bs {
+                let mut cfg = Preset::Alignment.config();
+                cfg.d = d;
+                cfg.k = d;
+                cfg.r = 8.min(d / 2).max(1);
+                cfg.r_star = (cfg.r / 2).max(1);
+                cfg.alpha2 = vec![1e-3];
+                cfg.seeds = b;
+                cfg.steps = 200;
+                cfg.record_every = 10;
+                let gm = median(
+                    (0..3)
+                        .map(|_| ms_per_step(&cfg, g))
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+                let mut c = CpuBackend::new();
+                let creps = if b * d >= 6400 { 1 } else { 3 };
+                let cm = median(
+                    (0..creps)
+                        .map(|_| ms_per_step(&cfg, &mut c))
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+                let flops = step_flops(d, d, cfg.r) * b as f64;
+                eprintln!(
+                    "crossover d=k={d} r={} B={b}: GPU {:.4} ms/step, CPU {:.4} ms/step (GPU/CPU speed-up {:.2}×; {:.2e} flop per batch step)",
+                    cfg.r, gm, cm, cm / gm, flops
+                );
+                result(
+                    "crossover",
+                    serde_json::json!({"d": d, "r": cfg.r, "trajectories": b, "gpu_ms_per_step": gm,
+                        "cpu_ms_per_step": cm, "flops_per_batch_step": flops}),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn batched(quick: bool, dump: Option<&str>) -> Result<(), EngineError> {
+        let mut g = block_on(GpuBackend::new())?;
+        crossover(&mut g, quick)?;
+        let sizes: Vec<(usize, usize, usize)> = if quick {
+            // (d, trajectories, CPU subset)
+            vec![(100, 64, 8)]
+        } else {
+            vec![(100, 1024, 32), (400, 1024, 4), (1000, 1024, 1)]
+        };
+        for (d, b, sub) in sizes {
+            let mut cfg = Preset::Alignment.config();
+            cfg.d = d;
+            cfg.k = d;
+            cfg.alpha2 = vec![1e-3];
+            cfg.seeds = b;
+            cfg.record_every = 10;
+            let problem = lora_one_lab::Problem::generate(&cfg).map_err(EngineError::Config)?;
+            let steps = cfg.steps;
+            let mut gpu_ms = Vec::new();
+            let mut last = None;
+            let reps = if d >= 1000 { 2 } else { 3 };
+            for _ in 0..reps {
+                let mut e = Experiment::from_problem(problem.clone());
+                block_on(e.prepare(&mut g))?;
+                let t = Instant::now();
+                block_on(e.run_to_end(&mut g, usize::MAX, |_| {}))?;
+                gpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                last = Some(e);
+            }
+            let e = last.expect("ran");
+            let path = if g.batched_path() == Some(true) {
+                "batched"
+            } else {
+                "single"
+            };
+            // CPU reference on `sub` of the runs, same problem and draws, scaled to b
+            let mut cs = cfg.clone();
+            cs.seeds = sub;
+            let mut c = CpuBackend::new();
+            let mut ec = Experiment::new(&cs).map_err(EngineError::Config)?;
+            block_on(ec.prepare(&mut c))?;
+            let t = Instant::now();
+            block_on(ec.run_to_end(&mut c, usize::MAX, |_| {}))?;
+            let cpu_sub_ms = t.elapsed().as_secs_f64() * 1e3;
+            let cpu_ms = cpu_sub_ms * b as f64 / sub as f64;
+            // agreement of the GPU ensemble with the CPU runs it shares: final risk and sin θ_A
+            // (risk compared above the f32 floor, 1e-7 of the initial risk)
+            let mut worst: f64 = 0.0;
+            let mut worst_sin: f64 = 0.0;
+            for (x, y) in ec.runs().iter().zip(e.runs()) {
+                let (xa, ya) = (x.last().unwrap(), y.last().unwrap());
+                let floor = 1e-7 * x.records[0].risk;
+                worst = worst.max((xa.risk.max(floor).ln() - ya.risk.max(floor).ln()).abs());
+                if let (Some(p), Some(q)) = (xa.sin_a, ya.sin_a) {
+                    worst_sin = worst_sin.max((p - q).abs());
+                }
+            }
+            let gm = median(gpu_ms.clone());
+            let tsteps = (b * steps) as f64;
+            let flops = step_flops(d, d, cfg.r) * tsteps;
+            eprintln!(
+                "batched d=k={d} B={b} ({path} path): GPU {gm:.1} ms = {:.2} M traj-steps/s, {:.2} TFLOP/s; CPU reference {cpu_ms:.0} ms (measured on {sub} runs: {cpu_sub_ms:.1} ms); GPU/CPU speed-up {:.1}×; max |Δ ln risk| {worst:.2e}, max |Δ sin θ_A| {worst_sin:.2e}",
+                tsteps / gm / 1e3,
+                flops / gm / 1e9,
+                cpu_ms / gm
+            );
+            result(
+                "batched",
+                serde_json::json!({"d": d, "k": d, "r": cfg.r, "trajectories": b, "steps": steps,
+                    "record_every": cfg.record_every, "path": path,
+                    "gpu_ms": gm, "gpu_samples_ms": gpu_ms, "cpu_ms_scaled": cpu_ms,
+                    "cpu_subset": sub, "cpu_subset_ms": cpu_sub_ms,
+                    "traj_steps_per_s": tsteps / gm * 1e3, "tflops": flops / gm / 1e9,
+                    "flops_per_traj_step": step_flops(d, d, cfg.r), "max_abs_dln_risk": worst,
+                    "max_abs_dsin_a": worst_sin}),
+            );
+            if let Some(dir) = dump {
+                // Σ̂, G, Δ and the B initial A's for the PyTorch batched step
+                let mut cpu = CpuBackend::new();
+                block_on(cpu.load(&problem))?;
+                let dirp = std::path::Path::new(dir);
+                let _ = std::fs::create_dir_all(dirp);
+                let io = |e: std::io::Error| EngineError::Unsupported(e.to_string());
+                write_f32(
+                    &dirp.join(format!("b{d}_sigma.f32")),
+                    cpu.sigma().expect("Σ̂"),
+                )
+                .map_err(io)?;
+                write_f32(&dirp.join(format!("b{d}_g.f32")), cpu.g().expect("G")).map_err(io)?;
+                write_f32(&dirp.join(format!("b{d}_delta.f32")), &problem.delta).map_err(io)?;
             }
         }
         Ok(())

@@ -39,6 +39,9 @@ const MAX_STEPS_PER_DISPATCH: usize = 4096;
 pub const SOFTWARE_LOOP_BUDGET: usize = 48_000;
 const MAX_READBACK_BYTES: u64 = 48 << 20;
 
+/// Bytes of the shader's fixed workgroup arrays (wd, red, wl, wrisk, alive, sing).
+const FIXED_WG_BYTES: usize = 4 * (32 + 256 + 16 + 32 + 16 + 16);
+
 /// Sizes and offsets of one batch (mirrors the shader's `Params`).
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
@@ -46,25 +49,32 @@ pub struct Layout {
     pub k: usize,
     pub r: usize,
     pub rs: usize,
-    /// Trajectories per pack, and their columns T·r, padded to CP (multiple of 16).
+    /// Trajectories per pack, and their columns T·r, padded to CP (multiple of 8).
     pub t: usize,
     pub tr: usize,
     pub cp: usize,
     pub full: bool,
-    /// Offsets (floats) in a pack's region, and the region's size.
+    /// Storage offsets (floats) in a pack's region, and the region's size.
     oa: usize,
     ob: usize,
     oa0: usize,
     ob0: usize,
     osa0: usize,
-    osa: usize,
-    ogb: usize,
-    oag: usize,
     oma: usize,
     omb: usize,
     oe: usize,
     of: usize,
     pub ws: usize,
+    /// Pack-memory offsets: in workgroup memory when `wfloats` > 0, else in the storage region.
+    wa: usize,
+    wb: usize,
+    wx: usize,
+    wy: usize,
+    wp: usize,
+    wq: usize,
+    wk: usize,
+    /// Floats of the workgroup array (0: the pack lives in storage).
+    pub wfloats: usize,
     /// Floats per record row of one trajectory.
     pub rstride: usize,
 }
@@ -74,24 +84,34 @@ fn ceil4(n: usize) -> usize {
 }
 
 impl Layout {
-    pub fn new(d: usize, k: usize, r: usize, rs: usize, nb: usize, full: bool) -> Self {
-        let t = (MAX_TR / 2 / r).clamp(1, MAX_T).min(nb.max(1));
+    fn with_t(d: usize, k: usize, r: usize, rs: usize, t: usize, full: bool, in_wg: bool) -> Self {
         let tr = t * r;
-        let cp = tr.div_ceil(16) * 16;
+        let cp = tr.div_ceil(8) * 8;
         let rr = ceil4(t * r * r);
+        let mx = d.max(k);
         let oa = 0;
         let ob = oa + d * cp;
         let oa0 = ob + k * cp;
         let ob0 = oa0 + d * cp;
         let osa0 = ob0 + k * cp;
-        let osa = osa0 + d * cp;
-        let ogb = osa + d * cp;
-        let oag = ogb + d * cp;
-        let oma = oag + k * cp;
-        let omb = oma + rs * cp;
-        let oe = omb + rs * cp;
+        let oma = osa0 + d * cp;
+        let omb = oma + ceil4(rs * cp);
+        let oe = omb + ceil4(rs * cp);
         let of = oe + rr;
-        let ws = of + rr;
+        let send = of + rr;
+        // pack memory: A, B, X, Y, P, Q, K
+        let (pa, pb, pbase) = if in_wg {
+            (0, d * cp, 0)
+        } else {
+            (oa, ob, send)
+        };
+        let wx = if in_wg { pb + k * cp } else { pbase };
+        let wy = wx + mx * cp;
+        let wp = wy + mx * cp;
+        let wq = wp + rr;
+        let wk = wq + rr;
+        let pend = wk + rr;
+        let (ws, wfloats) = if in_wg { (send, pend) } else { (pend, 0) };
         let rstride = 3 + 4 * r * r + if full { (d + k) * r } else { 0 };
         Layout {
             d,
@@ -107,16 +127,44 @@ impl Layout {
             oa0,
             ob0,
             osa0,
-            osa,
-            ogb,
-            oag,
             oma,
             omb,
             oe,
             of,
             ws,
+            wa: pa,
+            wb: pb,
+            wx,
+            wy,
+            wp,
+            wq,
+            wk,
+            wfloats,
             rstride,
         }
+    }
+
+    /// The layout of a batch of `nb` runs: the pack in workgroup memory with as many
+    /// trajectories as fit `wg_bytes` (up to T·r = 32), else in storage with T·r ≈ 16.
+    pub fn new(
+        d: usize,
+        k: usize,
+        r: usize,
+        rs: usize,
+        nb: usize,
+        full: bool,
+        wg_bytes: usize,
+    ) -> Self {
+        let cap = wg_bytes.saturating_sub(FIXED_WG_BYTES) / 4;
+        let tmax = (MAX_TR / r).clamp(1, MAX_T).min(nb.max(1));
+        for t in (1..=tmax).rev() {
+            let l = Self::with_t(d, k, r, rs, t, full, true);
+            if l.wfloats <= cap {
+                return l;
+            }
+        }
+        let t = (MAX_TR / 2 / r).clamp(1, MAX_T).min(nb.max(1));
+        Self::with_t(d, k, r, rs, t, full, false)
     }
 
     /// Loop iterations one invocation runs for one step (worst case over the threads), the
@@ -126,18 +174,23 @@ impl Layout {
         let (d, k, r, rs, t, tr, cp) = (self.d, self.k, self.r, self.rs, self.t, self.tr, self.cp);
         let mx = d.max(k);
         let tiles = (cp / 4) * (cp / 4);
-        let per_tile = mx + 1 + 4 * 5;
-        let mut it = cd((2 * d + k) * cp / 8) * (mx + 1)
-            + cd(3 * tiles + cp / 4) * per_tile
+        let per_tile = mx + 1 + 4 + 1;
+        let prod = mx / 2 + 2;
+        let mut it = cd(d * cp / 8 + 2 * tiles) * prod.max(per_tile)
+            + cd(tiles + d * cp / 8) * prod.max(per_tile)
+            + cd(cp / 4) * (d + 5)
             + r * r
             + r
             + 4
-            + 2 * cd((d + k) * tr) * (r + 1);
+            + cd(d * tr) * (r + 1)
+            + cd(k * cp / 8) * prod
+            + cd(k * tr) * (r + 1)
+            + cd((d + k) * tr) * (r + 1);
         if offset {
-            it += cd(2 * tiles) * per_tile + cd((d + k) * tr) * (r + 1);
+            it += cd(2 * tiles) * per_tile + cd(d * tr) * (r + 1) + cd(k * tr) * (r + 1);
         }
         if precond {
-            it += r * (r + 1) * 2 + r + 2;
+            it += r * (r + 1) + r + 2;
         }
         if record {
             it += cd(2 * rs * tr) * (mx + 1)
@@ -163,7 +216,7 @@ impl Layout {
         precond: bool,
         any_offset: bool,
         pack0: usize,
-    ) -> [u32; 40] {
+    ) -> [u32; 44] {
         let (d, k, rs) = (self.d, self.k, self.rs);
         let o_sig = 0;
         let o_g = o_sig + d * d;
@@ -199,17 +252,21 @@ impl Layout {
             self.oa0,
             self.ob0,
             self.osa0,
-            self.osa,
-            self.ogb,
-            self.oag,
             self.oma,
             self.omb,
             self.oe,
             self.of,
             self.rstride,
+            self.wa,
+            self.wb,
+            self.wx,
+            self.wy,
+            self.wp,
+            self.wq,
+            self.wk,
             any_offset as usize,
             pack0,
-            0,
+            self.wfloats,
             0,
             0,
         ];
@@ -219,6 +276,45 @@ impl Layout {
     fn big_floats(&self) -> usize {
         self.d * self.d + 3 * self.d * self.k + (self.d + self.k) * self.rs
     }
+}
+
+const PACK_BEGIN: &str = "// BEGIN PACK MEMORY";
+const PACK_END: &str = "// END PACK MEMORY";
+
+/// The batched shader with its pack memory in storage (`None`, the file as written) or in a
+/// workgroup array of `Some(floats)` floats (copied in and out at the ends of a dispatch).
+pub fn shader_source(workgroup_floats: Option<usize>) -> String {
+    let src = super::kernels::BATCHED_WGSL;
+    let Some(n) = workgroup_floats else {
+        return src.to_string();
+    };
+    let (a, b) = (
+        src.find(PACK_BEGIN).expect("pack memory block"),
+        src.find(PACK_END).expect("pack memory block"),
+    );
+    let block = format!(
+        "{PACK_BEGIN} (workgroup variant)
+var<workgroup> wst: array<vec4<f32>, {}>;
+fn ldw(i: u32) -> f32 {{ return wst[i >> 2u][i & 3u]; }}
+fn stw(i: u32, v: f32) {{ wst[i >> 2u][i & 3u] = v; }}
+fn ldw4(i: u32) -> vec4<f32> {{ return wst[i]; }}
+fn stw4(i: u32, v: vec4<f32>) {{ wst[i] = v; }}
+fn pack_in(tid: u32) {{
+    let sa = (base + p.oa) / 4u;
+    let sb = (base + p.ob) / 4u;
+    for (var e = tid; e < p.d * p.cp / 4u; e += WG) {{ wst[p.wa / 4u + e] = st[sa + e]; }}
+    for (var e = tid; e < p.k * p.cp / 4u; e += WG) {{ wst[p.wb / 4u + e] = st[sb + e]; }}
+}}
+fn pack_out(tid: u32) {{
+    let sa = (base + p.oa) / 4u;
+    let sb = (base + p.ob) / 4u;
+    for (var e = tid; e < p.d * p.cp / 4u; e += WG) {{ st[sa + e] = wst[p.wa / 4u + e]; }}
+    for (var e = tid; e < p.k * p.cp / 4u; e += WG) {{ st[sb + e] = wst[p.wb / 4u + e]; }}
+}}
+",
+        n.div_ceil(4)
+    );
+    format!("{}{}{}", &src[..a], block, &src[b..])
 }
 
 /// A run of packs with its own state buffer (one bind group, one dispatch).
@@ -232,6 +328,7 @@ pub(super) struct Segment {
 
 pub(super) struct Batch {
     lay: Layout,
+    pipeline: wgpu::ComputePipeline,
     nb: usize,
     precond: bool,
     any_offset: bool,
@@ -247,8 +344,51 @@ pub(super) struct Batch {
     rec_cap: usize,
     segments: Vec<Segment>,
     _big: wgpu::Buffer,
-    /// Measured wall time per step of the last submission.
-    ms_per_step: Option<f64>,
+    /// Wall time of submissions, for sizing the next one.
+    pace: Pace,
+    last_n: usize,
+}
+
+/// A submission's wall time as `overhead + n · per_step`, fitted from the last two submissions of
+/// different sizes (a software adapter pays tens of ms per dispatch, a GPU tens of µs).
+#[derive(Clone, Copy, Debug, Default)]
+struct Pace {
+    last: Option<(usize, f64)>,
+    model: Option<(f64, f64)>,
+}
+
+impl Pace {
+    fn add(&mut self, n: usize, ms: f64) {
+        let per = ms / n as f64;
+        self.model = match self.last {
+            Some((n0, ms0)) if n0 != n => {
+                let c = ((ms - ms0) / (n as f64 - n0 as f64)).max(1e-3 * per);
+                Some(((ms - c * n as f64).max(0.0), c))
+            }
+            _ => Some((0.0, per)),
+        };
+        if self.last.is_none_or(|(n0, _)| n0 != n) {
+            self.last = Some((n, ms));
+        }
+    }
+
+    /// Steps for the next submission: about `TARGET_MS` of work, or, where the fixed cost alone
+    /// exceeds that, as many steps as the fixed cost buys.
+    fn next(&self, prev: usize) -> usize {
+        match self.model {
+            None => 8,
+            // the first two sizes differ, so that the fit has two points
+            Some(_) if self.last.is_some_and(|(n0, _)| n0 == prev) && prev == 8 => 16,
+            Some((o, c)) => {
+                let budget = if o >= 0.5 * TARGET_MS {
+                    2.0 * o
+                } else {
+                    TARGET_MS - o
+                };
+                ((budget / c) as usize).max(1)
+            }
+        }
+    }
 }
 
 fn records(every: usize, last: usize, s: usize) -> bool {
@@ -256,6 +396,38 @@ fn records(every: usize, last: usize, s: usize) -> bool {
 }
 
 impl GpuBackend {
+    /// Workgroup memory the batched kernel may use.
+    fn batched_wg_bytes(&self) -> usize {
+        self.ctx
+            .options
+            .batched_wg_bytes
+            .unwrap_or(self.ctx.limits.max_compute_workgroup_storage_size as usize)
+    }
+
+    /// The batched pipeline for a pack memory of `wfloats` workgroup floats (0: in storage),
+    /// compiled once per size.
+    async fn batched_pipeline(
+        &mut self,
+        wfloats: usize,
+    ) -> Result<wgpu::ComputePipeline, EngineError> {
+        if wfloats == 0 {
+            return Ok(self.kern.batched.clone());
+        }
+        if let Some((_, p)) = self.batched_variants.iter().find(|(n, _)| *n == wfloats) {
+            return Ok(p.clone());
+        }
+        let src = shader_source(Some(wfloats));
+        let ctx = &self.ctx;
+        let pipe = ctx
+            .scoped("compiling the batched kernel", || {
+                let m = ctx.module("batched (workgroup pack)", &src);
+                super::kernels::pipeline(ctx, &m, "batched")
+            })
+            .await?;
+        self.batched_variants.push((wfloats, pipe.clone()));
+        Ok(pipe)
+    }
+
     /// Why this batch cannot take the batched path (None: it can).
     pub(super) fn batched_refusal(&self, runs: &[RunSpec], basis: &MetricBasis) -> Option<String> {
         let max_dim = self.ctx.options.batched_max_dim;
@@ -284,7 +456,15 @@ impl GpuBackend {
             return Some("runs differ in rank, optimiser or record schedule".into());
         }
         let full = r == 1 || basis.u.ncols() == 0;
-        let lay = Layout::new(l.d, l.k, r, basis.u.ncols(), runs.len(), full);
+        let lay = Layout::new(
+            l.d,
+            l.k,
+            r,
+            basis.u.ncols(),
+            runs.len(),
+            full,
+            self.batched_wg_bytes(),
+        );
         let max = self.ctx.max_binding();
         if (lay.ws * 4) as u64 > max || (lay.big_floats() * 4) as u64 > max {
             return Some("a pack does not fit one storage binding".into());
@@ -309,16 +489,17 @@ impl GpuBackend {
         runs: &[RunSpec],
         basis: &MetricBasis,
     ) -> Result<(Batch, Vec<Advance>), EngineError> {
-        let l = self
-            .loaded
-            .as_ref()
-            .ok_or_else(|| EngineError::Unsupported("start before load".into()))?;
-        let (d, k) = (l.d, l.k);
+        let (d, k) = match &self.loaded {
+            Some(l) => (l.d, l.k),
+            None => return Err(EngineError::Unsupported("start before load".into())),
+        };
         let nb = runs.len();
         let r = runs[0].init.a0.ncols();
         let rs = basis.u.ncols();
         let full = r == 1 || rs == 0;
-        let lay = Layout::new(d, k, r, rs, nb, full);
+        let lay = Layout::new(d, k, r, rs, nb, full, self.batched_wg_bytes());
+        let pipeline = self.batched_pipeline(lay.wfloats).await?;
+        let l = self.loaded.as_ref().expect("loaded");
         let s0 = runs[0].settings;
         let precond = s0.optimiser == Optimiser::Preconditioned;
         let any_offset = runs.iter().any(|s| s.init.offset);
@@ -406,8 +587,8 @@ impl GpuBackend {
                 }
             }
             let st_buf = ctx.storage_init("batched state", &st)?;
-            let params = ctx.uniform(&[0u32; 40]);
-            let layout = self.kern.batched.get_bind_group_layout(0);
+            let params = ctx.uniform(&[0u32; 44]);
+            let layout = pipeline.get_bind_group_layout(0);
             let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("batched"),
                 layout: &layout,
@@ -446,6 +627,7 @@ impl GpuBackend {
         ctx.check()?;
         let mut batch = Batch {
             lay,
+            pipeline,
             nb,
             precond,
             any_offset,
@@ -459,7 +641,8 @@ impl GpuBackend {
             rec_cap,
             segments,
             _big: big_buf,
-            ms_per_step: None,
+            pace: Pace::default(),
+            last_n: 0,
         };
 
         // step 0, evaluated with c = 0; then each run's constant and divergence limit
@@ -535,7 +718,7 @@ impl GpuBackend {
                 label: Some("batched steps"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&self.kern.batched);
+            pass.set_pipeline(&b.pipeline);
             for s in &b.segments {
                 pass.set_bind_group(0, &s.bind, &[]);
                 pass.dispatch_workgroups(s.npacks as u32, 1, 1);
@@ -562,11 +745,7 @@ impl GpuBackend {
         if let Some(f) = self.ctx.options.batched_steps_per_dispatch {
             n = n.min(f.max(1));
         }
-        n = match b.ms_per_step {
-            Some(ms) if ms > 0.0 => n.min(((TARGET_MS / ms) as usize).max(1)),
-            Some(_) => n,
-            None => n.min(8),
-        };
+        n = n.min(b.pace.next(b.last_n));
         if self.ctx.is_software() {
             let lay = &b.lay;
             let rec_every_step = b.rec_every == 1;
@@ -606,7 +785,8 @@ impl GpuBackend {
             let tc = Instant::now();
             let (recv, rpv) = self.dispatch(b, n, false, recsteps.len()).await?;
             let dt = tc.elapsed().as_secs_f64() * 1e3;
-            b.ms_per_step = Some(dt / n as f64);
+            b.pace.add(n, dt);
+            b.last_n = n;
             let elapsed = t0.elapsed().as_secs_f64() * 1e3;
             for gi in 0..b.nb {
                 if b.stopped[gi] {
@@ -671,5 +851,57 @@ fn snapshot(lay: &Layout, row: &[f32], step: usize, t_ms: f64) -> Snapshot {
         err_f: row[2] as f64,
         factors,
         t_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The workgroup-memory variant validates with naga for the sizes the layouts produce.
+    #[test]
+    fn workgroup_variant_validates() {
+        for (d, r, nb, wg) in [
+            (100, 8, 1024, 49152),
+            (100, 8, 5, 16384),
+            (37, 4, 64, 32768),
+            (9, 1, 3, 16384),
+        ] {
+            let lay = Layout::new(d, d, r, 2, nb, r == 1, wg);
+            assert!(lay.wfloats > 0, "d={d} r={r} fits {wg} B");
+            assert!(lay.wfloats * 4 + FIXED_WG_BYTES <= wg);
+            let src = shader_source(Some(lay.wfloats));
+            let module = naga::front::wgsl::parse_str(&src)
+                .map_err(|e| e.emit_to_string(&src))
+                .unwrap();
+            let mut v = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            );
+            v.validate(&module)
+                .map_err(|e| e.emit_to_string(&src))
+                .unwrap();
+        }
+        // too large for 16 KiB: the pack goes to storage
+        let lay = Layout::new(400, 400, 8, 4, 64, false, 16384);
+        assert_eq!(lay.wfloats, 0);
+        assert!(Layout::new(100, 100, 8, 4, 1024, false, 49152).t >= 3);
+    }
+
+    #[test]
+    fn pace_fits_overhead_and_per_step_cost() {
+        let mut p = Pace::default();
+        assert_eq!(p.next(0), 8);
+        // a GPU: 0.02 ms fixed, 0.01 ms a step
+        p.add(8, 0.02 + 0.08);
+        assert_eq!(p.next(8), 16);
+        p.add(16, 0.02 + 0.16);
+        let n = p.next(16);
+        assert!((3900..=4000).contains(&n), "{n}");
+        // a software adapter: 75 ms fixed, 0.1 ms a step: chunks grow instead of shrinking to 1
+        let mut p = Pace::default();
+        p.add(8, 75.8);
+        p.add(16, 76.6);
+        assert_eq!(p.next(16), 1500);
     }
 }

@@ -26,6 +26,9 @@ pub struct GpuOptions {
     /// Most optimiser steps in one dispatch of the batched path (None: sized by time, and on a
     /// software adapter by its loop budget). Tests use it to force many chunks.
     pub batched_steps_per_dispatch: Option<usize>,
+    /// Workgroup memory the batched kernel may use for its packs (None: the adapter's limit;
+    /// Some(0) keeps every pack in storage). Tests use it to cover both variants.
+    pub batched_wg_bytes: Option<usize>,
 }
 
 impl Default for GpuOptions {
@@ -36,6 +39,7 @@ impl Default for GpuOptions {
             ts_kchunk: 256,
             batched_max_dim: BATCHED_MAX_DIM,
             batched_steps_per_dispatch: None,
+            batched_wg_bytes: None,
         }
     }
 }
@@ -74,6 +78,10 @@ impl Context {
         let mut limits = wgpu::Limits::default();
         limits.max_storage_buffer_binding_size = have.max_storage_buffer_binding_size;
         limits.max_buffer_size = have.max_buffer_size;
+        // the batched kernel keeps its packs in workgroup memory where the adapter allows it
+        limits.max_compute_workgroup_storage_size = limits
+            .max_compute_workgroup_storage_size
+            .max(have.max_compute_workgroup_storage_size);
         limits.max_storage_buffers_per_shader_stage = limits
             .max_storage_buffers_per_shader_stage
             .max(8)

@@ -40,7 +40,11 @@ pub struct Kernels {
     pub spare_out: [wgpu::Buffer; 3],
 }
 
-fn pipeline(ctx: &Context, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
+pub(super) fn pipeline(
+    ctx: &Context,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+) -> wgpu::ComputePipeline {
     ctx.device
         .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),

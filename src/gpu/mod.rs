@@ -69,6 +69,8 @@ pub struct GpuBackend {
     /// after the other on the large path.
     batch: Option<BatchState>,
     svd_plan: Option<svd::SvdPlan>,
+    /// Batched kernels compiled with their pack in workgroup memory, by its size in floats.
+    batched_variants: Vec<(usize, wgpu::ComputePipeline)>,
 }
 
 enum BatchState {
@@ -94,6 +96,7 @@ impl GpuBackend {
             loaded: None,
             batch: None,
             svd_plan: None,
+            batched_variants: Vec::new(),
         })
     }
 
@@ -128,6 +131,11 @@ impl GpuBackend {
         enc.copy_buffer_to_buffer(buf, 0, &rb, 0, (floats * 4) as u64);
         self.submit(enc);
         self.ctx.read(&rb, floats).await
+    }
+
+    /// True on a software adapter (wgpu's `DeviceType::Cpu`: lavapipe, llvmpipe, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.ctx.is_software()
     }
 
     /// Whether the batch in progress runs on the batched small-problem path.

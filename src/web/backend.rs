@@ -3,9 +3,8 @@
 //! `AppBackend` is a plain enum (the engine's `Backend` trait has async methods, so no trait
 //! objects): adding the GPU backend is one variant and one line in `make_backend`.
 
-use crate::engine::{Advance, Backend, BackendInfo, EngineError, LoadTiming, StepSettings};
+use crate::engine::{Advance, Backend, BackendInfo, EngineError, LoadTiming, MetricBasis, RunSpec};
 use crate::gpu::GpuBackend;
-use crate::init::InitFactors;
 use crate::linalg::TopSvd;
 use crate::{CpuBackend, Problem};
 use js_sys::{Function, Promise, Reflect};
@@ -71,20 +70,20 @@ impl Backend for AppBackend {
             AppBackend::Gpu(b) => b.top_svd(m).await,
         }
     }
-    async fn start(
+    async fn start_batch(
         &mut self,
-        init: &InitFactors,
-        settings: &StepSettings,
-    ) -> Result<Advance, EngineError> {
+        runs: &[RunSpec],
+        basis: &MetricBasis,
+    ) -> Result<Vec<Advance>, EngineError> {
         match self {
-            AppBackend::Cpu(b) => b.start(init, settings).await,
-            AppBackend::Gpu(b) => b.start(init, settings).await,
+            AppBackend::Cpu(b) => b.start_batch(runs, basis).await,
+            AppBackend::Gpu(b) => b.start_batch(runs, basis).await,
         }
     }
-    async fn advance(&mut self, steps: usize) -> Result<Advance, EngineError> {
+    async fn advance_batch(&mut self, steps: usize) -> Result<Vec<Advance>, EngineError> {
         match self {
-            AppBackend::Cpu(b) => b.advance(steps).await,
-            AppBackend::Gpu(b) => b.advance(steps).await,
+            AppBackend::Cpu(b) => b.advance_batch(steps).await,
+            AppBackend::Gpu(b) => b.advance_batch(steps).await,
         }
     }
 }
@@ -102,12 +101,43 @@ pub enum GpuStatus {
     Unavailable(String),
 }
 
-/// Which backend the app computes on, and the badge text.
+/// Where the lab computes (`compute=` in the URL): the faster backend for the configuration
+/// (default), or one forced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compute {
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl Compute {
+    pub fn key(self) -> &'static str {
+        match self {
+            Compute::Auto => "auto",
+            Compute::Cpu => "cpu",
+            Compute::Gpu => "gpu",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" | "" => Some(Compute::Auto),
+            "cpu" => Some(Compute::Cpu),
+            "gpu" => Some(Compute::Gpu),
+            _ => None,
+        }
+    }
+}
+
+/// Which backend the app computes on by default, and the badge text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackendChoice {
     pub gpu: GpuStatus,
-    /// True when runs go to the GPU backend.
+    /// True when runs go to the GPU backend by default (a hardware adapter whose backend
+    /// started).
     pub use_gpu: bool,
+    /// True when the GPU backend started (also on a software adapter): `compute=gpu` can use it.
+    pub gpu_ready: bool,
     /// Why the CPU is used (None when on the GPU).
     pub cpu_reason: Option<String>,
 }
@@ -117,7 +147,28 @@ impl BackendChoice {
         BackendChoice {
             gpu: GpuStatus::Probing,
             use_gpu: false,
+            gpu_ready: false,
             cpu_reason: None,
+        }
+    }
+
+    /// The backend one lab run uses: (GPU?, why the CPU when not).
+    pub fn for_run(&self, compute: Compute, cfg: &crate::Config) -> (bool, Option<String>) {
+        match compute {
+            Compute::Cpu => (false, Some("compute=cpu".into())),
+            Compute::Gpu if self.gpu_ready => (true, None),
+            Compute::Gpu => (
+                false,
+                Some(format!(
+                    "compute=gpu, but {}",
+                    self.cpu_reason.clone().unwrap_or_else(|| "no GPU".into())
+                )),
+            ),
+            Compute::Auto if !self.use_gpu => (false, self.cpu_reason.clone()),
+            Compute::Auto => match crate::engine::gpu_is_faster(cfg) {
+                Ok(()) => (true, None),
+                Err(why) => (false, Some(why)),
+            },
         }
     }
     pub fn badge(&self) -> String {
@@ -192,36 +243,53 @@ pub async fn probe_webgpu() -> GpuStatus {
     GpuStatus::WebGpu { adapter, fallback }
 }
 
-/// Probe and decide which backend runs the experiments.
+/// Probe and decide which backend runs the experiments by default: a hardware GPU adapter; a
+/// software one (SwiftShader, WebGPU's fallback adapter, or any adapter wgpu reports as
+/// `DeviceType::Cpu`) is slower than the CPU engine, so the CPU is the default there and the
+/// badge says why (`compute=gpu` still uses it).
 pub async fn choose() -> BackendChoice {
-    let gpu = probe_webgpu().await;
-    let (use_gpu, cpu_reason) = match &gpu {
-        GpuStatus::WebGpu { .. } => gpu_backend_ready().await,
-        GpuStatus::Unavailable(r) => (false, Some(r.clone())),
-        GpuStatus::Probing => (false, Some("probing".into())),
+    let mut gpu = probe_webgpu().await;
+    let (gpu_ready, software, cpu_reason) = match &gpu {
+        GpuStatus::WebGpu { fallback, .. } => match GpuBackend::new().await {
+            Ok(g) => {
+                let soft = *fallback || g.is_software();
+                GPU.with(|c| *c.borrow_mut() = Some(Box::new(g)));
+                (
+                    true,
+                    soft,
+                    soft.then(|| {
+                        "software WebGPU adapter: the CPU engine is faster (compute=gpu uses it anyway)"
+                            .to_string()
+                    }),
+                )
+            }
+            Err(e) => (
+                false,
+                false,
+                Some(format!("the GPU backend did not start: {e}")),
+            ),
+        },
+        GpuStatus::Unavailable(r) => (false, false, Some(r.clone())),
+        GpuStatus::Probing => (false, false, Some("probing".into())),
     };
+    if let (GpuStatus::WebGpu { adapter, fallback }, true) = (&mut gpu, software) {
+        if !*fallback {
+            *fallback = true;
+            adapter.push_str(" (software)");
+        }
+    }
     BackendChoice {
         gpu,
-        use_gpu,
+        use_gpu: gpu_ready && !software,
+        gpu_ready,
         cpu_reason,
-    }
-}
-
-/// Whether the GPU backend can be created here (it is then kept for the runs).
-async fn gpu_backend_ready() -> (bool, Option<String>) {
-    match GpuBackend::new().await {
-        Ok(g) => {
-            GPU.with(|c| *c.borrow_mut() = Some(Box::new(g)));
-            (true, None)
-        }
-        Err(e) => (false, Some(format!("the GPU backend did not start: {e}"))),
     }
 }
 
 /// A backend for one experiment: the GPU when chosen and available, else the CPU.
 /// Returns the backend and, when it had to fall back, why.
-pub async fn make_backend(choice: &BackendChoice) -> (AppBackend, Option<String>) {
-    if !choice.use_gpu {
+pub async fn make_backend(use_gpu: bool) -> (AppBackend, Option<String>) {
+    if !use_gpu {
         return (cpu_backend(), None);
     }
     if let Some(g) = GPU.with(|c| c.borrow_mut().take()) {

@@ -1,7 +1,7 @@
 //! View "Dynamics lab": every engine parameter, the presets, the runs on the GPU backend (CPU
 //! fallback) in chunks that yield to the browser, and the charts of SPEC §4's records.
 
-use super::backend::{self, AppBackend, BackendChoice};
+use super::backend::{self, AppBackend, BackendChoice, Compute};
 use super::controls::LineSwatch;
 use super::explain::LabExplain;
 use super::export;
@@ -134,8 +134,8 @@ pub fn LabView(
     cfg: RwSignal<Config>,
     preset: RwSignal<Option<Preset>>,
     choice: RwSignal<BackendChoice>,
-    /// Run on the CPU reference even when the GPU backend is available.
-    cpu_only: RwSignal<bool>,
+    /// Where to compute (auto: the faster backend for the configuration).
+    compute: RwSignal<Compute>,
     dark: RwSignal<bool>,
     large: bool,
     run_state: LabRun,
@@ -166,14 +166,14 @@ pub fn LabView(
         state.set(RunState::Running);
         progress.set(0.0);
         note.set(None);
-        let mut ch = choice.get_untracked();
-        if cpu_only.get_untracked() {
-            ch.use_gpu = false;
-        }
+        let ch = choice.get_untracked();
+        let (use_gpu, cpu_why) = ch.for_run(compute.get_untracked(), &c);
         spawn_local(async move {
-            let (mut be, why) = backend::make_backend(&ch).await;
+            let (mut be, why) = backend::make_backend(use_gpu).await;
             if let Some(w) = why {
                 note.set(Some(w));
+            } else if let (false, Some(w)) = (use_gpu, cpu_why) {
+                note.set(Some(format!("On the CPU engine: {w}")));
             }
             let mut exp = match Experiment::new(&c) {
                 Ok(e) => e,
@@ -210,7 +210,10 @@ pub fn LabView(
                         progress_text.set(if p.done {
                             format!("{} runs done", p.runs)
                         } else {
-                            format!("run {}/{}, step {}/{}", p.run + 1, p.runs, p.step, p.steps)
+                            format!(
+                                "{} runs ({} running), step {}/{}",
+                                p.runs, p.live, p.step, p.steps
+                            )
                         });
                         if p.done {
                             state.set(RunState::Done);
@@ -223,6 +226,7 @@ pub fn LabView(
                         )));
                         choice.update(|c| {
                             c.use_gpu = false;
+                            c.gpu_ready = false;
                             c.cpu_reason = Some(format!("GPU failed mid-run: {m}"));
                         });
                         be = backend::cpu_backend();
@@ -650,10 +654,11 @@ pub fn LabView(
                 <progress id="progress" max="1" prop:value=move || progress.get()
                     aria-label="Progress"></progress>
                 <span aria-live="polite" id="progress-text">{move || progress_text.get()}</span>
-                <label class="compute" title="A software WebGPU adapter (SwiftShader) can be much slower than the CPU reference">
+                <label class="compute" title="auto: a hardware GPU for batches above the measured GPU/CPU crossover, else the CPU engine (a software WebGPU adapter such as SwiftShader is slower than the CPU)">
                     "compute on "
-                    <select id="compute" on:change=move |e| cpu_only.set(event_target_value(&e) == "cpu")
-                        prop:value=move || if cpu_only.get() { "cpu" } else { "gpu" }>
+                    <select id="compute" on:change=move |e| compute.set(Compute::parse(&event_target_value(&e)).unwrap_or_default())
+                        prop:value=move || compute.get().key()>
+                        <option value="auto">"the faster of GPU and CPU for this size"</option>
                         <option value="gpu">"GPU (WebGPU, f32) when available"</option>
                         <option value="cpu">"CPU reference (f64)"</option>
                     </select>

@@ -15,7 +15,7 @@ pub mod url;
 pub mod util;
 
 use crate::config::{Config, Preset};
-use backend::BackendChoice;
+pub use backend::{BackendChoice, Compute};
 use lab_view::LabView;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -46,8 +46,8 @@ pub struct UrlState {
     pub phase: PhaseParams,
     pub lab: Config,
     pub preset: Option<Preset>,
-    /// Dynamics lab: run on the CPU reference even when WebGPU is available (`compute=cpu`).
-    pub cpu_only: bool,
+    /// Dynamics lab: where to compute (`compute=auto|cpu|gpu`; auto when absent).
+    pub compute: Compute,
     pub errors: Vec<String>,
 }
 
@@ -87,13 +87,20 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
             }
         }
     }
+    let compute = match get("compute") {
+        None => Compute::Auto,
+        Some(v) => Compute::parse(v).unwrap_or_else(|| {
+            errors.push(format!("compute: expected auto, cpu or gpu, got `{v}`"));
+            Compute::Auto
+        }),
+    };
     UrlState {
         view,
         opts,
         phase,
         lab,
         preset,
-        cpu_only: get("compute") == Some("cpu"),
+        compute,
         errors,
     }
 }
@@ -104,7 +111,7 @@ pub fn state_pairs(
     phase: &PhaseParams,
     lab: &Config,
     preset: Option<Preset>,
-    cpu_only: bool,
+    compute: Compute,
 ) -> Vec<(String, String)> {
     let mut v = vec![("view".to_string(), view.key().to_string())];
     if opts.embed {
@@ -119,8 +126,8 @@ pub fn state_pairs(
     match view {
         View::Phase => v.extend(phase.to_pairs()),
         View::Lab => {
-            if cpu_only {
-                v.push(("compute".into(), "cpu".into()));
+            if compute != Compute::Auto {
+                v.push(("compute".into(), compute.key().into()));
             }
             if let Some(p) = preset {
                 v.push(("preset".into(), p.name().into()));
@@ -153,7 +160,7 @@ pub fn App() -> impl IntoView {
     let phase = RwSignal::new(init.phase.clone());
     let lab = RwSignal::new(init.lab.clone());
     let preset = RwSignal::new(init.preset);
-    let cpu_only = RwSignal::new(init.cpu_only);
+    let compute = RwSignal::new(init.compute);
     let lab_run = lab_view::LabRun::new();
     let url_errors = RwSignal::new(init.errors.clone());
     let choice = RwSignal::new(BackendChoice::probing());
@@ -182,7 +189,7 @@ pub fn App() -> impl IntoView {
             &phase.get(),
             &lab.get(),
             preset.get(),
-            cpu_only.get(),
+            compute.get(),
         );
         url::replace_query(&pairs);
     });
@@ -216,7 +223,7 @@ pub fn App() -> impl IntoView {
             &phase.get(),
             &lab.get(),
             preset.get(),
-            cpu_only.get(),
+            compute.get(),
         );
         format!(
             "<iframe src=\"{}?{}\" width=\"960\" height=\"700\" style=\"border:0\" title=\"LoRA-One Lab\" loading=\"lazy\"></iframe>",
@@ -268,7 +275,7 @@ pub fn App() -> impl IntoView {
             <main>
                 {move || match view_sig.get() {
                     View::Phase => view! { <PhaseView params=phase opts=opts dark=dark /> }.into_any(),
-                    View::Lab => view! { <LabView cfg=lab preset=preset choice=choice cpu_only=cpu_only dark=dark large=opts.large run_state=lab_run /> }.into_any(),
+                    View::Lab => view! { <LabView cfg=lab preset=preset choice=choice compute=compute dark=dark large=opts.large run_state=lab_run /> }.into_any(),
                 }}
             </main>
             <Show when=move || opts.embed>
