@@ -39,7 +39,7 @@ struct Params {
     omb: u32, oe: u32, of_: u32, rstride: u32,
     wa: u32, wb: u32, wx: u32, wy: u32,
     wp: u32, wq: u32, wk: u32, any_offset: u32,
-    pack0: u32, wfloats: u32, _p1: u32, _p2: u32,
+    pack0: u32, wfloats: u32, wm: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -115,19 +115,23 @@ fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
     stw4(o + 1u, a1 + b1);
 }
 
-// Write v to element (c, e) of the block-diagonal r×r matrices at pack offset `dst` (or, when
-// `to_st`, at storage offset dst), if c and e belong to the same trajectory.
-fn put_block(c: u32, e: u32, v: f32, dst: u32, to_st: bool) {
+// Write v to element (c, e) of the block-diagonal r×r matrices, if c and e belong to the same
+// trajectory: mode 0 at pack offset dst, 1 at storage offset dst, 2 in the record rows (dst is
+// the first trajectory's field offset in `rec`, rows p.rstride apart, `g0` its index).
+fn put_block(c: u32, e: u32, v: f32, dst: u32, mode: u32, g0: u32) {
     let r = p.r;
     if (c < p.tr && e < p.tr && c / r == e / r) {
-        let idx = dst + (c / r) * r * r + (c % r) * r + (e % r);
-        if (to_st) { sts(idx, v); } else { stw(idx, v); }
+        let t = c / r;
+        let inner = (c % r) * r + (e % r);
+        if (mode == 0u) { stw(dst + t * r * r + inner, v); }
+        else if (mode == 1u) { sts(dst + t * r * r + inner, v); }
+        else if (g0 + t < p.nb) { rec[dst + t * p.rstride + inner] = v; }
     }
 }
 
 // One 4×4 tile (tile = tx·cpv + ty) of XᵀY over n rows; X, Y in pack memory (vec4 offsets xv,
 // yv) or, when `x_st`, X in storage. Tiles that meet no trajectory's diagonal block are skipped.
-fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, to_st: bool) {
+fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u32, g0: u32) {
     let cpv = p.cp / 4u;
     let tx = tile / cpv;
     let ty = tile % cpv;
@@ -150,10 +154,10 @@ fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, to_st: b
         a3 += x.w * y;
     }
     for (var v = 0u; v < 4u; v++) {
-        put_block(c0, d0 + v, a0[v], dst, to_st);
-        put_block(c0 + 1u, d0 + v, a1[v], dst, to_st);
-        put_block(c0 + 2u, d0 + v, a2[v], dst, to_st);
-        put_block(c0 + 3u, d0 + v, a3[v], dst, to_st);
+        put_block(c0, d0 + v, a0[v], dst, mode, g0);
+        put_block(c0 + 1u, d0 + v, a1[v], dst, mode, g0);
+        put_block(c0 + 2u, d0 + v, a2[v], dst, mode, g0);
+        put_block(c0 + 3u, d0 + v, a3[v], dst, mode, g0);
     }
 }
 
@@ -192,6 +196,9 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         let check = it > 0u || p.first_new == 1u;
         let recd = check && (step % p.rec_every == 0u || step == p.last_step);
         let need_k = p.precond == 1u || recd;
+        if (recd) {
+            record_factors(tid, pack, nrec);
+        }
         // (a) Q = BBᵀ, K = AᵀA, the offset Grams E = B0Bᵀ (k) and F = AᵀSA0 (d); X = Σ̂A
         let nx = p.d * (p.cp / 8u);
         var ngram = tiles;
@@ -202,13 +209,13 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             if (e < nx) {
                 product(e, p.d, p.d, p.o_sig, av, xv);
             } else if (e < nx + tiles) {
-                gram_tile(e - nx, p.k, bv, false, bv, p.wq, false);
+                gram_tile(e - nx, p.k, bv, false, bv, p.wq, 0u, 0u);
             } else if (e < nx + ngram) {
-                gram_tile(e - nx - tiles, p.d, av, false, av, p.wk, false);
+                gram_tile(e - nx - tiles, p.d, av, false, av, p.wk, 0u, 0u);
             } else if (e < nx + ngram + tiles) {
-                gram_tile(e - nx - ngram, p.k, p.ob0 / 4u, true, bv, p.oe, true);
+                gram_tile(e - nx - ngram, p.k, p.ob0 / 4u, true, bv, p.oe, 1u, 0u);
             } else {
-                gram_tile(e - nx - ngram - tiles, p.d, p.osa0 / 4u, true, av, p.of_, true);
+                gram_tile(e - nx - ngram - tiles, p.d, p.osa0 / 4u, true, av, p.of_, 1u, 0u);
             }
         }
         sync();
@@ -216,7 +223,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         let ny = p.d * (p.cp / 8u);
         for (var e = tid; e < tiles + ny; e += WG) {
             if (e < tiles) {
-                gram_tile(e, p.d, av, false, xv, p.wp, false);
+                gram_tile(e, p.d, av, false, xv, p.wp, 0u, 0u);
             } else {
                 product(e - tiles, p.d, p.k, p.o_gt, bv, yv);
             }
@@ -279,7 +286,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         if (recd) {
-            record(tid, pack, nrec);
+            record_row(tid, pack, nrec);
             nrec += 1u;
         }
         if (it == p.nsteps) { break; }
@@ -412,23 +419,25 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
     pack_out(tid);
 }
 
-// Risk, ‖AB − Δ‖², the residual Grams against U and V, and the record row of every trajectory.
-fn record(tid: u32, pack: u32, nrec: u32) {
+// Recording the state at the start of a step, part 1 (before X and Y are formed): risk,
+// ‖AB − Δ‖², the residual Grams RᵀR, SᵀS (R = A − U·UᵀA into X, S = Bᵀ − V·VᵀBᵀ into Y, then
+// block-diagonal tiles straight into the record rows), and the factors when `full`.
+fn record_factors(tid: u32, pack: u32, nrec: u32) {
     let r = p.r;
     let rr = r * r;
     let tcount = p.t;
-    // M_A = UᵀA (r*×CP), M_B = VᵀBᵀ (r*×CP), in storage
-    for (var e = tid; e < 2u * p.rs * p.tr; e += WG) {
-        let which = e / (p.rs * p.tr);
-        let q = (e / p.tr) % p.rs;
-        let c = e % p.tr;
-        var s = 0.0;
-        if (which == 0u) {
-            for (var i = 0u; i < p.d; i++) { s += big[p.o_u + i * p.rs + q] * ldw(p.wa + i * p.cp + c); }
-            sts(p.oma + q * p.cp + c, s);
+    let cpv = p.cp / 4u;
+    let av = p.wa / 4u;
+    let bv = p.wb / 4u;
+    let mav = p.wm / 4u;
+    let mbv = mav + p.rs * cpv;
+    // M_A = UᵀA (r*×CP), M_B = VᵀBᵀ (r*×CP), in pack memory
+    let nm = p.rs * (p.cp / 8u);
+    for (var e = tid; e < 2u * nm; e += WG) {
+        if (e < nm) {
+            product(e, p.rs, p.d, p.o_u, av, mav);
         } else {
-            for (var l = 0u; l < p.k; l++) { s += big[p.o_v + l * p.rs + q] * ldw(p.wb + l * p.cp + c); }
-            sts(p.omb + q * p.cp + c, s);
+            product(e - nm, p.rs, p.k, p.o_v, bv, mbv);
         }
     }
     // risk and error: every thread sums its elements for every trajectory of the pack
@@ -471,57 +480,35 @@ fn record(tid: u32, pack: u32, nrec: u32) {
         }
     }
     sync();
-    // residual Grams RᵀR, SᵀS: entries (t, a, b), each a sum over rows with the residual formed
-    // on the fly: R(i, a) = A(i, a) − Σ_q U(i, q) M_A(q, a)
-    for (var e = tid; e < 2u * tcount * rr; e += WG) {
-        let which = e / (tcount * rr);
-        let t = (e / rr) % tcount;
-        let a = (e / r) % r;
-        let b = e % r;
-        let ca = t * r + a;
-        let cb = t * r + b;
-        var s = 0.0;
-        if (which == 0u) {
-            for (var i = 0u; i < p.d; i++) {
-                var x = ldw(p.wa + i * p.cp + ca);
-                var y = ldw(p.wa + i * p.cp + cb);
-                for (var q = 0u; q < p.rs; q++) {
-                    let u = big[p.o_u + i * p.rs + q];
-                    x -= u * lds(p.oma + q * p.cp + ca);
-                    y -= u * lds(p.oma + q * p.cp + cb);
-                }
-                s += x * y;
+    // the residuals R (d×CP) into X and S (k×CP) into Y
+    for (var e = tid; e < (p.d + p.k) * p.tr; e += WG) {
+        var row = e / p.tr;
+        let c = e % p.tr;
+        if (row < p.d) {
+            var x = ldw(p.wa + row * p.cp + c);
+            for (var q = 0u; q < p.rs; q++) {
+                x -= big[p.o_u + row * p.rs + q] * ldw(p.wm + q * p.cp + c);
             }
+            stw(p.wx + row * p.cp + c, x);
         } else {
-            for (var l = 0u; l < p.k; l++) {
-                var x = ldw(p.wb + l * p.cp + ca);
-                var y = ldw(p.wb + l * p.cp + cb);
-                for (var q = 0u; q < p.rs; q++) {
-                    let v = big[p.o_v + l * p.rs + q];
-                    x -= v * lds(p.omb + q * p.cp + ca);
-                    y -= v * lds(p.omb + q * p.cp + cb);
-                }
-                s += x * y;
+            row -= p.d;
+            var x = ldw(p.wb + row * p.cp + c);
+            for (var q = 0u; q < p.rs; q++) {
+                x -= big[p.o_v + row * p.rs + q] * ldw(p.wm + (p.rs + q) * p.cp + c);
             }
-        }
-        let g = gidx(pack, t);
-        if (g < p.nb) {
-            rec[(nrec * p.nb + g) * p.rstride + 3u + (2u + which) * rr + a * r + b] = s;
+            stw(p.wy + row * p.cp + c, x);
         }
     }
-    // the rest of the row: loss, risk, error, AᵀA, BBᵀ (and A, B when full)
-    for (var e = tid; e < tcount * (3u + 2u * rr); e += WG) {
-        let t = e / (3u + 2u * rr);
-        let f = e % (3u + 2u * rr);
-        let g = gidx(pack, t);
-        if (g >= p.nb) { continue; }
-        var v = 0.0;
-        if (f == 0u) { v = wl[t]; }
-        else if (f == 1u) { v = 0.5 * wrisk[2u * t]; }
-        else if (f == 2u) { v = sqrt(wrisk[2u * t + 1u]); }
-        else if (f < 3u + rr) { v = ldw(p.wk + t * rr + f - 3u); }
-        else { v = ldw(p.wq + t * rr + f - 3u - rr); }
-        rec[(nrec * p.nb + g) * p.rstride + f] = v;
+    sync();
+    let g0 = gidx(pack, 0u);
+    let row0 = (nrec * p.nb + g0) * p.rstride + 3u;
+    let tiles = cpv * cpv;
+    for (var e = tid; e < 2u * tiles; e += WG) {
+        if (e < tiles) {
+            gram_tile(e, p.d, p.wx / 4u, false, p.wx / 4u, row0 + 2u * rr, 2u, g0);
+        } else {
+            gram_tile(e - tiles, p.k, p.wy / 4u, false, p.wy / 4u, row0 + 3u * rr, 2u, g0);
+        }
     }
     if (p.full == 1u) {
         let fo = 3u + 4u * rr;
@@ -543,4 +530,24 @@ fn record(tid: u32, pack: u32, nrec: u32) {
         }
     }
     sync();
+}
+
+// Recording, part 2 (after the loss): loss, risk, error, AᵀA and BBᵀ of every trajectory.
+fn record_row(tid: u32, pack: u32, nrec: u32) {
+    let r = p.r;
+    let rr = r * r;
+    let tcount = p.t;
+    for (var e = tid; e < tcount * (3u + 2u * rr); e += WG) {
+        let t = e / (3u + 2u * rr);
+        let f = e % (3u + 2u * rr);
+        let g = gidx(pack, t);
+        if (g >= p.nb) { continue; }
+        var v = 0.0;
+        if (f == 0u) { v = wl[t]; }
+        else if (f == 1u) { v = 0.5 * wrisk[2u * t]; }
+        else if (f == 2u) { v = sqrt(wrisk[2u * t + 1u]); }
+        else if (f < 3u + rr) { v = ldw(p.wk + t * rr + f - 3u); }
+        else { v = ldw(p.wq + t * rr + f - 3u - rr); }
+        rec[(nrec * p.nb + g) * p.rstride + f] = v;
+    }
 }

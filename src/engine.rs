@@ -417,9 +417,12 @@ impl Experiment {
         };
         let advs = be.start_batch(&specs, &basis).await?;
         self.live = vec![true; self.runs.len()];
-        for (i, adv) in advs.into_iter().enumerate() {
-            self.absorb(i, adv, 0.0);
-        }
+        self.absorb_all(
+            advs.into_iter()
+                .enumerate()
+                .map(|(i, a)| (i, a, 0.0))
+                .collect(),
+        );
         self.batch_step = Some(0);
         self.update_finished();
         Ok(())
@@ -455,14 +458,16 @@ impl Experiment {
         let t = Instant::now();
         let advs = be.advance_batch(n).await?;
         let dt = ms(t);
+        let mut work = Vec::with_capacity(advs.len());
         for (i, adv) in advs.into_iter().enumerate() {
             if !self.live.get(i).copied().unwrap_or(false) {
                 continue;
             }
             let base = self.runs[i].train_ms;
             self.runs[i].train_ms += dt;
-            self.absorb(i, adv, base);
+            work.push((i, adv, base));
         }
+        self.absorb_all(work);
         self.batch_step = Some(t0 + n);
         self.update_finished();
         Ok(self.progress())
@@ -499,53 +504,24 @@ impl Experiment {
         }
     }
 
-    fn absorb(&mut self, i: usize, adv: Advance, base_ms: f64) {
+    /// Turn every run's snapshots into records (SPEC §4 metrics; natively on all cores when
+    /// there are many) and note divergences.
+    fn absorb_all(&mut self, work: Vec<(usize, Advance, f64)>) {
         let prep = self.prepared.as_ref().expect("prepared");
-        let cfg = &self.problem.cfg;
-        let m = cfg.r.min(cfg.r_star);
-        let run = &mut self.runs[i];
-        for s in adv.snapshots {
-            let (sin_a, sin_b, sv_ab, proj) = match &s.factors {
-                Factors::Full { a, b } => {
-                    let sin_a =
-                        linalg::top_left_subspace(a, m).map(|q| linalg::sin_theta(&prep.u_rs, &q));
-                    let sin_b = linalg::top_left_subspace(&b.transpose(), m)
-                        .map(|q| linalg::sin_theta(&prep.v_rs, &q));
-                    let proj = if cfg.r == 1 {
-                        let u = self.problem.delta_u.column(0);
-                        let v = self.problem.delta_v.column(0);
-                        let pa = u.dot(&a.column(0));
-                        let pb = b.row(0).transpose().dot(&v);
-                        let a_perp = (a.column(0) - u * pa).norm();
-                        let b_perp = (b.row(0).transpose() - v * pb).norm();
-                        Some([pa, pb, a_perp + b_perp])
-                    } else {
-                        None
-                    };
-                    (sin_a, sin_b, linalg::product_singular_values(a, b), proj)
-                }
-                Factors::Grams { ata, bbt, ra, rb } => {
-                    let (sa, sb, sv) = linalg::gram_metrics(ata, bbt, ra, rb, m);
-                    (sa, sb, sv, None)
-                }
-            };
-            run.records.push(Record {
-                step: s.step,
-                // The factored loss ½tr(..) − tr(..) + c cancels down to ε·c (1e-16 in f64, 1e-7
-                // in f32); a true sum of squares is never negative, so round-off below 0 is cut.
-                loss: s.loss.max(0.0),
-                risk: s.risk,
-                sin_a,
-                sin_b,
-                err_f: s.err_f,
-                sv_ab,
-                wall_ms: base_ms + s.t_ms,
-                proj,
-            });
+        let problem = &self.problem;
+        let mut jobs: Vec<(usize, &Snapshot, f64)> = Vec::new();
+        for (i, adv, base) in &work {
+            jobs.extend(adv.snapshots.iter().map(|s| (*i, s, *base)));
         }
-        if adv.diverged.is_some() {
-            run.diverged = adv.diverged;
-            self.live[i] = false;
+        let recs = par_map(&jobs, |&(_, s, base)| record_of(prep, problem, s, base));
+        for ((i, _, _), rec) in jobs.iter().zip(recs) {
+            self.runs[*i].records.push(rec);
+        }
+        for (i, adv, _) in work {
+            if adv.diverged.is_some() {
+                self.runs[i].diverged = adv.diverged;
+                self.live[i] = false;
+            }
         }
     }
 
@@ -598,6 +574,71 @@ impl Experiment {
     pub fn g_svd(&self) -> Option<&TopSvd> {
         self.prepared.as_ref().map(|p| &p.g)
     }
+}
+
+/// One record of SPEC §4 from a backend's snapshot.
+fn record_of(prep: &Prepared, problem: &Problem, s: &Snapshot, base_ms: f64) -> Record {
+    let cfg = &problem.cfg;
+    let m = cfg.r.min(cfg.r_star);
+    let (sin_a, sin_b, sv_ab, proj) = match &s.factors {
+        Factors::Full { a, b } => {
+            let sin_a = linalg::top_left_subspace(a, m).map(|q| linalg::sin_theta(&prep.u_rs, &q));
+            let sin_b = linalg::top_left_subspace(&b.transpose(), m)
+                .map(|q| linalg::sin_theta(&prep.v_rs, &q));
+            let proj = if cfg.r == 1 {
+                let u = problem.delta_u.column(0);
+                let v = problem.delta_v.column(0);
+                let pa = u.dot(&a.column(0));
+                let pb = b.row(0).transpose().dot(&v);
+                let a_perp = (a.column(0) - u * pa).norm();
+                let b_perp = (b.row(0).transpose() - v * pb).norm();
+                Some([pa, pb, a_perp + b_perp])
+            } else {
+                None
+            };
+            (sin_a, sin_b, linalg::product_singular_values(a, b), proj)
+        }
+        Factors::Grams { ata, bbt, ra, rb } => {
+            let (sa, sb, sv) = linalg::gram_metrics(ata, bbt, ra, rb, m);
+            (sa, sb, sv, None)
+        }
+    };
+    Record {
+        step: s.step,
+        // The factored loss ½tr(..) − tr(..) + c cancels down to ε·c (1e-16 in f64, 1e-7
+        // in f32); a true sum of squares is never negative, so round-off below 0 is cut.
+        loss: s.loss.max(0.0),
+        risk: s.risk,
+        sin_a,
+        sin_b,
+        err_f: s.err_f,
+        sv_ab,
+        wall_ms: base_ms + s.t_ms,
+        proj,
+    }
+}
+
+/// `items.iter().map(f)`, spread over the machine's cores when there is enough work (natively;
+/// in the browser's single wasm thread it is the plain map). The output order is the input's.
+fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads > 1 && items.len() >= 64 {
+            let per = items.len().div_ceil(threads);
+            let f = &f;
+            return std::thread::scope(|sc| {
+                let hs: Vec<_> = items
+                    .chunks(per)
+                    .map(|c| sc.spawn(move || c.iter().map(f).collect::<Vec<U>>()))
+                    .collect();
+                hs.into_iter()
+                    .flat_map(|h| h.join().expect("metrics thread"))
+                    .collect()
+            });
+        }
+    }
+    items.iter().map(f).collect()
 }
 
 /// Floating-point operations of one factored optimiser step of one run (SPEC §1's products Σ̂A,

@@ -384,9 +384,94 @@ mod bench {
         Ok(())
     }
 
+    /// One dispatch of n steps, no records: the kernel's own time per step (slope over n) and
+    /// its fixed cost, for d = 100, r = 8 and several batch sizes; and the host's cost of
+    /// turning one record's r×r Grams into the SPEC §4 metrics.
+    fn kernel_profile(g: &mut GpuBackend, quick: bool) -> Result<(), EngineError> {
+        use lora_one_lab::engine::{MetricBasis, RunSpec};
+        let bs: &[usize] = if quick { &[1, 16] } else { &[1, 16, 128, 1024] };
+        let mut cfg = Preset::Alignment.config();
+        cfg.alpha2 = vec![1e-3];
+        let p = lora_one_lab::Problem::generate(&cfg).map_err(EngineError::Config)?;
+        block_on(g.load(&p))?;
+        let svd = lora_one_lab::linalg::exact_top_svd(
+            &{
+                let mut c = CpuBackend::new();
+                block_on(c.load(&p))?;
+                c.g().expect("G").clone()
+            },
+            8,
+        );
+        let basis = MetricBasis {
+            u: svd.u.columns(0, 4).into_owned(),
+            v: svd.v.columns(0, 4).into_owned(),
+        };
+        for &b in bs {
+            let specs: Vec<RunSpec> = (0..b)
+                .map(|i| RunSpec {
+                    init: lora_one_lab::init::vanilla_draw(&cfg, 1e-3, i),
+                    settings: StepSettings {
+                        eta: cfg.eta,
+                        optimiser: Optimiser::Gd,
+                        damping: 1e-3,
+                        record_every: 1 << 30,
+                        last_step: 1 << 30,
+                        divergence_factor: 1e8,
+                    },
+                })
+                .collect();
+            block_on(g.start_batch(&specs, &basis))?;
+            let mut pts = Vec::new();
+            for n in [1usize, 1, 10, 100, 1000] {
+                let ms = median(
+                    (0..3)
+                        .map(|_| block_on(g.time_batched_dispatch(n)))
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+                pts.push((n, ms));
+            }
+            let (n1, t1) = pts[1];
+            let (n2, t2) = pts[4];
+            let per = (t2 - t1) / (n2 - n1) as f64;
+            eprintln!(
+                "kernel d=k=100 r=8 B={b}: one dispatch {:?}; {:.1} µs a step, {:.3} ms fixed; {:.2} M traj-steps/s in the kernel",
+                pts.iter().map(|(n, t)| format!("{n}: {t:.3} ms")).collect::<Vec<_>>(),
+                per * 1e3,
+                t1 - per,
+                b as f64 / per / 1e3
+            );
+            result(
+                "kernel_profile",
+                serde_json::json!({"d": 100, "r": 8, "trajectories": b,
+                "points_ms": pts, "us_per_step": per * 1e3, "fixed_ms": t1 - per}),
+            );
+        }
+        // host: r×r Grams → sin θ_A, sin θ_B, σ(AB)
+        let a = Rng::new(1, 99).normal_matrix(100, 8, 1.0);
+        let bm = Rng::new(2, 99).normal_matrix(8, 100, 1.0);
+        let ra = &a - &basis.u * (basis.u.transpose() * &a);
+        let (k, rg, bbt) = (
+            a.transpose() * &a,
+            ra.transpose() * &ra,
+            &bm * bm.transpose(),
+        );
+        let t = Instant::now();
+        let n = 20000;
+        for _ in 0..n {
+            std::hint::black_box(lora_one_lab::linalg::gram_metrics(&k, &bbt, &rg, &rg, 4));
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        eprintln!("host metrics of one record (r = 8, one thread): {us:.2} µs");
+        result("host_record_metrics", serde_json::json!({"r": 8, "us": us}));
+        Ok(())
+    }
+
     fn batched(quick: bool, dump: Option<&str>) -> Result<(), EngineError> {
         let mut g = block_on(GpuBackend::new())?;
-        crossover(&mut g, quick)?;
+        kernel_profile(&mut g, quick)?;
+        if std::env::var_os("SKIP_CROSSOVER").is_none() {
+            crossover(&mut g, quick)?;
+        }
         let sizes: Vec<(usize, usize, usize)> = if quick {
             // (d, trajectories, CPU subset)
             vec![(100, 64, 8)]

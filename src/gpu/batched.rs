@@ -73,6 +73,8 @@ pub struct Layout {
     wp: usize,
     wq: usize,
     wk: usize,
+    /// M_A = UᵀA and M_B = VᵀBᵀ (r*×CP each), for the records.
+    wm: usize,
     /// Floats of the workgroup array (0: the pack lives in storage).
     pub wfloats: usize,
     /// Floats per record row of one trajectory.
@@ -110,7 +112,8 @@ impl Layout {
         let wp = wy + mx * cp;
         let wq = wp + rr;
         let wk = wq + rr;
-        let pend = wk + rr;
+        let wm = wk + rr;
+        let pend = wm + 2 * rs * cp;
         let (ws, wfloats) = if in_wg { (send, pend) } else { (pend, 0) };
         let rstride = 3 + 4 * r * r + if full { (d + k) * r } else { 0 };
         Layout {
@@ -139,6 +142,7 @@ impl Layout {
             wp,
             wq,
             wk,
+            wm,
             wfloats,
             rstride,
         }
@@ -193,11 +197,12 @@ impl Layout {
             it += r * (r + 1) + r + 2;
         }
         if record {
-            it += cd(2 * rs * tr) * (mx + 1)
+            it += cd(2 * rs * cp / 8) * prod
                 + cd(d * k) * (t * (r + 1) + 1)
                 + MAX_T
                 + 2 * t * 10
-                + cd(2 * t * r * r) * (mx * (rs + 1) + 1)
+                + cd((d + k) * tr) * (rs + 1)
+                + cd(2 * tiles) * per_tile
                 + cd(t * (3 + 2 * r * r))
                 + if self.full { cd(t * (d + k) * r) } else { 0 };
         }
@@ -267,7 +272,7 @@ impl Layout {
             any_offset as usize,
             pack0,
             self.wfloats,
-            0,
+            self.wm,
             0,
         ];
         v.map(|x| x as u32)
@@ -766,6 +771,23 @@ impl GpuBackend {
             }
         }
         n.max(1)
+    }
+
+    /// Wall time (ms) of exactly one submission of `n` steps of the batch in progress, no
+    /// records read back (benchmarks: the kernel's time per step is the slope over n). It
+    /// advances the batch.
+    pub async fn time_batched_dispatch(&mut self, n: usize) -> Result<f64, EngineError> {
+        let Some(super::BatchState::Batched(mut b)) = self.batch.take() else {
+            return Err(EngineError::Unsupported(
+                "time_batched_dispatch needs a batch on the batched path".into(),
+            ));
+        };
+        let t = Instant::now();
+        let r = self.dispatch(&b, n, false, 0).await;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        b.step += n;
+        self.batch = Some(super::BatchState::Batched(b));
+        r.map(|_| ms)
     }
 
     pub(super) async fn advance_batched(
