@@ -620,7 +620,7 @@ fn record_of(prep: &Prepared, problem: &Problem, s: &Snapshot, base_ms: f64) -> 
 
 /// `items.iter().map(f)`, spread over the machine's cores when there is enough work (natively;
 /// in the browser's single wasm thread it is the plain map). The output order is the input's.
-fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+pub(crate) fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

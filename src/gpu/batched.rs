@@ -810,21 +810,27 @@ impl GpuBackend {
             b.pace.add(n, dt);
             b.last_n = n;
             let elapsed = t0.elapsed().as_secs_f64() * 1e3;
-            for gi in 0..b.nb {
-                if b.stopped[gi] {
-                    continue;
-                }
+            // parse every run's rows (in parallel natively: a large batch has many)
+            let runs: Vec<usize> = (0..b.nb).filter(|&gi| !b.stopped[gi]).collect();
+            let (step0, stride) = (b.step, lay.rstride);
+            let parsed = crate::engine::par_map(&runs, |&gi| {
                 let o = gi * RP;
-                let status = rpv[o + 4] as u32;
-                let at = rpv[o + 5] as usize;
-                for (ri, &s) in recsteps.iter().enumerate() {
-                    if status != 0 && s >= at {
-                        break;
-                    }
-                    let row = &recv[(ri * b.nb + gi) * lay.rstride..][..lay.rstride];
-                    let t_ms = elapsed - dt + dt * (s - b.step) as f64 / n as f64;
-                    advs[gi].snapshots.push(snapshot(&lay, row, s, t_ms));
-                }
+                let (status, at) = (rpv[o + 4] as u32, rpv[o + 5] as usize);
+                recsteps
+                    .iter()
+                    .enumerate()
+                    .take_while(|&(_, &s)| status == 0 || s < at)
+                    .map(|(ri, &s)| {
+                        let row = &recv[(ri * b.nb + gi) * stride..][..stride];
+                        let t_ms = elapsed - dt + dt * (s - step0) as f64 / n as f64;
+                        snapshot(&lay, row, s, t_ms)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            for (&gi, snaps) in runs.iter().zip(parsed) {
+                advs[gi].snapshots.extend(snaps);
+                let o = gi * RP;
+                let (status, at) = (rpv[o + 4] as u32, rpv[o + 5] as usize);
                 if status != 0 {
                     b.stopped[gi] = true;
                     advs[gi].diverged =
