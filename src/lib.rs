@@ -5,11 +5,13 @@
 //! - [`init`]: vanilla LoRA, LoRA-GA and LoRA-One initialisations.
 //! - [`engine`]: the `Backend` trait and the chunked `Experiment` driver with SPEC §4 metrics.
 //! - [`cpu`]: the f64 nalgebra reference backend.
+//! - [`ensemble`]: medians and 10–90 % bands over the init draws of an ensemble (`seeds`).
 //! - [`phase`]: the phase-portrait model of SPEC §6.
 
 pub mod config;
 pub mod cpu;
 pub mod engine;
+pub mod ensemble;
 pub mod init;
 pub mod linalg;
 pub mod phase;

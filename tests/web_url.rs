@@ -5,7 +5,7 @@
 use lora_one_lab::config::{InitKind, Preset};
 use lora_one_lab::web::phase_model::PhaseParams;
 use lora_one_lab::web::phase_view::PageOpts;
-use lora_one_lab::web::{parse_state, state_pairs, url, View};
+use lora_one_lab::web::{parse_state, state_pairs, url, Compute, View};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -36,7 +36,14 @@ fn phase_parameters_round_trip() {
         autoplay: false,
     };
     let lab = Preset::Spectral.config();
-    let q = through_query(&state_pairs(View::Phase, opts, &p, &lab, None, false));
+    let q = through_query(&state_pairs(
+        View::Phase,
+        opts,
+        &p,
+        &lab,
+        None,
+        Compute::Auto,
+    ));
     let s = parse_state(&q);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.view, View::Phase);
@@ -53,6 +60,7 @@ fn lab_parameters_round_trip() {
     c.alpha2 = vec![1.0, 1e-3];
     c.inits = vec![InitKind::Vanilla, InitKind::LoraOne];
     c.seed = 42;
+    c.seeds = 7;
     c.n = Some(999);
     let opts = PageOpts {
         embed: false,
@@ -65,13 +73,13 @@ fn lab_parameters_round_trip() {
         &PhaseParams::default(),
         &c,
         None,
-        true,
+        Compute::Gpu,
     ));
     let s = parse_state(&q);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.view, View::Lab);
     assert_eq!(s.lab, c);
-    assert!(s.cpu_only);
+    assert_eq!(s.compute, Compute::Gpu);
 }
 
 #[wasm_bindgen_test]
@@ -81,4 +89,13 @@ fn bad_url_values_are_reported_not_fatal() {
     assert_eq!(s.view, View::Lab);
     assert_eq!(s.errors.len(), 2, "{:?}", s.errors);
     assert!(s.errors.iter().any(|e| e.starts_with("eta")));
+    let s = parse_state(&url::parse_query("?view=lab&compute=fast&seeds=0"));
+    assert_eq!(s.compute, Compute::Auto);
+    assert!(
+        s.errors.iter().any(|e| e.starts_with("compute")),
+        "{:?}",
+        s.errors
+    );
+    assert_eq!(s.lab.seeds, 0);
+    assert_eq!(s.lab.validate().unwrap_err().field, "seeds");
 }

@@ -74,7 +74,7 @@ pub struct GpuBackend {
 }
 
 enum BatchState {
-    Batched(batched::Batch),
+    Batched(Box<batched::Batch>),
     Single(Vec<single::Run>),
 }
 
@@ -209,7 +209,7 @@ impl Backend for GpuBackend {
             Ok(advs)
         } else {
             let (batch, advs) = self.start_batched(runs, basis).await?;
-            self.batch = Some(BatchState::Batched(batch));
+            self.batch = Some(BatchState::Batched(Box::new(batch)));
             Ok(advs)
         }
     }

@@ -53,13 +53,16 @@ pub struct Series {
     pub colour: &'static str,
     pub dashed: bool,
     pub pts: Vec<(f64, f64)>,
+    /// An ensemble's 10–90 % band around the line: (x, low, high), drawn translucent.
+    pub band: Vec<(f64, f64, f64)>,
 }
 
 fn range(series: &[Series], pad: f64) -> ((f64, f64), (f64, f64)) {
     let mut x = (f64::INFINITY, f64::NEG_INFINITY);
     let mut y = (f64::INFINITY, f64::NEG_INFINITY);
     for s in series {
-        for &(a, b) in &s.pts {
+        let band = s.band.iter().flat_map(|&(a, lo, hi)| [(a, lo), (a, hi)]);
+        for (a, b) in s.pts.iter().copied().chain(band) {
             if a.is_finite() && b.is_finite() {
                 x = (x.0.min(a), x.1.max(a));
                 y = (y.0.min(b), y.1.max(b));
@@ -119,6 +122,23 @@ pub fn line_chart(
         .y_label_formatter(&|v| short(*v))
         .draw()?;
     for s in series {
+        let band: Vec<(f64, f64)> = s
+            .band
+            .iter()
+            .map(|&(a, lo, _)| (a, lo))
+            .chain(s.band.iter().rev().map(|&(a, _, hi)| (a, hi)))
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        if band.len() > 2 {
+            chart.draw_series(std::iter::once(Polygon::new(
+                band,
+                col(s.colour)
+                    .mix(if s.dashed { 0.10 } else { 0.22 })
+                    .filled(),
+            )))?;
+        }
+    }
+    for s in series {
         let style = ShapeStyle {
             color: col(s.colour).to_rgba(),
             filled: false,
@@ -177,6 +197,7 @@ pub fn sv_chart(c: &HtmlCanvasElement, r: &Report, th: &ChartTheme) -> DrawResul
             colour: "#000000",
             dashed: false,
             pts: p.clone(),
+            band: Vec::new(),
         })
         .collect();
     let (xr, yr) = range(&all, 0.08);

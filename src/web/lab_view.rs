@@ -43,7 +43,7 @@ enum Field {
     Inits,
 }
 
-const FIELDS: [(&str, &str, Field); 26] = [
+const FIELDS: [(&str, &str, Field); 27] = [
     ("d", "d (input dim)", Field::Text("whole number")),
     ("k", "k (output dim)", Field::Text("whole number")),
     ("r", "r (LoRA rank)", Field::Text("whole number")),
@@ -74,6 +74,11 @@ const FIELDS: [(&str, &str, Field); 26] = [
     ("gamma_stable", "γ_stable", Field::Text("number")),
     ("gamma_ga", "γ_GA (LoRA-GA)", Field::Text("number")),
     ("seed", "seed", Field::Text("whole number")),
+    (
+        "seeds",
+        "init draws per α² (ensemble)",
+        Field::Text("1 to 4096"),
+    ),
     ("inits", "initialisations", Field::Inits),
     ("record_every", "record every", Field::Text("whole number")),
     (
@@ -382,7 +387,46 @@ pub fn LabView(
         let lg = |v: f64| v.max(1e-30).log10();
         let mut risk = Vec::new();
         let mut sin = Vec::new();
-        for (i, run) in r.runs.iter().enumerate() {
+        // The factored loss carries a constant that cancels as it converges: below ~ε of its
+        // start (1e-15 in f64, 1e-6 in f32 on the GPU) it is rounding noise, drawn flat.
+        let eps = if r.backend.precision == "f32" {
+            1e-6
+        } else {
+            1e-15
+        };
+        let ensemble = crate::ensemble::groups(&r).iter().any(|(_, v)| v.len() > 1);
+        if ensemble {
+            // one median line and 10–90 % band per setting, over its init draws
+            let floor = r
+                .runs
+                .iter()
+                .filter_map(|x| x.records.first())
+                .map(|x| x.loss.abs() * eps)
+                .fold(1e-30, f64::max);
+            type Metric<'a> = &'a dyn Fn(&crate::engine::Record) -> Option<f64>;
+            let metrics: [(bool, bool, Metric); 4] = [
+                (true, false, &|x| Some(lg(x.risk))),
+                (true, true, &|x| Some(lg(x.loss.max(floor)))),
+                (false, false, &|x| x.sin_a),
+                (false, true, &|x| x.sin_b),
+            ];
+            for (to_risk, dashed, f) in metrics {
+                for (gi, b) in crate::ensemble::bands(&r, f).into_iter().enumerate() {
+                    let s = Series {
+                        colour: run_colour(gi),
+                        dashed,
+                        pts: b.pts.iter().map(|p| (p.0, p.2)).collect(),
+                        band: b.pts.iter().map(|p| (p.0, p.1, p.3)).collect(),
+                    };
+                    if to_risk {
+                        risk.push(s);
+                    } else {
+                        sin.push(s);
+                    }
+                }
+            }
+        }
+        for (i, run) in r.runs.iter().enumerate().filter(|_| !ensemble) {
             let colour = run_colour(i);
             risk.push(Series {
                 colour,
@@ -392,14 +436,8 @@ pub fn LabView(
                     .iter()
                     .map(|x| (x.step as f64, lg(x.risk)))
                     .collect(),
+                band: Vec::new(),
             });
-            // The factored loss carries a constant that cancels as it converges: below ~ε of
-            // its start (1e-15 in f64, 1e-6 in f32 on the GPU) it is rounding noise, drawn flat.
-            let eps = if r.backend.precision == "f32" {
-                1e-6
-            } else {
-                1e-15
-            };
             let floor = run
                 .records
                 .first()
@@ -413,6 +451,7 @@ pub fn LabView(
                     .iter()
                     .map(|x| (x.step as f64, lg(x.loss.max(floor))))
                     .collect(),
+                band: Vec::new(),
             });
             sin.push(Series {
                 colour,
@@ -422,6 +461,7 @@ pub fn LabView(
                     .iter()
                     .filter_map(|x| x.sin_a.map(|s| (x.step as f64, s)))
                     .collect(),
+                band: Vec::new(),
             });
             sin.push(Series {
                 colour,
@@ -431,6 +471,7 @@ pub fn LabView(
                     .iter()
                     .filter_map(|x| x.sin_b.map(|s| (x.step as f64, s)))
                     .collect(),
+                band: Vec::new(),
             });
         }
         let draw = |nr: NodeRef<Canvas>,
@@ -502,14 +543,24 @@ pub fn LabView(
     let legend = move || {
         report.with(|r| {
             r.as_ref().map(|r| {
-                r.runs
-                    .iter()
+                let groups = crate::ensemble::groups(r);
+                let ensemble = groups.iter().any(|(_, v)| v.len() > 1);
+                let items: Vec<String> = if ensemble {
+                    groups
+                        .iter()
+                        .map(|(l, v)| format!(" {l}: median of {} draws, 10–90 % band", v.len()))
+                        .collect()
+                } else {
+                    r.runs.iter().map(|run| format!(" {}", run.label)).collect()
+                };
+                items
+                    .into_iter()
                     .enumerate()
-                    .map(|(i, run)| {
+                    .map(|(i, text)| {
                         view! {
                             <span class="legend-item">
                                 <LineSwatch colour=run_colour(i) dash=Dash::Solid.pattern() />
-                                {format!(" {}", run.label)}
+                                {text}
                             </span>
                         }
                     })
@@ -544,14 +595,28 @@ pub fn LabView(
     let table = move || {
         report.with(|r| {
             r.as_ref().map(|r| {
+                // an ensemble's draws share their setting's colour
+                let groups = crate::ensemble::groups(r);
+                let ensemble = groups.iter().any(|(_, v)| v.len() > 1);
+                let mut colour_of = vec![0; r.runs.len()];
+                for (gi, (_, idx)) in groups.iter().enumerate() {
+                    for &i in idx {
+                        colour_of[i] = if ensemble { gi } else { i };
+                    }
+                }
                 r.runs
                     .iter()
                     .enumerate()
                     .map(|(i, run)| {
                         let l = run.last().cloned();
+                        let name = if ensemble {
+                            format!("{} · draw {}", run.label, run.draw)
+                        } else {
+                            run.label.clone()
+                        };
                         view! {
                             <tr data-run=i data-records=run.records.len()>
-                                <th scope="row"><LineSwatch colour=run_colour(i) dash=Dash::Solid.pattern() />" " {run.label.clone()}</th>
+                                <th scope="row"><LineSwatch colour=run_colour(colour_of[i]) dash=Dash::Solid.pattern() />" " {name}</th>
                                 <td>{l.as_ref().map_or(0, |l| l.step)}</td>
                                 <td>{l.as_ref().map_or(String::new(), |l| fmt(l.risk))}</td>
                                 <td>{l.as_ref().map_or(String::new(), |l| fmt(l.loss))}</td>
