@@ -647,11 +647,14 @@ pub fn step_flops(d: usize, k: usize, r: usize) -> f64 {
     2.0 * (d * d * r) as f64 + 4.0 * (d * k * r) as f64 + 4.0 * ((d + k) * r * r) as f64
 }
 
-/// Work of one step of a whole batch below which the CPU engine beats a hardware GPU: a GPU step
-/// costs a roughly fixed ~10–70 µs of barriers and latency (BENCHMARKS.md, "crossover", measured
-/// on the H200: the batched path's time per step is flat in the batch's size up to ~10⁸ flop),
-/// while the CPU engine's costs its flops (~10 GFLOP/s natively, ~4–5 in the browser's wasm).
-pub const GPU_MIN_BATCH_FLOPS: f64 = 4e5;
+/// Work of one step of a whole batch below which the CPU engine beats a hardware GPU. Measured on
+/// the H200 against the native CPU reference (BENCHMARKS.md, "crossover"): a batched GPU step
+/// costs a nearly fixed 0.1–0.4 ms of latency and barriers up to ~10⁸ flop per step, the CPU's
+/// costs its flops; the GPU wins from 2–4·10⁶ flop per batch step (d = 100: 4 runs lose 0.47×,
+/// 16 win 4.8×; d = 200: 1 run loses 0.35×, 4 win 2.8×). The browser's wasm CPU engine is slower
+/// than native, so 2·10⁶ is the conservative side: `spectral` (3 × 5.3·10⁵) stays on the CPU,
+/// `alignment` (5 × 5.3·10⁵) goes to a hardware GPU.
+pub const GPU_MIN_BATCH_FLOPS: f64 = 2e6;
 
 /// Whether a hardware GPU is the faster place for this configuration (`compute=auto`). A
 /// software adapter never is (that choice is made from the adapter, not from here).

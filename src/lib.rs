@@ -17,6 +17,7 @@ pub mod linalg;
 pub mod phase;
 pub mod problem;
 pub mod rng;
+pub mod worker;
 
 pub use config::{Config, ConfigError, InitKind, Model, Optimiser, Preset, StepForm};
 pub use cpu::CpuBackend;

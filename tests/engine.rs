@@ -640,11 +640,12 @@ fn one_run_diverging_leaves_the_others_untouched() {
 #[test]
 fn gpu_is_chosen_only_above_the_measured_crossover() {
     use lora_one_lab::engine::{gpu_is_faster, step_flops, GPU_MIN_BATCH_FLOPS};
-    // the phase portrait's 2×2 problem stays on the CPU; the presets go to a hardware GPU
+    // the phase portrait's 2×2 problem and the 3-run spectral preset stay on the CPU; the 5-run
+    // alignment preset goes to a hardware GPU (BENCHMARKS.md: 1.2–1.7× there, spectral 0.8×)
     assert!(gpu_is_faster(&Preset::Phase.config())
         .unwrap_err()
         .contains("crossover"));
-    assert!(gpu_is_faster(&Preset::Spectral.config()).is_ok());
+    assert!(gpu_is_faster(&Preset::Spectral.config()).is_err());
     assert!(gpu_is_faster(&Preset::Alignment.config()).is_ok());
     // the rule is the batch's work per step: more runs can cross it
     let mut c = small(Preset::Alignment);

@@ -174,6 +174,21 @@ pub fn LabView(
         let ch = choice.get_untracked();
         let (use_gpu, cpu_why) = ch.for_run(compute.get_untracked(), &c);
         spawn_local(async move {
+            // The CPU engine runs in a Web Worker (the page only folds in its updates); where the
+            // worker cannot start, it runs here in time-sliced chunks as before.
+            if !use_gpu {
+                if let Some(w) = super::engine_worker::EngineWorker::start() {
+                    if let Some(w) = cpu_why.clone() {
+                        note.set(Some(format!("On the CPU engine: {w}")));
+                    }
+                    if run_in_worker(w, c.clone(), run_state).await {
+                        return;
+                    }
+                    note.set(Some(
+                        "The engine worker did not start: running on the CPU in the page".into(),
+                    ));
+                }
+            }
             let (mut be, why) = backend::make_backend(use_gpu).await;
             if let Some(w) = why {
                 note.set(Some(w));
@@ -759,6 +774,91 @@ pub fn LabView(
             </div>
             <LabExplain />
         </section>
+    }
+}
+
+/// Run `cfg` on the CPU engine in the worker; false when the worker never became ready (the
+/// caller then runs in the page). Publishes the report at most every 250 ms while running.
+async fn run_in_worker(
+    mut w: super::engine_worker::EngineWorker,
+    cfg: Config,
+    run_state: LabRun,
+) -> bool {
+    use crate::worker::{FromWorker, ToWorker};
+    let LabRun {
+        report,
+        state,
+        progress,
+        progress_text,
+        stop,
+        ran_on,
+        ..
+    } = run_state;
+    let t_start = util::now_ms();
+    // wait for the module to load in the worker (messages sent before would be lost)
+    let mut ready = false;
+    while !ready && util::now_ms() - t_start < 20_000.0 {
+        for m in w.drain() {
+            match m {
+                FromWorker::Ready => ready = true,
+                FromWorker::Failed(_) => return false,
+                _ => {}
+            }
+        }
+        if !ready {
+            util::sleep_ms(10).await;
+        }
+    }
+    if !ready {
+        return false;
+    }
+    ran_on.set("CPU engine in a Web Worker (nalgebra, f64)".into());
+    w.post(&ToWorker::Run(cfg));
+    let mut acc: Option<Report> = None;
+    let mut last_pub = util::now_ms();
+    let mut stop_sent = false;
+    let mut dirty = false;
+    loop {
+        let mut finished = None;
+        for m in w.drain() {
+            match super::engine_worker::fold(&mut acc, m) {
+                Ok(Some((frac, text, fin, stopped))) => {
+                    dirty = true;
+                    progress.set(frac);
+                    progress_text.set(text);
+                    if fin {
+                        finished = Some(if stopped {
+                            RunState::Stopped
+                        } else {
+                            RunState::Done
+                        });
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => finished = Some(RunState::Failed(e)),
+            }
+        }
+        if dirty && (finished.is_some() || util::now_ms() - last_pub > 250.0) {
+            if let Some(r) = &acc {
+                report.set(Some(Arc::new(r.clone())));
+            }
+            last_pub = util::now_ms();
+            dirty = false;
+        }
+        if let Some(st) = finished {
+            let total = util::now_ms() - t_start;
+            let _ = leptos::prelude::document()
+                .get_element_by_id("lab")
+                .map(|e| e.set_attribute("data-run-ms", &format!("{total:.1}")));
+            state.set(st);
+            return true;
+        }
+        // The view closed (its signals disposed) counts as Stop.
+        if !stop_sent && stop.try_get_value().unwrap_or(true) {
+            w.post(&ToWorker::Stop);
+            stop_sent = true;
+        }
+        util::sleep_ms(20).await;
     }
 }
 

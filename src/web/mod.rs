@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod controls;
+pub mod engine_worker;
 pub mod explain;
 pub mod export;
 pub mod lab_charts;

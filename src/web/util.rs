@@ -87,3 +87,11 @@ pub fn size_canvas(c: &web_sys::HtmlCanvasElement, w: f64, h: f64) -> f64 {
 pub fn ctx2d(c: &web_sys::HtmlCanvasElement) -> Option<web_sys::CanvasRenderingContext2d> {
     c.get_context("2d").ok().flatten()?.dyn_into().ok()
 }
+
+/// Resolve after `ms` milliseconds (a timer task: the page runs in between).
+pub async fn sleep_ms(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(p).await;
+}

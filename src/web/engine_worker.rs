@@ -1,0 +1,105 @@
+//! The page's side of the CPU engine's Web Worker (`crate::worker`): start it, post a run, fold
+//! its updates into a report, stop it. A browser that cannot start the worker (no module
+//! workers) gets `None` and the lab runs the CPU engine in the page as before.
+
+use crate::engine::Report;
+use crate::worker::{apply, FromWorker, ToWorker};
+use futures_channel::mpsc::{unbounded, UnboundedReceiver};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+
+pub struct EngineWorker {
+    worker: Worker,
+    rx: UnboundedReceiver<FromWorker>,
+    _on_msg: Closure<dyn FnMut(MessageEvent)>,
+    _on_err: Closure<dyn FnMut(JsValue)>,
+}
+
+impl EngineWorker {
+    /// Start `worker.js` (beside the page) as a module worker.
+    pub fn start() -> Option<Self> {
+        let opts = WorkerOptions::new();
+        opts.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options("./worker.js", &opts).ok()?;
+        let (tx, rx) = unbounded();
+        let tx2 = tx.clone();
+        let on_msg = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+            let m = e
+                .data()
+                .as_string()
+                .and_then(|s| serde_json::from_str::<FromWorker>(&s).ok())
+                .unwrap_or_else(|| FromWorker::Failed("unreadable message from the worker".into()));
+            let _ = tx.unbounded_send(m);
+        });
+        let on_err = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let msg = js_sys::Reflect::get(&e, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+                .unwrap_or_else(|| "the engine worker failed".into());
+            let _ = tx2.unbounded_send(FromWorker::Failed(msg));
+        });
+        worker.set_onmessage(Some(on_msg.as_ref().unchecked_ref()));
+        worker.set_onerror(Some(on_err.as_ref().unchecked_ref()));
+        Some(EngineWorker {
+            worker,
+            rx,
+            _on_msg: on_msg,
+            _on_err: on_err,
+        })
+    }
+
+    pub fn post(&self, m: &ToWorker) {
+        if let Ok(s) = serde_json::to_string(m) {
+            let _ = self.worker.post_message(&JsValue::from_str(&s));
+        }
+    }
+
+    /// Every message received so far.
+    pub fn drain(&mut self) -> Vec<FromWorker> {
+        let mut out = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            out.push(m);
+        }
+        out
+    }
+}
+
+impl Drop for EngineWorker {
+    fn drop(&mut self) {
+        self.worker.terminate();
+    }
+}
+
+/// What one update did to the page's report: (report so far, progress, finished, stopped).
+pub fn fold(
+    acc: &mut Option<Report>,
+    m: FromWorker,
+) -> Result<Option<(f64, String, bool, bool)>, String> {
+    match m {
+        FromWorker::Ready => Ok(None),
+        FromWorker::Failed(e) => Err(e),
+        FromWorker::Update {
+            progress: p,
+            head,
+            new,
+            stopped,
+        } => {
+            apply(acc, *head, new);
+            let frac = if p.done || p.runs == 0 {
+                1.0
+            } else {
+                (p.step as f64 / p.steps.max(1) as f64).min(1.0)
+            };
+            let text = if p.done {
+                format!("{} runs done", p.runs)
+            } else {
+                format!(
+                    "{} runs ({} running), step {}/{}",
+                    p.runs, p.live, p.step, p.steps
+                )
+            };
+            Ok(Some((frac, text, p.done || stopped, stopped)))
+        }
+    }
+}
