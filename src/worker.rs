@@ -9,12 +9,11 @@
 
 use crate::config::Config;
 use crate::engine::{Experiment, Progress, Record, Report};
-use crate::CpuBackend;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum ToWorker {
-    Run(Config),
+    Run(Box<Config>),
     Stop,
 }
 
@@ -90,6 +89,7 @@ pub fn update_of(exp: &Experiment, sent: &mut Vec<usize>) -> (Report, Vec<Vec<Re
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 mod in_worker {
     use super::*;
+    use crate::CpuBackend;
     use std::cell::Cell;
     use std::rc::Rc;
     use wasm_bindgen::prelude::*;
@@ -181,7 +181,7 @@ mod in_worker {
             match serde_json::from_str::<ToWorker>(&text) {
                 Ok(ToWorker::Run(cfg)) => {
                     stop.set(false);
-                    wasm_bindgen_futures::spawn_local(run(s2.clone(), cfg, stop.clone()));
+                    wasm_bindgen_futures::spawn_local(run(s2.clone(), *cfg, stop.clone()));
                 }
                 Ok(ToWorker::Stop) => stop.set(true),
                 Err(e) => post(&s2, &FromWorker::Failed(format!("bad message: {e}"))),
@@ -197,6 +197,7 @@ mod in_worker {
 mod tests {
     use super::*;
     use crate::config::Preset;
+    use crate::CpuBackend;
 
     #[test]
     fn updates_rebuild_the_report_exactly() {
@@ -231,7 +232,7 @@ mod tests {
             }
         }
         assert_eq!(acc.unwrap(), exp.report());
-        let m = ToWorker::Run(c);
+        let m = ToWorker::Run(Box::new(c));
         assert_eq!(
             serde_json::from_str::<ToWorker>(&serde_json::to_string(&m).unwrap()).unwrap(),
             m

@@ -813,7 +813,7 @@ async fn run_in_worker(
         return false;
     }
     ran_on.set("CPU engine in a Web Worker (nalgebra, f64)".into());
-    w.post(&ToWorker::Run(cfg));
+    w.post(&ToWorker::Run(Box::new(cfg)));
     let mut acc: Option<Report> = None;
     let mut last_pub = util::now_ms();
     let mut stop_sent = false;
