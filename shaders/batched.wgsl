@@ -17,7 +17,7 @@
 // builds this shader with the block between PACK MEMORY markers replaced by a workgroup array
 // (`gpu::batched::shader_source`): the pack is copied in at the start of the dispatch and A, B
 // copied out at the end. Otherwise (as written here) the pack lives in its storage region.
-// Storage (`st`, per pack p.ws floats) also holds A0, B0, SA0, E, F and the record scratch.
+// Storage (`st`, per pack p.ws floats) also holds A0, B0, SA0 (offset runs) and E, F.
 //
 // Per trajectory (rp, 8 floats): [η, λ, c, limit, status, status step, offset, loss].
 // status: 0 running, 1 loss above limit, 2 non-finite, 3 singular preconditioner. A trajectory
@@ -35,8 +35,8 @@ struct Params {
     first_new: u32, precond: u32, full: u32, ws: u32,
     o_sig: u32, o_g: u32, o_gt: u32, o_del: u32,
     o_u: u32, o_v: u32, oa: u32, ob: u32,
-    oa0: u32, ob0: u32, osa0: u32, oma: u32,
-    omb: u32, oe: u32, of_: u32, rstride: u32,
+    oa0: u32, ob0: u32, osa0: u32, _u1: u32,
+    _u2: u32, oe: u32, of_: u32, rstride: u32,
     wa: u32, wb: u32, wx: u32, wy: u32,
     wp: u32, wq: u32, wk: u32, any_offset: u32,
     pack0: u32, wfloats: u32, wm: u32, _p2: u32,

@@ -48,6 +48,8 @@ pub enum FromWorker {
         head: Box<Report>,
         new: Vec<Vec<Record>>,
         stopped: bool,
+        /// Milliseconds spent in the engine so far (the worker's own time, startup excluded).
+        engine_ms: f64,
     },
     Failed(String),
 }
@@ -119,6 +121,7 @@ mod in_worker {
         let mut sent = Vec::new();
         let mut chunk = 4usize;
         let mut last_post = js_sys::Date::now();
+        let mut engine_ms = 0.0;
         loop {
             if stop.get() {
                 exp.stop();
@@ -130,6 +133,7 @@ mod in_worker {
                         head: Box::new(head),
                         new,
                         stopped: true,
+                        engine_ms,
                     },
                 );
             }
@@ -140,6 +144,7 @@ mod in_worker {
             };
             // ~50 ms of work per chunk (the worker blocks nothing but its own messages)
             let dt = js_sys::Date::now() - t0;
+            engine_ms += dt;
             chunk = if dt < 1e-3 {
                 chunk * 2
             } else {
@@ -156,6 +161,7 @@ mod in_worker {
                         head: Box::new(head),
                         new,
                         stopped: false,
+                        engine_ms,
                     },
                 );
                 last_post = now;
@@ -220,6 +226,7 @@ mod tests {
                 head: Box::new(head),
                 new,
                 stopped: false,
+                engine_ms: 1.0,
             };
             let back: FromWorker =
                 serde_json::from_str(&serde_json::to_string(&msg).unwrap()).unwrap();

@@ -60,8 +60,6 @@ pub struct Layout {
     oa0: usize,
     ob0: usize,
     osa0: usize,
-    oma: usize,
-    omb: usize,
     oe: usize,
     of: usize,
     pub ws: usize,
@@ -96,9 +94,7 @@ impl Layout {
         let oa0 = ob + k * cp;
         let ob0 = oa0 + d * cp;
         let osa0 = ob0 + k * cp;
-        let oma = osa0 + d * cp;
-        let omb = oma + ceil4(rs * cp);
-        let oe = omb + ceil4(rs * cp);
+        let oe = osa0 + d * cp;
         let of = oe + rr;
         let send = of + rr;
         // pack memory: A, B, X, Y, P, Q, K
@@ -130,8 +126,6 @@ impl Layout {
             oa0,
             ob0,
             osa0,
-            oma,
-            omb,
             oe,
             of,
             ws,
@@ -257,8 +251,8 @@ impl Layout {
             self.oa0,
             self.ob0,
             self.osa0,
-            self.oma,
-            self.omb,
+            0,
+            0,
             self.oe,
             self.of,
             self.rstride,

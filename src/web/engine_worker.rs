@@ -71,11 +71,17 @@ impl Drop for EngineWorker {
     }
 }
 
-/// What one update did to the page's report: (report so far, progress, finished, stopped).
-pub fn fold(
-    acc: &mut Option<Report>,
-    m: FromWorker,
-) -> Result<Option<(f64, String, bool, bool)>, String> {
+/// What an update says beside its records.
+pub struct Folded {
+    pub fraction: f64,
+    pub text: String,
+    pub finished: bool,
+    pub stopped: bool,
+    pub engine_ms: f64,
+}
+
+/// Fold one message into the page's report (None for messages that carry no update).
+pub fn fold(acc: &mut Option<Report>, m: FromWorker) -> Result<Option<Folded>, String> {
     match m {
         FromWorker::Ready => Ok(None),
         FromWorker::Failed(e) => Err(e),
@@ -84,6 +90,7 @@ pub fn fold(
             head,
             new,
             stopped,
+            engine_ms,
         } => {
             apply(acc, *head, new);
             let frac = if p.done || p.runs == 0 {
@@ -99,7 +106,13 @@ pub fn fold(
                     p.runs, p.live, p.step, p.steps
                 )
             };
-            Ok(Some((frac, text, p.done || stopped, stopped)))
+            Ok(Some(Folded {
+                fraction: frac,
+                text,
+                finished: p.done || stopped,
+                stopped,
+                engine_ms,
+            }))
         }
     }
 }

@@ -818,16 +818,18 @@ async fn run_in_worker(
     let mut last_pub = util::now_ms();
     let mut stop_sent = false;
     let mut dirty = false;
+    let mut engine_ms = 0.0;
     loop {
         let mut finished = None;
         for m in w.drain() {
             match super::engine_worker::fold(&mut acc, m) {
-                Ok(Some((frac, text, fin, stopped))) => {
+                Ok(Some(f)) => {
                     dirty = true;
-                    progress.set(frac);
-                    progress_text.set(text);
-                    if fin {
-                        finished = Some(if stopped {
+                    engine_ms = f.engine_ms;
+                    progress.set(f.fraction);
+                    progress_text.set(f.text);
+                    if f.finished {
+                        finished = Some(if f.stopped {
                             RunState::Stopped
                         } else {
                             RunState::Done
@@ -847,9 +849,10 @@ async fn run_in_worker(
         }
         if let Some(st) = finished {
             let total = util::now_ms() - t_start;
-            let _ = leptos::prelude::document()
-                .get_element_by_id("lab")
-                .map(|e| e.set_attribute("data-run-ms", &format!("{total:.1}")));
+            if let Some(e) = leptos::prelude::document().get_element_by_id("lab") {
+                let _ = e.set_attribute("data-run-ms", &format!("{total:.1}"));
+                let _ = e.set_attribute("data-engine-ms", &format!("{engine_ms:.1}"));
+            }
             state.set(st);
             return true;
         }

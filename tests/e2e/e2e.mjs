@@ -338,6 +338,7 @@ async function withoutWebGpu() {
     }
     bench.alignment_cpu_wall_ms = Date.now() - tAl;
     bench.alignment_cpu_worst_lag_ms = worstAl;
+    bench.alignment_cpu_engine_ms = Number(await attr(page, "#lab", "data-engine-ms"));
     const alRows = await page.$$eval("table.runs tbody tr", (r) => r.map((x) => Number(x.dataset.records)));
     check((await attr(page, "#lab", "data-state")) === "done" && alRows.length === 5 && alRows.every((n) => n === 1501),
       "alignment preset (5 inits × 1500 steps) completes on the CPU", `${alRows.join(",")} in ${bench.alignment_cpu_wall_ms} ms`);
