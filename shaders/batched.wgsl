@@ -93,18 +93,25 @@ fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
     var a1 = vec4<f32>(0.0);
     var b0 = vec4<f32>(0.0);
     var b1 = vec4<f32>(0.0);
+    // four rows of M a turn: their loads are independent, so they are in flight together
     var j = 0u;
-    for (; j + 1u < inner; j += 2u) {
-        let m0 = big[mo + j * nrows + row];
-        let m1 = big[mo + (j + 1u) * nrows + row];
+    for (; j + 3u < inner; j += 4u) {
+        let mi = mo + j * nrows + row;
+        let m0 = big[mi];
+        let m1 = big[mi + nrows];
+        let m2 = big[mi + 2u * nrows];
+        let m3 = big[mi + 3u * nrows];
         let x0 = xv + j * cpv;
-        let x1 = x0 + cpv;
         a0 += m0 * ldw4(x0);
         a1 += m0 * ldw4(x0 + 1u);
-        b0 += m1 * ldw4(x1);
-        b1 += m1 * ldw4(x1 + 1u);
+        b0 += m1 * ldw4(x0 + cpv);
+        b1 += m1 * ldw4(x0 + cpv + 1u);
+        a0 += m2 * ldw4(x0 + 2u * cpv);
+        a1 += m2 * ldw4(x0 + 2u * cpv + 1u);
+        b0 += m3 * ldw4(x0 + 3u * cpv);
+        b1 += m3 * ldw4(x0 + 3u * cpv + 1u);
     }
-    if (j < inner) {
+    for (; j < inner; j++) {
         let m0 = big[mo + j * nrows + row];
         let x0 = xv + j * cpv;
         a0 += m0 * ldw4(x0);
@@ -144,7 +151,26 @@ fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u3
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    for (var i = 0u; i < n; i++) {
+    // two rows a turn, so that their loads overlap
+    var i = 0u;
+    for (; i + 1u < n; i += 2u) {
+        var x: vec4<f32>;
+        var x2: vec4<f32>;
+        if (x_st) {
+            x = st[(base >> 2u) + xv + i * cpv + tx];
+            x2 = st[(base >> 2u) + xv + (i + 1u) * cpv + tx];
+        } else {
+            x = ldw4(xv + i * cpv + tx);
+            x2 = ldw4(xv + (i + 1u) * cpv + tx);
+        }
+        let y = ldw4(yv + i * cpv + ty);
+        let y2 = ldw4(yv + (i + 1u) * cpv + ty);
+        a0 += x.x * y + x2.x * y2;
+        a1 += x.y * y + x2.y * y2;
+        a2 += x.z * y + x2.z * y2;
+        a3 += x.w * y + x2.w * y2;
+    }
+    if (i < n) {
         var x: vec4<f32>;
         if (x_st) { x = st[(base >> 2u) + xv + i * cpv + tx]; } else { x = ldw4(xv + i * cpv + tx); }
         let y = ldw4(yv + i * cpv + ty);

@@ -478,12 +478,17 @@ mod bench {
         if std::env::var_os("SKIP_CROSSOVER").is_none() {
             crossover(&mut g, quick)?;
         }
-        let sizes: Vec<(usize, usize, usize)> = if quick {
+        let mut sizes: Vec<(usize, usize, usize)> = if quick {
             // (d, trajectories, CPU subset)
             vec![(100, 64, 8)]
         } else {
             vec![(100, 1024, 32), (400, 1024, 4), (1000, 1024, 1)]
         };
+        // BATCHED_DIMS=100,400 keeps only those sizes (short runs)
+        if let Ok(v) = std::env::var("BATCHED_DIMS") {
+            let keep: Vec<usize> = v.split(',').filter_map(|x| x.parse().ok()).collect();
+            sizes.retain(|s| keep.contains(&s.0));
+        }
         for (d, b, sub) in sizes {
             let mut cfg = Preset::Alignment.config();
             cfg.d = d;
