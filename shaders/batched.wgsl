@@ -68,6 +68,11 @@ fn ldw4(i: u32) -> vec4<f32> { return st[(base >> 2u) + i]; }
 fn stw4(i: u32, v: vec4<f32>) { st[(base >> 2u) + i] = v; }
 fn pack_in(tid: u32) {}
 fn pack_out(tid: u32) {}
+// a phase boundary: pack memory is storage here
+fn sync() {
+    storageBarrier();
+    workgroupBarrier();
+}
 // END PACK MEMORY
 
 fn nonfinite(x: f32) -> bool {
@@ -76,11 +81,6 @@ fn nonfinite(x: f32) -> bool {
 
 fn lds(i: u32) -> f32 { return st[(base + i) >> 2u][(base + i) & 3u]; }
 fn sts(i: u32, v: f32) { st[(base + i) >> 2u][(base + i) & 3u] = v; }
-
-fn sync() {
-    storageBarrier();
-    workgroupBarrier();
-}
 
 // out(row, c) = Σ_j M(j, row) · C(j, c) for rows < nrows, 8 columns (2 vec4) per task;
 // C and out in pack memory (vec4 offsets cv, ov), M in `big` at mo with row stride nrows.
@@ -243,6 +243,9 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             } else {
                 gram_tile(e - nx - ngram - tiles, p.d, p.osa0 / 4u, true, av, p.of_, 1u, 0u);
             }
+        }
+        if (p.any_offset == 1u) {
+            storageBarrier(); // E and F live in storage in both variants
         }
         sync();
         // (b) P = AᵀX; Y = G Bᵀ (+ SA0·E for offset runs)

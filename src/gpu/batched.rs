@@ -310,6 +310,11 @@ fn pack_out(tid: u32) {{
     for (var e = tid; e < p.d * p.cp / 4u; e += WG) {{ st[sa + e] = wst[p.wa / 4u + e]; }}
     for (var e = tid; e < p.k * p.cp / 4u; e += WG) {{ st[sb + e] = wst[p.wb / 4u + e]; }}
 }}
+// a phase boundary: pack memory is workgroup memory here (storage written and read by other
+// threads in one dispatch is fenced where it happens)
+fn sync() {{
+    workgroupBarrier();
+}}
 ",
         n.div_ceil(4)
     );
