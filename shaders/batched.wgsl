@@ -187,6 +187,28 @@ fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u3
     }
 }
 
+// Σ_a C(row, t·r + a) · S_t(a, b) for the column c = t·r + b of a row: C at offset co (row
+// stride CP) in pack memory or, when `c_st`, in storage; S_t trajectory t's r×r block at offset so
+// (pack memory, or storage when `s_st`), read as S_t(b, a) when `tr_s`.
+fn row_block(row: u32, c: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s: bool) -> f32 {
+    let r = p.r;
+    let t = c / r;
+    let b = c % r;
+    let ci = co + row * p.cp + t * r;
+    let si = so + t * r * r;
+    var s = 0.0;
+    for (var a = 0u; a < r; a++) {
+        var x: f32;
+        if (c_st) { x = lds(ci + a); } else { x = ldw(ci + a); }
+        var k = si + a * r + b;
+        if (tr_s) { k = si + b * r + a; }
+        var y: f32;
+        if (s_st) { y = lds(k); } else { y = ldw(k); }
+        s += x * y;
+    }
+    return s;
+}
+
 fn gidx(pack: u32, t: u32) -> u32 {
     return (p.pack0 + pack) * p.t + t;
 }
@@ -262,14 +284,8 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             for (var e = tid; e < p.d * p.tr; e += WG) {
                 let row = e / p.tr;
                 let c = e % p.tr;
-                let t = c / r;
-                let b = c % r;
-                var s = 0.0;
-                for (var a = 0u; a < r; a++) {
-                    s += lds(p.osa0 + row * p.cp + t * r + a) * lds(p.oe + t * rr + a * r + b);
-                }
                 let o = p.wy + row * p.cp + c;
-                stw(o, ldw(o) + s);
+                stw(o, ldw(o) + row_block(row, c, p.osa0, true, p.oe, true, false));
             }
             sync();
         }
@@ -323,14 +339,8 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         for (var e = tid; e < p.d * p.tr; e += WG) {
             let row = e / p.tr;
             let c = e % p.tr;
-            let t = c / r;
-            let b = c % r;
-            var s = 0.0;
-            for (var a = 0u; a < r; a++) {
-                s += ldw(p.wx + row * p.cp + t * r + a) * ldw(p.wq + t * rr + a * r + b);
-            }
             let o = p.wy + row * p.cp + c;
-            stw(o, s - ldw(o));
+            stw(o, row_block(row, c, p.wx, false, p.wq, false, false) - ldw(o));
         }
         sync();
         // (f) Z = (AᵀG)ᵀ into X (the old A), + B0·Fᵀ for offset runs
@@ -343,16 +353,9 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         for (var e = tid; e < p.k * p.tr; e += WG) {
             let row = e / p.tr;
             let c = e % p.tr;
-            let t = c / r;
-            let b = c % r;
-            var s = 0.0;
-            for (var a = 0u; a < r; a++) {
-                s += ldw(p.wb + row * p.cp + t * r + a) * ldw(p.wp + t * rr + b * r + a);
-            }
+            var s = row_block(row, c, p.wb, false, p.wp, false, true);
             if (p.any_offset == 1u) {
-                for (var a = 0u; a < r; a++) {
-                    s -= lds(p.ob0 + row * p.cp + t * r + a) * lds(p.of_ + t * rr + a * r + b);
-                }
+                s -= row_block(row, c, p.ob0, true, p.of_, true, false);
             }
             let o = p.wx + row * p.cp + c;
             stw(o, s - ldw(o));
@@ -417,27 +420,20 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             var row = e / p.tr;
             let c = e % p.tr;
             let t = c / r;
-            let b = c % r;
             if (alive[t] == 0u) { continue; }
             let eta = rp[gidx(pack, t) * 8u];
             if (row < p.d) {
-                var s = 0.0;
-                let go = p.wy + row * p.cp + t * r;
+                var s = ldw(p.wy + row * p.cp + c);
                 if (p.precond == 1u) {
-                    for (var a = 0u; a < r; a++) { s += ldw(go + a) * ldw(p.wq + t * rr + a * r + b); }
-                } else {
-                    s = ldw(go + b);
+                    s = row_block(row, c, p.wy, false, p.wq, false, false);
                 }
                 let o = p.wa + row * p.cp + c;
                 stw(o, ldw(o) - eta * s);
             } else {
                 row -= p.d;
-                var s = 0.0;
-                let go = p.wx + row * p.cp + t * r;
+                var s = ldw(p.wx + row * p.cp + c);
                 if (p.precond == 1u) {
-                    for (var a = 0u; a < r; a++) { s += ldw(p.wk + t * rr + b * r + a) * ldw(go + a); }
-                } else {
-                    s = ldw(go + b);
+                    s = row_block(row, c, p.wx, false, p.wk, false, true);
                 }
                 let o = p.wb + row * p.cp + c;
                 stw(o, ldw(o) - eta * s);

@@ -238,6 +238,11 @@ fn both_sides_of_the_size_switch_agree() {
         ..GpuOptions::default()
     };
     let large = gpu_runs(&c, large_opts, false).unwrap();
+    let mut g = gpu(large_opts).unwrap();
+    let mut e = Experiment::new(&c).unwrap();
+    block(e.step(&mut g, 1)).unwrap();
+    block(e.step(&mut g, 1)).unwrap();
+    assert_eq!(g.single_path_reason(), Some("max(d, k) = 41 > 40"));
     let cpu = cpu_runs(&c);
     compare(&c, &cpu, &small);
     compare(&c, &cpu, &large);

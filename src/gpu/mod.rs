@@ -71,6 +71,8 @@ pub struct GpuBackend {
     svd_plan: Option<svd::SvdPlan>,
     /// Batched kernels compiled with their pack in workgroup memory, by its size in floats.
     batched_variants: Vec<(usize, wgpu::ComputePipeline)>,
+    /// Why the batch in progress is on the single-run path (None: batched, or no batch).
+    single_path_reason: Option<String>,
 }
 
 enum BatchState {
@@ -97,6 +99,7 @@ impl GpuBackend {
             batch: None,
             svd_plan: None,
             batched_variants: Vec::new(),
+            single_path_reason: None,
         })
     }
 
@@ -136,6 +139,11 @@ impl GpuBackend {
     /// True on a software adapter (wgpu's `DeviceType::Cpu`: lavapipe, llvmpipe, SwiftShader).
     pub fn is_software(&self) -> bool {
         self.ctx.is_software()
+    }
+
+    /// Why the batch in progress runs on the single-run path (None when it is batched).
+    pub fn single_path_reason(&self) -> Option<&str> {
+        self.single_path_reason.as_deref()
     }
 
     /// Whether the batch in progress runs on the batched small-problem path.
@@ -196,8 +204,8 @@ impl Backend for GpuBackend {
         basis: &MetricBasis,
     ) -> Result<Vec<Advance>, EngineError> {
         self.batch = None;
-        if let Some(why_not) = self.batched_refusal(runs, basis) {
-            let _ = why_not;
+        self.single_path_reason = self.batched_refusal(runs, basis);
+        if self.single_path_reason.is_some() {
             let mut all = Vec::with_capacity(runs.len());
             let mut advs = Vec::with_capacity(runs.len());
             for spec in runs {
