@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub enum ToWorker {
     Run(Box<Config>),
     Stop,
+    /// Run a small experiment silently, so that the engine's code is compiled to optimised
+    /// machine code before the visitor's first run; answered by `Warmed`.
+    Warm,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -41,6 +44,7 @@ impl From<Progress> for ProgressMsg {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum FromWorker {
     Ready,
+    Warmed,
     /// What is new since the last update: `head` is the report without records (small), `new`
     /// the records of each run since the last update.
     Update {
@@ -173,6 +177,25 @@ mod in_worker {
         }
     }
 
+    /// A few hundred ms of the engine's hot loops (a small ensemble), nothing posted but `Warmed`.
+    async fn warm(scope: DedicatedWorkerGlobalScope) {
+        let mut c = crate::config::Preset::Alignment.config();
+        c.d = 48;
+        c.k = 48;
+        c.steps = 300;
+        c.record_every = 5;
+        if let Ok(mut exp) = Experiment::new(&c) {
+            let mut be = CpuBackend::new();
+            while let Ok(p) = exp.step(&mut be, 50).await {
+                if p.done {
+                    break;
+                }
+                turn(&scope).await;
+            }
+        }
+        post(&scope, &FromWorker::Warmed);
+    }
+
     /// Entry point of `www/worker.js`.
     #[wasm_bindgen]
     pub fn worker_start() {
@@ -190,6 +213,7 @@ mod in_worker {
                     wasm_bindgen_futures::spawn_local(run(s2.clone(), *cfg, stop.clone()));
                 }
                 Ok(ToWorker::Stop) => stop.set(true),
+                Ok(ToWorker::Warm) => wasm_bindgen_futures::spawn_local(warm(s2.clone())),
                 Err(e) => post(&s2, &FromWorker::Failed(format!("bad message: {e}"))),
             }
         });

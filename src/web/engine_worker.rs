@@ -1,6 +1,10 @@
 //! The page's side of the CPU engine's Web Worker (`crate::worker`): start it, post a run, fold
 //! its updates into a report, stop it. A browser that cannot start the worker (no module
 //! workers) gets `None` and the lab runs the CPU engine in the page as before.
+//!
+//! One worker is started when the page has settled ([`prewarm`]) and warmed up on a small
+//! experiment, so that a visitor's first CPU run does not pay for loading the module and for the
+//! engine's code running unoptimised; it is lent to each run and given back when the run ends.
 
 use crate::engine::Report;
 use crate::worker::{apply, FromWorker, ToWorker};
@@ -11,6 +15,8 @@ use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 pub struct EngineWorker {
     worker: Worker,
+    /// The module has loaded in the worker (its `Ready` was seen).
+    pub ready: bool,
     rx: UnboundedReceiver<FromWorker>,
     _on_msg: Closure<dyn FnMut(MessageEvent)>,
     _on_err: Closure<dyn FnMut(JsValue)>,
@@ -43,6 +49,7 @@ impl EngineWorker {
         worker.set_onerror(Some(on_err.as_ref().unchecked_ref()));
         Some(EngineWorker {
             worker,
+            ready: false,
             rx,
             _on_msg: on_msg,
             _on_err: on_err,
@@ -65,6 +72,54 @@ impl EngineWorker {
     }
 }
 
+thread_local! {
+    /// The idle engine worker, if any.
+    static POOL: std::cell::RefCell<Option<EngineWorker>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The idle worker (started now if there is none); None where workers cannot start.
+pub fn take() -> Option<EngineWorker> {
+    POOL.with(|p| p.borrow_mut().take())
+        .or_else(EngineWorker::start)
+}
+
+/// Give an idle worker back for the next run.
+pub fn give_back(w: EngineWorker) {
+    POOL.with(|p| *p.borrow_mut() = Some(w));
+}
+
+/// Start the worker and warm it up in the background (call once the page has drawn).
+pub fn prewarm() {
+    if POOL.with(|p| p.borrow().is_some()) {
+        return;
+    }
+    let Some(w) = EngineWorker::start() else {
+        return;
+    };
+    give_back(w);
+    leptos::task::spawn_local(async {
+        // wait for the module to load; a run that takes the worker first ends the warm-up
+        for _ in 0..2000 {
+            let done = POOL.with(|p| match p.borrow_mut().as_mut() {
+                None => true,
+                Some(w) => {
+                    if w.drain().contains(&FromWorker::Ready) {
+                        w.ready = true;
+                        w.post(&ToWorker::Warm);
+                        true
+                    } else {
+                        false
+                    }
+                }
+            });
+            if done {
+                return;
+            }
+            super::util::sleep_ms(10).await;
+        }
+    });
+}
+
 impl Drop for EngineWorker {
     fn drop(&mut self) {
         self.worker.terminate();
@@ -83,7 +138,7 @@ pub struct Folded {
 /// Fold one message into the page's report (None for messages that carry no update).
 pub fn fold(acc: &mut Option<Report>, m: FromWorker) -> Result<Option<Folded>, String> {
     match m {
-        FromWorker::Ready => Ok(None),
+        FromWorker::Ready | FromWorker::Warmed => Ok(None),
         FromWorker::Failed(e) => Err(e),
         FromWorker::Update {
             progress: p,

@@ -177,7 +177,7 @@ pub fn LabView(
             // The CPU engine runs in a Web Worker (the page only folds in its updates); where the
             // worker cannot start, it runs here in time-sliced chunks as before.
             if !use_gpu {
-                if let Some(w) = super::engine_worker::EngineWorker::start() {
+                if let Some(w) = super::engine_worker::take() {
                     if let Some(w) = cpu_why.clone() {
                         note.set(Some(format!("On the CPU engine: {w}")));
                     }
@@ -796,20 +796,19 @@ async fn run_in_worker(
     } = run_state;
     let t_start = util::now_ms();
     // wait for the module to load in the worker (messages sent before would be lost)
-    let mut ready = false;
-    while !ready && util::now_ms() - t_start < 20_000.0 {
+    while !w.ready && util::now_ms() - t_start < 20_000.0 {
         for m in w.drain() {
             match m {
-                FromWorker::Ready => ready = true,
+                FromWorker::Ready => w.ready = true,
                 FromWorker::Failed(_) => return false,
                 _ => {}
             }
         }
-        if !ready {
+        if !w.ready {
             util::sleep_ms(10).await;
         }
     }
-    if !ready {
+    if !w.ready {
         return false;
     }
     ran_on.set("CPU engine in a Web Worker (nalgebra, f64)".into());
@@ -852,6 +851,10 @@ async fn run_in_worker(
             if let Some(e) = leptos::prelude::document().get_element_by_id("lab") {
                 let _ = e.set_attribute("data-run-ms", &format!("{total:.1}"));
                 let _ = e.set_attribute("data-engine-ms", &format!("{engine_ms:.1}"));
+            }
+            // an idle worker serves the next run (a failed one is dropped, which ends it)
+            if !matches!(st, RunState::Failed(_)) {
+                super::engine_worker::give_back(w);
             }
             state.set(st);
             return true;

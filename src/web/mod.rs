@@ -174,6 +174,8 @@ pub fn App() -> impl IntoView {
         util::next_frame().await;
         let c = backend::choose().await;
         choice.set(c);
+        // the CPU engine's worker, loaded and warmed up while the visitor looks around
+        engine_worker::prewarm();
     });
     // Follow the system theme.
     if let Ok(Some(mq)) = window().match_media("(prefers-color-scheme: dark)") {
