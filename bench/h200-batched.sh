@@ -5,15 +5,7 @@
 # Expects .gl/*.deb (Vulkan loader, see the device README) and .benchbin/{gpu-bench,gpu_batched}
 # built here: cargo build --release --bin gpu-bench; cargo test --release --test gpu_batched --no-run
 set -u
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-fi
-export XDG_RUNTIME_DIR=$(mktemp -d)
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT" /tmp/gdump
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem --format=csv | tee "$OUT/nvidia-smi.txt"
+. "$(dirname "$0")/device-env.sh"
 lscpu | grep -E "Model name|^CPU\(s\)" | tee -a "$OUT/nvidia-smi.txt"
 chmod +x .benchbin/*
 CI=1 timeout 200 .benchbin/gpu_batched --test-threads=1 2>&1 | tee "$OUT/batched-tests.log"

@@ -4,9 +4,10 @@
 //! and run hundreds of steps each. With `CI` set, a missing adapter fails instead of skipping.
 #![cfg(feature = "gpu")]
 
+mod common;
+
 use lora_one_lab::config::{InitKind, Optimiser, Preset};
 use lora_one_lab::cpu::SvdMethod;
-use lora_one_lab::engine::EngineError;
 use lora_one_lab::gpu::{GpuBackend, GpuOptions};
 use lora_one_lab::{Config, CpuBackend, Experiment, RunResult};
 use std::sync::Mutex;
@@ -14,22 +15,7 @@ use std::sync::Mutex;
 static GPU: Mutex<()> = Mutex::new(());
 
 fn gpu(opts: GpuOptions) -> Option<GpuBackend> {
-    let dir = std::env::temp_dir().join("lora-one-lab-xdg");
-    let _ = std::fs::create_dir_all(&dir);
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", &dir);
-    }
-    match pollster::block_on(GpuBackend::with_options(opts)) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            let missing = matches!(&e, EngineError::Device(m) if m.contains("no GPU adapter") || m.contains("cannot create a device"));
-            if !missing || std::env::var_os("CI").is_some() {
-                panic!("GPU backend failed to initialise: {e}");
-            }
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
+    common::gpu_with(opts)
 }
 
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {

@@ -2,10 +2,12 @@
 //! finds (lavapipe in CI). With `CI` set, a missing adapter fails the test instead of skipping.
 #![cfg(feature = "gpu")]
 
+mod common;
+
 use lora_one_lab::config::{InitKind, Optimiser, Preset, StepForm};
 use lora_one_lab::cpu::SvdMethod;
 use lora_one_lab::engine::{Backend, EngineError, StepSettings};
-use lora_one_lab::gpu::GpuBackend;
+use lora_one_lab::gpu::{GpuBackend, GpuOptions};
 use lora_one_lab::linalg::{self, exact_top_svd, sin_theta};
 use lora_one_lab::phase::{self, PlaneCoeffs, Window};
 use lora_one_lab::rng::Rng;
@@ -17,26 +19,7 @@ use std::sync::Mutex;
 static GPU: Mutex<()> = Mutex::new(());
 
 fn gpu() -> Option<GpuBackend> {
-    let dir = std::env::temp_dir().join("lora-one-lab-xdg");
-    let _ = std::fs::create_dir_all(&dir);
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", &dir);
-    }
-    match pollster::block_on(GpuBackend::new()) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            // only a missing adapter/device may skip (outside CI); broken kernels always fail
-            let missing = matches!(&e, EngineError::Device(m) if m.contains("no GPU adapter") || m.contains("cannot create a device"));
-            if !missing {
-                panic!("GPU backend failed to initialise: {e}");
-            }
-            if std::env::var_os("CI").is_some() {
-                panic!("no GPU adapter in CI (install mesa-vulkan-drivers for lavapipe): {e}");
-            }
-            eprintln!("skipping GPU test: {e}");
-            None
-        }
-    }
+    common::gpu_with(GpuOptions::default())
 }
 
 fn rand(seed: u64, r: usize, c: usize) -> DMatrix<f64> {
