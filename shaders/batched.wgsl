@@ -465,16 +465,15 @@ fn record_factors(tid: u32, pack: u32, nrec: u32) {
             product(e - nm, p.rs, p.k, p.o_v, bv, mbv);
         }
     }
-    // risk and error: every thread sums its elements for every trajectory of the pack
-    var risk: array<f32, 16>;
-    var err: array<f32, 16>;
-    for (var t = 0u; t < MAXT; t++) { risk[t] = 0.0; err[t] = 0.0; }
+    // risk and error, one trajectory of the pack at a time (two running sums a thread: few
+    // registers, so that more workgroups fit an SM), each summed over the workgroup
     let n = p.d * p.k;
-    for (var e = tid; e < n; e += WG) {
-        let i = e / p.k;
-        let j = e % p.k;
-        let dl = big[p.o_del + e];
-        for (var t = 0u; t < tcount; t++) {
+    for (var t = 0u; t < tcount; t++) {
+        var rk = 0.0;
+        var er = 0.0;
+        for (var e = tid; e < n; e += WG) {
+            let i = e / p.k;
+            let j = e % p.k;
             var ab = 0.0;
             var ab0 = 0.0;
             for (var q = 0u; q < r; q++) {
@@ -484,16 +483,14 @@ fn record_factors(tid: u32, pack: u32, nrec: u32) {
                     ab0 += lds(p.oa0 + i * p.cp + c) * lds(p.ob0 + j * p.cp + c);
                 }
             }
-            let e1 = ab - dl;
+            let e1 = ab - big[p.o_del + e];
             let e2 = e1 - ab0;
-            risk[t] += e2 * e2;
-            err[t] += e1 * e1;
+            rk += e2 * e2;
+            er += e1 * e1;
         }
-    }
-    for (var t = 0u; t < tcount; t++) {
         for (var h = 0u; h < 2u; h++) {
-            var v = risk[t];
-            if (h == 1u) { v = err[t]; }
+            var v = rk;
+            if (h == 1u) { v = er; }
             red[tid] = v;
             workgroupBarrier();
             for (var s = WG / 2u; s > 0u; s >>= 1u) {

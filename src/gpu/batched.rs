@@ -192,7 +192,7 @@ impl Layout {
         }
         if record {
             it += cd(2 * rs * cp / 8) * prod
-                + cd(d * k) * (t * (r + 1) + 1)
+                + t * cd(d * k) * (r + 2)
                 + MAX_T
                 + 2 * t * 10
                 + cd((d + k) * tr) * (rs + 1)
