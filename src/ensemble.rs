@@ -40,6 +40,22 @@ pub fn groups(r: &Report) -> Vec<(String, Vec<usize>)> {
     out
 }
 
+/// For colouring: whether the report is an ensemble (some setting has several draws), and per
+/// run the colour index to use: its setting's index in an ensemble, else its own index.
+pub fn colour_indices(r: &Report) -> (bool, Vec<usize>) {
+    let groups = groups(r);
+    let ensemble = groups.iter().any(|(_, v)| v.len() > 1);
+    let mut of = (0..r.runs.len()).collect::<Vec<_>>();
+    if ensemble {
+        for (gi, (_, idx)) in groups.iter().enumerate() {
+            for &i in idx {
+                of[i] = gi;
+            }
+        }
+    }
+    (ensemble, of)
+}
+
 /// The 10 / 50 / 90 % quantiles of `metric` over each group's runs at every step that all of
 /// them recorded with a finite value (a diverged or stopped run drops out from its last step).
 pub fn bands(r: &Report, metric: impl Fn(&Record) -> Option<f64>) -> Vec<Band> {
@@ -119,5 +135,8 @@ mod tests {
             .collect();
         fin.sort_by(f64::total_cmp);
         assert_eq!(b[0].pts.last().unwrap().2, fin[4]);
+        let (ens, colours) = colour_indices(&r);
+        assert!(ens);
+        assert_eq!(colours, [vec![0; 9], vec![1; 9]].concat());
     }
 }

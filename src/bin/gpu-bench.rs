@@ -29,7 +29,7 @@ fn main() {
 mod bench {
     use lora_one_lab::config::{Optimiser, Preset};
     use lora_one_lab::cpu::CpuBackend;
-    use lora_one_lab::engine::{Backend, EngineError, StepSettings};
+    use lora_one_lab::engine::{step_flops, Backend, EngineError, StepSettings};
     use lora_one_lab::gpu::{to_f32, GpuBackend, GpuOptions};
     use lora_one_lab::init::InitFactors;
     use lora_one_lab::linalg::{orthonormalize, sin_theta};
@@ -326,12 +326,6 @@ mod bench {
             }
         }
         Ok(())
-    }
-
-    /// Floating-point operations of one factored step of one trajectory (SPEC §1's products:
-    /// Σ̂A, GBᵀ, AᵀG at 2·d·d·r, 2·d·k·r, 2·d·k·r, and the r×r work).
-    fn step_flops(d: usize, k: usize, r: usize) -> f64 {
-        (2 * d * d * r + 4 * d * k * r + 4 * (d + k) * r * r) as f64
     }
 
     /// Wall ms per batch step of `cfg` on a backend (load and SVD excluded; records every 10).

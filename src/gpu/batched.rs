@@ -336,8 +336,8 @@ pub(super) struct Batch {
     nb: usize,
     precond: bool,
     any_offset: bool,
-    rec_every: usize,
-    last_step: usize,
+    /// The batch's record schedule (every run shares it): `record_every`, `last_step`.
+    schedule: StepSettings,
     /// Step the batch has reached.
     step: usize,
     settings: Vec<StepSettings>,
@@ -393,10 +393,6 @@ impl Pace {
             }
         }
     }
-}
-
-fn records(every: usize, last: usize, s: usize) -> bool {
-    s % every == 0 || s == last
 }
 
 impl GpuBackend {
@@ -550,9 +546,7 @@ impl GpuBackend {
             rpv[o + 6] = s.init.offset as u8 as f32;
         }
         let rp = ctx.storage_init("batched rp", &rpv)?;
-        let total_recs = (0..=s0.last_step)
-            .filter(|&s| records(s0.record_every, s0.last_step, s))
-            .count();
+        let total_recs = (0..=s0.last_step).filter(|&s| s0.records(s)).count();
         let row_bytes = (nb * lay.rstride * 4) as u64;
         let rec_cap = ((ctx.max_binding().min(MAX_READBACK_BYTES) / row_bytes) as usize)
             .clamp(1, total_recs.max(1));
@@ -635,8 +629,7 @@ impl GpuBackend {
             nb,
             precond,
             any_offset,
-            rec_every: s0.record_every,
-            last_step: s0.last_step,
+            schedule: s0,
             step: 0,
             settings: runs.iter().map(|s| s.settings).collect(),
             stopped: vec![false; nb],
@@ -705,8 +698,8 @@ impl GpuBackend {
                 b.nb,
                 n,
                 b.step,
-                b.rec_every,
-                b.last_step,
+                b.schedule.record_every,
+                b.schedule.last_step,
                 first_new,
                 b.precond,
                 b.any_offset,
@@ -752,17 +745,18 @@ impl GpuBackend {
         n = n.min(b.pace.next(b.last_n));
         if self.ctx.is_software() {
             let lay = &b.lay;
-            let rec_every_step = b.rec_every == 1;
+            let rec_every_step = b.schedule.record_every == 1;
             let per = lay.iters_per_step(b.precond, b.any_offset, rec_every_step);
             let rec = lay.iters_per_step(b.precond, b.any_offset, true) - per;
             // n steps, their records, and the extra evaluation at the end of the chunk
-            let fit = (SOFTWARE_LOOP_BUDGET.saturating_sub(per + rec)) / (per + rec / b.rec_every);
+            let fit = (SOFTWARE_LOOP_BUDGET.saturating_sub(per + rec))
+                / (per + rec / b.schedule.record_every);
             n = n.min(fit.max(1));
         }
         // records of this chunk within the record buffer
         let mut recs = 0;
         for i in 1..=n {
-            if records(b.rec_every, b.last_step, b.step + i) {
+            if b.schedule.records(b.step + i) {
                 recs += 1;
                 if recs > b.rec_cap {
                     return i - 1;
@@ -801,7 +795,7 @@ impl GpuBackend {
         while left > 0 && b.stopped.iter().any(|s| !s) {
             let n = self.batched_chunk(b, left);
             let recsteps: Vec<usize> = (b.step + 1..=b.step + n)
-                .filter(|&s| records(b.rec_every, b.last_step, s))
+                .filter(|&s| b.schedule.records(s))
                 .collect();
             let tc = Instant::now();
             let (recv, rpv) = self.dispatch(b, n, false, recsteps.len()).await?;

@@ -179,19 +179,11 @@ pub fn sv_chart(c: &HtmlCanvasElement, r: &Report, th: &ChartTheme) -> DrawResul
         true,
     ));
     // an ensemble's draws share their setting's colour (as in the other charts)
-    let groups = crate::ensemble::groups(r);
-    let ensemble = groups.iter().any(|(_, v)| v.len() > 1);
-    let colour_of = |i: usize| {
-        if ensemble {
-            groups.iter().position(|(_, v)| v.contains(&i)).unwrap_or(i)
-        } else {
-            i
-        }
-    };
+    let (_, colour_of) = crate::ensemble::colour_indices(r);
     for (i, run) in r.runs.iter().enumerate() {
         if let Some(last) = run.last() {
             sets.push((
-                col(run_colour(colour_of(i))),
+                col(run_colour(colour_of[i])),
                 last.sv_ab
                     .iter()
                     .enumerate()

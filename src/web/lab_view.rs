@@ -409,7 +409,7 @@ pub fn LabView(
         } else {
             1e-15
         };
-        let ensemble = crate::ensemble::groups(&r).iter().any(|(_, v)| v.len() > 1);
+        let (ensemble, _) = crate::ensemble::colour_indices(&r);
         if ensemble {
             // one median line and 10–90 % band per setting, over its init draws
             let floor = r
@@ -611,14 +611,7 @@ pub fn LabView(
         report.with(|r| {
             r.as_ref().map(|r| {
                 // an ensemble's draws share their setting's colour
-                let groups = crate::ensemble::groups(r);
-                let ensemble = groups.iter().any(|(_, v)| v.len() > 1);
-                let mut colour_of = vec![0; r.runs.len()];
-                for (gi, (_, idx)) in groups.iter().enumerate() {
-                    for &i in idx {
-                        colour_of[i] = if ensemble { gi } else { i };
-                    }
-                }
+                let (ensemble, colour_of) = crate::ensemble::colour_indices(r);
                 r.runs
                     .iter()
                     .enumerate()
