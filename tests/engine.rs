@@ -8,6 +8,9 @@ use lora_one_lab::{CpuBackend, Experiment, Problem, Report};
 use nalgebra::DMatrix;
 use pollster::block_on;
 
+mod common;
+use common::same_bits;
+
 fn run(cfg: &Config) -> Report {
     let mut exp = Experiment::new(cfg).expect("valid config");
     let mut be = CpuBackend::new();
@@ -498,25 +501,6 @@ fn subspace_iteration_backend_matches_exact_backend() {
                 x.step
             );
         }
-    }
-}
-
-/// Every run of a batch as the backend's own runs would give it: bit for bit.
-fn same_bits(a: &lora_one_lab::RunResult, b: &lora_one_lab::RunResult) {
-    assert_eq!(a.records.len(), b.records.len(), "{}", a.label);
-    assert_eq!(a.diverged, b.diverged);
-    for (x, y) in a.records.iter().zip(&b.records) {
-        assert_eq!(x.step, y.step);
-        assert_eq!(
-            x.loss.to_bits(),
-            y.loss.to_bits(),
-            "{} step {}",
-            a.label,
-            x.step
-        );
-        assert_eq!(x.risk.to_bits(), y.risk.to_bits());
-        assert_eq!(x.sin_a.map(f64::to_bits), y.sin_a.map(f64::to_bits));
-        assert_eq!(x.sin_b.map(f64::to_bits), y.sin_b.map(f64::to_bits));
     }
 }
 

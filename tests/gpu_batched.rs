@@ -188,16 +188,7 @@ fn pack_in_workgroup_memory_or_storage_same_numbers() {
     )
     .unwrap();
     for (a, b) in wg.iter().zip(&stor) {
-        assert_eq!(a.records.len(), b.records.len());
-        for (x, y) in a.records.iter().zip(&b.records) {
-            assert_eq!(
-                x.loss.to_bits(),
-                y.loss.to_bits(),
-                "{} step {}",
-                a.label,
-                x.step
-            );
-        }
+        common::same_bits(a, b);
     }
 }
 
@@ -297,9 +288,6 @@ fn one_diverging_run_leaves_the_others_untouched() {
     c2.alpha2 = vec![1e-3];
     let rg2 = gpu_runs(&c2, GpuOptions::default(), true).unwrap();
     for (a, b) in [(&rg[0], &rg2[0]), (&rg[2], &rg2[1])] {
-        assert_eq!(a.records.len(), b.records.len());
-        for (x, y) in a.records.iter().zip(&b.records) {
-            assert_eq!(x.loss.to_bits(), y.loss.to_bits(), "{}", a.label);
-        }
+        common::same_bits(a, b);
     }
 }

@@ -1,12 +1,36 @@
-//! Shared by the GPU test files: the GPU backend on whatever adapter wgpu finds (lavapipe in CI).
+//! Shared by the test files: bitwise comparison of runs, and the GPU backend on whatever adapter
+//! wgpu finds (lavapipe in CI).
 
 #![allow(dead_code)]
 
+#[cfg(feature = "gpu")]
 use lora_one_lab::engine::EngineError;
+#[cfg(feature = "gpu")]
 use lora_one_lab::gpu::{GpuBackend, GpuOptions};
+
+/// Two computations of one run agree bit for bit: records (step, loss, risk, sin θ_A, sin θ_B)
+/// and divergence.
+pub fn same_bits(a: &lora_one_lab::RunResult, b: &lora_one_lab::RunResult) {
+    assert_eq!(a.records.len(), b.records.len(), "{}", a.label);
+    assert_eq!(a.diverged, b.diverged);
+    for (x, y) in a.records.iter().zip(&b.records) {
+        assert_eq!(x.step, y.step);
+        assert_eq!(
+            x.loss.to_bits(),
+            y.loss.to_bits(),
+            "{} step {}",
+            a.label,
+            x.step
+        );
+        assert_eq!(x.risk.to_bits(), y.risk.to_bits());
+        assert_eq!(x.sin_a.map(f64::to_bits), y.sin_a.map(f64::to_bits));
+        assert_eq!(x.sin_b.map(f64::to_bits), y.sin_b.map(f64::to_bits));
+    }
+}
 
 /// The backend with `opts`. Only a missing adapter or device may skip a test, and only outside
 /// CI (`CI` set: it fails); a backend that fails otherwise (broken kernels) always fails.
+#[cfg(feature = "gpu")]
 pub fn gpu_with(opts: GpuOptions) -> Option<GpuBackend> {
     let dir = std::env::temp_dir().join("lora-one-lab-xdg");
     let _ = std::fs::create_dir_all(&dir);
