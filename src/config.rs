@@ -249,8 +249,60 @@ pub const MAX_STEPS: usize = 1_000_000;
 /// Most init draws per vanilla setting, and most runs in one experiment (one batch).
 pub const MAX_SEEDS: usize = 4096;
 pub const MAX_RUNS: usize = 16384;
-/// Upper bound on N·max(d, k) (the size of X and Y), 2^28 entries = 2 GiB of f64.
-pub const MAX_DATA: usize = 1 << 28;
+/// Host memory a run may take: the browser's wasm32 heap is at most 4 GiB of address space, of
+/// which the app, its allocator's slack and the page's own copies need a share, so an experiment
+/// gets 2 GiB there; natively the CLI allows 64 GiB.
+pub const WASM_MEMORY_BUDGET: u64 = 2 << 30;
+pub const NATIVE_MEMORY_BUDGET: u64 = 64 << 30;
+
+/// The host memory budget of the target this code was built for.
+pub fn memory_budget() -> u64 {
+    if cfg!(target_arch = "wasm32") {
+        WASM_MEMORY_BUDGET
+    } else {
+        NATIVE_MEMORY_BUDGET
+    }
+}
+
+/// One part of a configuration's memory: the field that drives it, what it is, and its bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryPart {
+    pub field: &'static str,
+    pub what: &'static str,
+    pub bytes: u64,
+}
+
+/// Host memory (f64 engine) a configuration needs, by part; all arithmetic in 64 bits with
+/// saturation, so no size wraps on wasm32.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryEstimate {
+    pub parts: Vec<MemoryPart>,
+}
+
+impl MemoryEstimate {
+    pub fn total(&self) -> u64 {
+        self.parts
+            .iter()
+            .fold(0u64, |a, p| a.saturating_add(p.bytes))
+    }
+
+    /// The largest part (the field to change first).
+    pub fn largest(&self) -> Option<&MemoryPart> {
+        self.parts.iter().max_by_key(|p| p.bytes)
+    }
+}
+
+/// Bytes as a short human-readable figure.
+pub fn fmt_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.0} KiB", b / 1024.0)
+    }
+}
 
 fn finite(field: &str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() {
@@ -351,17 +403,7 @@ impl Config {
             in_range("n", n, 1, MAX_N)?;
         }
         if !self.population {
-            let n = self.n_samples();
-            in_range("n", n, 1, MAX_N)?;
-            if n.saturating_mul(self.d.max(self.k)) > MAX_DATA {
-                return Err(ConfigError::new(
-                    "n",
-                    format!(
-                        "n·max(d,k) must be ≤ {MAX_DATA} (data kept in memory), got {}",
-                        n.saturating_mul(self.d.max(self.k))
-                    ),
-                ));
-            }
+            in_range("n", self.n_samples(), 1, MAX_N)?;
         }
         if self.population && self.model == Model::Relu {
             return Err(ConfigError::new(
@@ -459,7 +501,102 @@ impl Config {
                 "the residual form needs sampled data: set population=false",
             ));
         }
-        Ok(())
+        self.check_memory(memory_budget())
+    }
+
+    /// What a run of this configuration holds in host memory (the f64 engine), by part.
+    pub fn memory_estimate(&self) -> MemoryEstimate {
+        let u = |v: usize| v as u64;
+        let (d, k, r) = (u(self.d), u(self.k), u(self.r));
+        let f = 8u64; // bytes of an f64
+        let mul = |a: u64, b: u64| a.saturating_mul(b);
+        let dk_field = if self.d >= self.k { "d" } else { "k" };
+        let mut parts = Vec::new();
+        let mut add = |field, what, bytes| parts.push(MemoryPart { field, what, bytes });
+        // W0 and Δ in the problem; W0, Δ, G in the backend; G's accumulator while loading
+        add(dk_field, "d×k matrices (W0, Δ, G)", mul(mul(d, k), 6 * f));
+        let sampled = !self.population;
+        let kept = sampled && (self.model == Model::Relu || self.step_form == StepForm::Residual);
+        if sampled && !kept {
+            add("d", "Σ̂ (d×d)", mul(mul(d, d), f));
+            // one streamed block of X and of the residual, and a transpose of X's block
+            add(
+                "d",
+                "one block of rows of X",
+                3 * crate::problem::CHUNK_FLOATS as u64 * f,
+            );
+        }
+        if kept {
+            let n = u(self.n_samples());
+            // X, Y, and per step XW (N×k), the residual and its mask
+            let field = if self.n.is_some() { "n" } else { "d" };
+            add(field, "X and Y (residual form)", mul(mul(n, d + 3 * k), f));
+        }
+        // the SVD of G: exact (a (d+k)² eigenproblem) for d + k ≤ 1200, else subspace iteration
+        let svd = if d + k <= 1200 {
+            mul(mul(d + k, d + k), 3 * f)
+        } else {
+            mul(
+                mul(d + k, 4 * u(crate::init::svd_rank_needed(self)) + 32),
+                f,
+            )
+        };
+        add(dk_field, "SVD of G", svd);
+        let plans = self.runs();
+        let runs = u(plans.len());
+        let offset_runs = u(plans.iter().filter(|p| p.init == InitKind::LoraGa).count());
+        // A, B, their gradients and the step's temporaries (d×r and r×k each)
+        add(
+            "seeds",
+            "factors of every run",
+            mul(mul(runs, d + k), mul(r, 8 * f)),
+        );
+        add(
+            "inits",
+            "offset runs' shifted G, Δ, W0",
+            mul(offset_runs, mul(mul(d, k), 3 * f)),
+        );
+        let records = u(self.steps / self.record_every.max(1) + 2);
+        // a record: step, loss, risk, sines, ‖AB − Δ‖, wall time, projection, σ(AB) (r values);
+        // three copies (the report, its JSON, the page's charts)
+        let per = 3 * (160 + 8 * r.min(u(self.d.min(self.k))));
+        add(
+            "record_every",
+            "recorded steps",
+            mul(mul(runs, records), per),
+        );
+        MemoryEstimate { parts }
+    }
+
+    /// Refuse a configuration whose memory exceeds `budget` bytes, naming the field of the
+    /// largest part.
+    pub fn check_memory(&self, budget: u64) -> Result<(), ConfigError> {
+        let est = self.memory_estimate();
+        let total = est.total();
+        if total <= budget {
+            return Ok(());
+        }
+        let big = est.largest().cloned().unwrap_or(MemoryPart {
+            field: "d",
+            what: "data",
+            bytes: total,
+        });
+        let target = if cfg!(target_arch = "wasm32") {
+            "a browser tab (wasm32)"
+        } else {
+            "this build"
+        };
+        Err(ConfigError::new(
+            big.field,
+            format!(
+                "this run needs about {} of memory ({}: {}), more than the {} {target} allows; reduce {}",
+                fmt_bytes(total),
+                big.what,
+                fmt_bytes(big.bytes),
+                fmt_bytes(budget),
+                big.field
+            ),
+        ))
     }
 
     /// Set one field from its text form (`--set key=value`, URL query pairs).
@@ -740,5 +877,54 @@ mod tests {
         let mut c = Preset::Spectral.config();
         c.damping = 0.0;
         assert_eq!(c.validate().unwrap_err().field, "damping");
+    }
+
+    /// The crash: d = k = 4096 materialised X (2 GiB of f64) in the tab. The factored
+    /// form now streams X, so it fits the wasm32 budget; the residual form keeps X and is
+    /// refused, naming the field and the limit; sizes never wrap (64-bit arithmetic).
+    #[test]
+    fn memory_is_estimated_before_allocating() {
+        let mut c = Preset::Spectral.config();
+        c.d = 4096;
+        c.k = 4096;
+        c.steps = 10;
+        assert!(c.check_memory(WASM_MEMORY_BUDGET).is_ok());
+        c.step_form = StepForm::Residual;
+        let e = c.check_memory(WASM_MEMORY_BUDGET).unwrap_err();
+        assert_eq!(e.field, "d", "{e}");
+        assert!(e.message.contains("2.0 GiB"), "{e}");
+        assert!(e.message.contains("X and Y"), "{e}");
+        c.d = 8192;
+        c.k = 8192;
+        c.n = Some(MAX_N);
+        let e = c.check_memory(WASM_MEMORY_BUDGET).unwrap_err();
+        assert_eq!(e.field, "n", "{e}");
+        assert!(!e.message.contains("4294967295"), "{e}");
+        // 8192² matrices alone exceed the tab
+        c.step_form = StepForm::Factored;
+        c.n = None;
+        assert_eq!(c.check_memory(WASM_MEMORY_BUDGET).unwrap_err().field, "d");
+        // many runs: the factors of every run dominate
+        let mut c = Preset::Spectral.config();
+        c.d = 2000;
+        c.k = 2000;
+        c.r = 8;
+        c.alpha2 = vec![1e-4, 1e-3, 1e-2, 1e-1];
+        c.seeds = 4096;
+        c.steps = 10;
+        let e = c.check_memory(WASM_MEMORY_BUDGET).unwrap_err();
+        assert_eq!(e.field, "seeds", "{e}");
+        // a long run recorded at every step
+        let mut c = Preset::Spectral.config();
+        c.steps = MAX_STEPS;
+        c.record_every = 1;
+        c.seeds = 64;
+        let e = c.check_memory(WASM_MEMORY_BUDGET).unwrap_err();
+        assert_eq!(e.field, "record_every", "{e}");
+        // every preset fits the browser with room to spare
+        for p in Preset::ALL {
+            let est = p.config().memory_estimate().total();
+            assert!(est < WASM_MEMORY_BUDGET / 4, "{p:?}: {}", fmt_bytes(est));
+        }
     }
 }

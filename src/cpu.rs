@@ -10,6 +10,7 @@ use crate::init::InitFactors;
 use crate::linalg::{self, TopSvd};
 use crate::problem::Problem;
 use nalgebra::DMatrix;
+use std::sync::Arc;
 use web_time::Instant;
 
 /// How the CPU backend computes truncated SVDs of G.
@@ -34,21 +35,27 @@ struct Loaded {
     c0: f64,
     w0: DMatrix<f64>,
     delta: DMatrix<f64>,
-    x: Option<DMatrix<f64>>,
-    y: Option<DMatrix<f64>>,
+    /// X and Y (shared with the problem), for the residual form only.
+    x: Option<Arc<DMatrix<f64>>>,
+    y: Option<Arc<DMatrix<f64>>>,
+}
+
+/// G + Σ̂P (the effective gradient), Δ + P (the update AB must reach) and W0 − P (the frozen
+/// weight) of an offset init.
+struct Offset {
+    g_eff: DMatrix<f64>,
+    delta_eff: DMatrix<f64>,
+    w_frozen: DMatrix<f64>,
 }
 
 /// State of the run in progress.
 struct Run {
     a: DMatrix<f64>,
     b: DMatrix<f64>,
-    /// G + Σ̂P for an offset init (P = A0B0), else G.
-    g_eff: DMatrix<f64>,
+    /// The d×k matrices an offset init (P = A0B0 ≠ 0) shifts; None for the others, which read
+    /// the problem's own (a batch of B runs holds B·(dr + rk) floats, not B·3dk).
+    offset: Option<Offset>,
     c_eff: f64,
-    /// Δ + P: the update AB must reach.
-    delta_eff: DMatrix<f64>,
-    /// W0 − P: the frozen weight.
-    w_frozen: DMatrix<f64>,
     settings: StepSettings,
     step: usize,
     limit: f64,
@@ -87,6 +94,11 @@ impl CpuBackend {
     /// G = −∇_W L(W0), formed on this backend (after `load`).
     pub fn g(&self) -> Option<&DMatrix<f64>> {
         self.loaded.as_ref().map(|l| &l.g)
+    }
+
+    /// The loss at W0, ‖Y − XW0‖²/(2N) (½‖Δ‖² in population mode; 0 for ReLU).
+    pub fn c0(&self) -> Option<f64> {
+        self.loaded.as_ref().map(|l| l.c0)
     }
 
     /// Σ̂ (None in population mode or for the ReLU model).
@@ -133,8 +145,8 @@ fn eval(
             let sa = sigma_times(&l.sigma, a);
             let bbt = b * b.transpose();
             let ata_s = a.transpose() * &sa;
-            let gbt = &run.g_eff * b.transpose();
-            let atg = a.transpose() * &run.g_eff;
+            let gbt = run.g_eff(l) * b.transpose();
+            let atg = a.transpose() * run.g_eff(l);
             let loss = 0.5 * (&ata_s * &bbt).trace() - (a.transpose() * &gbt).trace() + run.c_eff;
             let grad_a = &sa * &bbt - gbt;
             let grad_b = &ata_s * b - atg;
@@ -142,10 +154,10 @@ fn eval(
         }
         (model, _) => {
             // Residual form: R = f(X(W0' + AB)) − Y.
-            let x = l.x.as_ref().expect("sampled data");
-            let y = l.y.as_ref().expect("sampled data");
+            let x: &DMatrix<f64> = l.x.as_deref().expect("sampled data");
+            let y: &DMatrix<f64> = l.y.as_deref().expect("sampled data");
             let n = x.nrows() as f64;
-            let w = &run.w_frozen + a * b;
+            let w = run.w_frozen(l) + a * b;
             let z = x * w;
             let (loss, resid) = match model {
                 Model::Linear => {
@@ -178,12 +190,22 @@ fn finite(m: &DMatrix<f64>) -> bool {
 }
 
 impl Run {
+    fn g_eff<'a>(&'a self, l: &'a Loaded) -> &'a DMatrix<f64> {
+        self.offset.as_ref().map_or(&l.g, |o| &o.g_eff)
+    }
+    fn delta_eff<'a>(&'a self, l: &'a Loaded) -> &'a DMatrix<f64> {
+        self.offset.as_ref().map_or(&l.delta, |o| &o.delta_eff)
+    }
+    fn w_frozen<'a>(&'a self, l: &'a Loaded) -> &'a DMatrix<f64> {
+        self.offset.as_ref().map_or(&l.w0, |o| &o.w_frozen)
+    }
+
     fn snapshot(&self, l: &Loaded, loss: f64, t0: Instant) -> Snapshot {
         let ab = &self.a * &self.b;
         Snapshot {
             step: self.step,
             loss,
-            risk: 0.5 * (&ab - &self.delta_eff).norm_squared(),
+            risk: 0.5 * (&ab - self.delta_eff(l)).norm_squared(),
             err_f: (&ab - &l.delta).norm(),
             factors: Factors::Full {
                 a: self.a.clone(),
@@ -248,49 +270,33 @@ impl Backend for CpuBackend {
                 y: None,
             }
         } else {
-            let x = p.x.as_ref().expect("sampled problem has X");
-            let y = p.y.as_ref().expect("sampled problem has Y");
-            let n = x.nrows() as f64;
-            let t = Instant::now();
-            let z0 = x * &p.w0;
-            let (e, c0) = match cfg.model {
-                Model::Linear => {
-                    let e = y - &z0;
-                    let c0 = e.norm_squared() / (2.0 * n);
-                    (e, c0)
-                }
-                Model::Relu => {
-                    let mut e = y.clone();
-                    for (ev, zv) in e.iter_mut().zip(z0.iter()) {
-                        *ev = if *zv > 0.0 { *ev - zv } else { 0.0 };
-                    }
-                    (e, 0.0)
-                }
-            };
-            let g = x.transpose() * e / n;
-            timing.form_g_ms = t.elapsed().as_secs_f64() * 1e3;
-            let sigma = if cfg.model == Model::Linear && cfg.step_form == StepForm::Factored {
-                let t = Instant::now();
-                let s = x.transpose() * x / n;
-                timing.sigma_ms = t.elapsed().as_secs_f64() * 1e3;
-                Some(s)
+            let form = if cfg.model == Model::Relu {
+                StepForm::Residual
             } else {
-                None
+                cfg.step_form
+            };
+            let t = Instant::now();
+            let with_sigma = cfg.model == Model::Linear && form == StepForm::Factored;
+            let stats = p.stats(with_sigma).expect("sampled problem");
+            // Σ̂ and G are formed in one pass over the rows
+            timing.sigma_ms = stats.sigma_ms;
+            timing.form_g_ms = t.elapsed().as_secs_f64() * 1e3 - stats.sigma_ms;
+            let (x, y) = if form == StepForm::Residual {
+                let (x, y) = p.samples();
+                (Some(x), Some(y))
+            } else {
+                (None, None)
             };
             Loaded {
                 model: cfg.model,
-                form: if cfg.model == Model::Relu {
-                    StepForm::Residual
-                } else {
-                    cfg.step_form
-                },
-                sigma,
-                g,
-                c0,
+                form,
+                sigma: stats.sigma,
+                g: stats.g,
+                c0: stats.c0,
                 w0: p.w0.clone(),
                 delta: p.delta.clone(),
-                x: Some(x.clone()),
-                y: Some(y.clone()),
+                x,
+                y,
             }
         };
         self.loaded = Some(loaded);
@@ -347,22 +353,25 @@ impl Backend for CpuBackend {
 impl Run {
     /// A run from its initial factors, and its step-0 snapshot (or divergence).
     fn start(l: &Loaded, init: &InitFactors, settings: &StepSettings) -> (Run, Advance) {
-        let (g_eff, c_eff, delta_eff, w_frozen) = if init.offset {
+        let (offset, c_eff) = if init.offset {
             let p = &init.a0 * &init.b0;
             let sa0 = sigma_times(&l.sigma, &init.a0);
             let sp = &sa0 * &init.b0;
             let c = l.c0 + p.dot(&l.g) + 0.5 * p.dot(&sp);
-            (&l.g + sp, c, &l.delta + &p, &l.w0 - &p)
+            let o = Offset {
+                g_eff: &l.g + sp,
+                delta_eff: &l.delta + &p,
+                w_frozen: &l.w0 - &p,
+            };
+            (Some(o), c)
         } else {
-            (l.g.clone(), l.c0, l.delta.clone(), l.w0.clone())
+            (None, l.c0)
         };
         let mut run = Run {
             a: init.a0.clone(),
             b: init.b0.clone(),
-            g_eff,
+            offset,
             c_eff,
-            delta_eff,
-            w_frozen,
             settings: *settings,
             step: 0,
             limit: f64::INFINITY,

@@ -52,6 +52,9 @@ pub struct BackendInfo {
 /// Time spent forming Σ̂ and G on a backend.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct LoadTiming {
+    /// Σ̂'s share where the backend times it apart (the CPU reference, and the GPU's
+    /// residual-form load); the GPU's streamed load forms Σ̂ with G in one pass and counts both
+    /// in `form_g_ms`.
     pub sigma_ms: f64,
     pub form_g_ms: f64,
 }

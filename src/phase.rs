@@ -178,13 +178,7 @@ pub fn plane_coeffs(cpu: &CpuBackend, exp: &Experiment) -> PlaneCoeffs {
     let g = cpu.g().map_or(0.0, |g| u.dot(&(g * &v)));
     let s = cpu.sigma().map_or(1.0, |s| u.dot(&(s * &u)));
     // c is the loss at the origin of the plane (A = B = 0): the constant of the problem.
-    let c = if p.cfg.population {
-        0.5 * p.delta.norm_squared()
-    } else {
-        let x = p.x.as_ref().expect("sampled");
-        let y = p.y.as_ref().expect("sampled");
-        (y - x * &p.w0).norm_squared() / (2.0 * x.nrows() as f64)
-    };
+    let c = cpu.c0().unwrap_or_else(|| 0.5 * p.delta.norm_squared());
     PlaneCoeffs { s, g, c }
 }
 

@@ -24,6 +24,6 @@ fn seeded_draws_are_bit_identical_everywhere() {
     c.r = 4;
     c.seed = 7;
     let p = Problem::generate(&c).unwrap();
-    assert_eq!(bits_hash(p.x.as_ref().unwrap()), GOLDEN_X, "X");
+    assert_eq!(bits_hash(&p.samples().0), GOLDEN_X, "X");
     assert_eq!(bits_hash(&p.w0), GOLDEN_W0, "W0");
 }

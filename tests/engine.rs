@@ -127,9 +127,8 @@ fn lora_ga_offset_keeps_the_initial_prediction() {
     let van = block_on(be.start(&init::vanilla(&c, 1e-3), &st)).unwrap();
     let (l_ga, l_van) = (ga.snapshots[0].loss, van.snapshots[0].loss);
     assert!((l_ga - l_van).abs() < 1e-10 * l_van, "{l_ga} vs {l_van}");
-    let x = p.x.as_ref().unwrap();
-    let y = p.y.as_ref().unwrap();
-    let direct = (x * &p.w0 - y).norm_squared() / (2.0 * x.nrows() as f64);
+    let (x, y) = p.samples();
+    let direct = (&*x * &p.w0 - &*y).norm_squared() / (2.0 * x.nrows() as f64);
     assert!((l_ga - direct).abs() < 1e-10 * direct);
 }
 

@@ -36,9 +36,11 @@ pub fn dump(dir: &Path, exp: &Experiment, cpu: &CpuBackend) -> Result<Vec<String
     };
     put("W0.npy", &p.w0)?;
     put("Delta.npy", &p.delta)?;
-    if let (Some(x), Some(y)) = (&p.x, &p.y) {
-        put("X.npy", x)?;
-        put("Y.npy", y)?;
+    if !p.cfg.population {
+        // the factored form streams X; the dump materialises it (same draws)
+        let (x, y) = p.samples();
+        put("X.npy", &x)?;
+        put("Y.npy", &y)?;
     }
     if let Some(g) = cpu.g() {
         put("G.npy", g)?;

@@ -1,11 +1,12 @@
 //! Problem upload: Σ̂ = XᵀX/N and G = Xᵀ(Y − XW0)/N formed on the GPU by the register-tiled
-//! matmul (or taken as given in population mode and for benchmarks).
+//! matmul, from streamed blocks of rows (factored form) or from the kept X and Y (residual form);
+//! taken as given in population mode and for benchmarks.
 
 use super::kernels::{encode_all, ew_parts, View};
 use super::{from_f32, to_f32, GpuBackend};
 use crate::config::{Model, StepForm};
 use crate::engine::{EngineError, LoadTiming};
-use crate::problem::Problem;
+use crate::problem::{chunk_rows, Problem};
 use nalgebra::DMatrix;
 use web_time::Instant;
 
@@ -103,6 +104,7 @@ impl GpuBackend {
         self.batch = None;
         self.loaded = None;
         self.svd_plan = None;
+        self.check_fits(p)?;
         if cfg.population {
             let t = Instant::now();
             let delta = to_f32(&p.delta);
@@ -126,8 +128,9 @@ impl GpuBackend {
             });
             return Ok(timing);
         }
-        let x = p.x.as_ref().expect("sampled problem has X");
-        let y = p.y.as_ref().expect("sampled problem has Y");
+        let (Some(x), Some(y)) = (p.x.as_deref(), p.y.as_deref()) else {
+            return self.load_streamed(p, timing).await;
+        };
         let n = x.nrows();
         let relu = cfg.model == Model::Relu;
         let form = if relu {
@@ -221,6 +224,117 @@ impl GpuBackend {
             x: residual.then_some(xb),
             y: residual.then_some(yb),
             z0: residual.then_some(z0),
+        });
+        Ok(timing)
+    }
+}
+
+impl GpuBackend {
+    /// Before allocating: refuse a problem whose buffers this adapter cannot bind, naming the
+    /// config field that sets the size and the adapter's limit (the page then falls back to the
+    /// CPU engine with this reason on its badge).
+    fn check_fits(&self, p: &Problem) -> Result<(), EngineError> {
+        let cfg = &p.cfg;
+        let (d, k) = (cfg.d as u64, cfg.k as u64);
+        let dk_field = if d >= k { "d" } else { "k" };
+        let mut bufs = vec![("d", "Σ̂ (d×d)", d * d), (dk_field, "G (d×k)", d * k)];
+        if p.x.is_some() {
+            let n = p.n() as u64;
+            let field = if cfg.n.is_some() { "n" } else { "d" };
+            bufs.push((field, "X (N×d)", n * d));
+            bufs.push((field, "Y (N×k)", n * k));
+        }
+        let max = self.ctx.max_binding();
+        for (field, what, floats) in bufs {
+            let bytes = floats.saturating_mul(4);
+            if bytes > max {
+                return Err(EngineError::Unsupported(format!(
+                    "{field}: {what} needs {} but this GPU ({}) binds at most {} per buffer; reduce {field}",
+                    crate::config::fmt_bytes(bytes),
+                    self.ctx.info.name,
+                    crate::config::fmt_bytes(max),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The factored form of a sampled problem without keeping X: blocks of rows of X and of the
+    /// residual at W0 are generated on the host (`Problem::chunks`), uploaded once each, and
+    /// accumulated into Σ̂ = XᵀX/N and G = XᵀE/N by two matmuls with β = 1. Device memory is
+    /// O(d² + dk) plus one block; c0 is summed on the host in f64.
+    async fn load_streamed(
+        &mut self,
+        p: &Problem,
+        mut timing: LoadTiming,
+    ) -> Result<LoadTiming, EngineError> {
+        let cfg = &p.cfg;
+        let (d, k, n) = (cfg.d, cfg.k, p.n());
+        let rows = chunk_rows(d, k).min(n.max(1));
+        let ctx = &self.ctx;
+        let xc = ctx.storage("X rows", rows * d)?;
+        let ec = ctx.storage("E rows", rows * k)?;
+        let g = ctx.storage("G", d * k)?;
+        let sigma = ctx.storage("sigma", d * d)?;
+        let delta = ctx.storage_init("delta", &to_f32(&p.delta))?;
+        let t = Instant::now();
+        let inv_n = 1.0 / n as f32;
+        let mut c0 = 0.0;
+        // wait for the GPU every ~64 MiB of uploads, so staged copies never pile up
+        let flush_every = ((64usize << 20) / (4 * rows * (d + k))).max(1);
+        for (i, ch) in p.chunks(rows).enumerate() {
+            let m = ch.x.nrows();
+            c0 += ch.t.norm_squared();
+            let queue = &self.ctx.queue;
+            queue.write_buffer(&xc, 0, bytemuck::cast_slice(&to_f32(&ch.x)));
+            queue.write_buffer(&ec, 0, bytemuck::cast_slice(&to_f32(&ch.t)));
+            let beta = if i == 0 { 0.0 } else { 1.0 };
+            let b = self.b();
+            let ds = [
+                b.matmul(
+                    d,
+                    k,
+                    m,
+                    (&xc, View::rm_t(d)),
+                    (&ec, View::rm(k)),
+                    (&g, 0, k),
+                    inv_n,
+                    beta,
+                ),
+                b.matmul(
+                    d,
+                    d,
+                    m,
+                    (&xc, View::rm_t(d)),
+                    (&xc, View::rm(d)),
+                    (&sigma, 0, d),
+                    inv_n,
+                    beta,
+                ),
+            ];
+            let mut enc = self.encoder();
+            encode_all(&mut enc, &ds.iter().collect::<Vec<_>>());
+            self.submit(enc);
+            if (i + 1) % flush_every == 0 {
+                self.ctx.finish().await?;
+            }
+        }
+        self.ctx.finish().await?;
+        self.ctx.check()?;
+        timing.form_g_ms = t.elapsed().as_secs_f64() * 1e3;
+        self.loaded = Some(Loaded {
+            form: StepForm::Factored,
+            relu: false,
+            d,
+            k,
+            n,
+            sigma: Some(sigma),
+            g,
+            delta,
+            c0: c0 / (2.0 * n as f64),
+            x: None,
+            y: None,
+            z0: None,
         });
         Ok(timing)
     }

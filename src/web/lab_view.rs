@@ -240,14 +240,20 @@ pub fn LabView(
                             break;
                         }
                     }
-                    Err(EngineError::Device(m)) if be.is_gpu() => {
-                        note.set(Some(format!(
-                            "The GPU failed mid-run ({m}): the run was restarted on the CPU"
-                        )));
+                    // Device loss, out of GPU memory, or a size beyond the adapter's limits:
+                    // the CPU engine takes over and the badge says why.
+                    Err(e @ (EngineError::Device(_) | EngineError::Unsupported(_)))
+                        if be.is_gpu() =>
+                    {
+                        let why = match e {
+                            EngineError::Device(m) => format!("GPU failed mid-run: {m}"),
+                            other => format!("too large for this GPU: {other}"),
+                        };
+                        note.set(Some(format!("{why}: the run was restarted on the CPU")));
                         choice.update(|c| {
                             c.use_gpu = false;
                             c.gpu_ready = false;
-                            c.cpu_reason = Some(format!("GPU failed mid-run: {m}"));
+                            c.cpu_reason = Some(why);
                         });
                         be = backend::cpu_backend();
                         ran_on.set(be_name(&be, &ch));
