@@ -292,6 +292,38 @@ impl MemoryEstimate {
     }
 }
 
+/// Deserialize JSON, turning an error into one that names the path of the field it is about
+/// (`runs[2].records[0].loss`), or `json` for a document that is not JSON at all.
+pub fn json_at_path<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    // the documents read here are objects; say so rather than name an array index
+    match text.trim_start().chars().next() {
+        Some('{') | None => {}
+        Some(_) => {
+            return Err(ConfigError::new(
+                "json",
+                "expected a JSON object ({ \"field\": value, … })",
+            ))
+        }
+    }
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." || path == "?" {
+            "json".to_string()
+        } else {
+            path
+        };
+        let msg = e.into_inner().to_string();
+        // clip what the message echoes back of the input
+        let msg = if msg.chars().count() > 200 {
+            msg.chars().take(200).collect::<String>() + "…"
+        } else {
+            msg
+        };
+        ConfigError::new(&field, msg)
+    })
+}
+
 /// Bytes as a short human-readable figure.
 pub fn fmt_bytes(b: u64) -> String {
     let b = b as f64;
@@ -504,6 +536,15 @@ impl Config {
         self.check_memory(memory_budget())
     }
 
+    /// Read a JSON config (`--config FILE`, the web app's exported config): missing fields take
+    /// their defaults, unknown ones are refused, and every error names the field it is about
+    /// (its path in the document); the result is validated.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = json_at_path(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// What a run of this configuration holds in host memory (the f64 engine), by part.
     pub fn memory_estimate(&self) -> MemoryEstimate {
         let u = |v: usize| v as u64;
@@ -601,6 +642,7 @@ impl Config {
 
     /// Set one field from its text form (`--set key=value`, URL query pairs).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let key = key.trim();
         let v = value.trim();
         fn num<T: std::str::FromStr>(key: &str, v: &str, what: &str) -> Result<T, ConfigError> {
             v.parse::<T>()
@@ -807,7 +849,7 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -830,15 +872,54 @@ mod tests {
 
     #[test]
     fn pairs_round_trip() {
-        let mut c = Preset::Alignment.config();
-        c.spectrum = Some(vec![2.0, 1.5, 1.0, 0.5]);
-        c.n = Some(777);
-        c.seed = 42;
+        let c = unlike_every_preset();
         let mut d = Config::default();
         for (k, v) in c.to_pairs() {
             d.set(k, &v).unwrap();
         }
         assert_eq!(c, d);
+    }
+
+    /// A config whose every field differs from the default's and from the `spectral` preset's
+    /// (where the config form and the URL parser start), so a round trip that drops or mangles
+    /// any one field fails.
+    pub fn unlike_every_preset() -> Config {
+        let c = Config {
+            d: 37,
+            k: 29,
+            r: 3,
+            r_star: 2,
+            n: Some(777),
+            population: true,
+            kappa: 3.5,
+            spectrum: Some(vec![2.5, 0.75]),
+            delta_basis: DeltaBasis::Canonical,
+            w0_std: 0.25,
+            model: Model::Relu,
+            noise: 0.125,
+            alpha2: vec![0.5, 1e-5],
+            eta: 0.0625,
+            steps: 321,
+            optimiser: Optimiser::Gd,
+            damping: 0.375,
+            gamma: 2.5,
+            normalised: true,
+            gamma_stable: 77.0,
+            gamma_ga: 5.5,
+            seed: 4242,
+            seeds: 3,
+            inits: vec![InitKind::LoraOne, InitKind::Vanilla],
+            record_every: 7,
+            step_form: StepForm::Residual,
+            divergence_factor: 1e6,
+        };
+        let mine = c.to_pairs();
+        for other in [Config::default(), Preset::Spectral.config()] {
+            for ((k, a), (_, b)) in mine.iter().zip(other.to_pairs()) {
+                assert_ne!(*a, b, "field {k} equals a preset's");
+            }
+        }
+        c
     }
 
     #[test]

@@ -274,6 +274,56 @@ pub struct Report {
 
 pub const SCHEMA: &str = "lora-one-lab/run@1";
 
+impl Report {
+    /// Read a run file (`lora-one-lab run --out FILE.json`, the web app's JSON export) for
+    /// `plot`: every error names the field (its path in the document). Beyond the types, the
+    /// schema tag, the config and the numbers a figure draws are checked: steps within the
+    /// config's, losses and risks finite or absent (a diverged step may be recorded as null).
+    pub fn from_json(text: &str) -> Result<Report, ConfigError> {
+        let r: Report = crate::config::json_at_path(text)?;
+        if r.schema != SCHEMA {
+            return Err(ConfigError::new(
+                "schema",
+                format!("expected `{SCHEMA}`, got `{}`", clip(&r.schema)),
+            ));
+        }
+        r.config
+            .validate()
+            .map_err(|e| ConfigError::new(&format!("config.{}", e.field), e.message))?;
+        for (i, run) in r.runs.iter().enumerate() {
+            for (j, rec) in run.records.iter().enumerate() {
+                let at = |f: &str| format!("runs[{i}].records[{j}].{f}");
+                if rec.step > r.config.steps {
+                    return Err(ConfigError::new(
+                        &at("step"),
+                        format!(
+                            "must be ≤ config.steps = {}, got {}",
+                            r.config.steps, rec.step
+                        ),
+                    ));
+                }
+                for (name, v) in [("loss", rec.loss), ("risk", rec.risk), ("err_f", rec.err_f)] {
+                    if !v.is_finite() {
+                        return Err(ConfigError::new(
+                            &at(name),
+                            format!("must be finite, got {v}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+fn clip(s: &str) -> String {
+    if s.chars().count() > 80 {
+        s.chars().take(80).collect::<String>() + "…"
+    } else {
+        s.to_string()
+    }
+}
+
 fn is_zero(v: &usize) -> bool {
     *v == 0
 }

@@ -7,6 +7,7 @@
 //! - [`cpu`]: the f64 nalgebra reference backend.
 //! - [`ensemble`]: medians and 10–90 % bands over the init draws of an ensemble (`seeds`).
 //! - [`phase`]: the phase-portrait model of SPEC §6.
+//! - [`urlstate`]: the web app's URL state (native, so it is tested and fuzzed without a browser).
 
 pub mod config;
 pub mod cpu;
@@ -17,6 +18,7 @@ pub mod linalg;
 pub mod phase;
 pub mod problem;
 pub mod rng;
+pub mod urlstate;
 pub mod worker;
 
 pub use config::{Config, ConfigError, InitKind, Model, Optimiser, Preset, StepForm};

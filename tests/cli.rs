@@ -211,10 +211,23 @@ fn gpu_backend_runs_from_the_cli_and_agrees_with_cpu() {
         for step in [0, 10, 20] {
             let a = c["runs"][i]["records"][step]["risk"].as_f64().unwrap();
             let b = g["runs"][i]["records"][step]["risk"].as_f64().unwrap();
+            // in log space, where f32 resolves the value (the residual AB − Δ is formed
+            // directly, so its relative error is ~1e-7·‖Δ‖/‖AB − Δ‖): an absolute floor would
+            // pass a GPU risk of 0
+            let r0 = c["runs"][i]["records"][0]["risk"].as_f64().unwrap();
             assert!(
-                (a - b).abs() < 1e-4 * (1.0 + a),
-                "run {i} step {step}: {a} vs {b}"
+                b.is_finite() && b > 0.0,
+                "run {i} step {step}: GPU risk {b}"
             );
+            if a > 1e-9 * r0 {
+                assert!(
+                    (a.ln() - b.ln()).abs() < 0.02,
+                    "run {i} step {step}: {a} vs {b}"
+                );
+            } else {
+                assert!(b < 1e-7 * r0, "run {i} step {step}: {a} vs {b}");
+            }
+            eprintln!("run {i} step {step}: risk cpu {a:.3e} gpu {b:.3e}");
         }
     }
 }

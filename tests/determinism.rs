@@ -4,6 +4,9 @@
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
+// in the browser (headless Chromium), not in Node: the platform the page runs on
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use lora_one_lab::config::Preset;
 use lora_one_lab::rng::{bits_hash, Rng};

@@ -84,8 +84,9 @@ pub fn build_config(
     let mut cfg = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
-            serde_json::from_str::<Config>(&text)
-                .map_err(|e| CliError::Usage(format!("{}: not a valid config: {e}", path.display())))?
+            lora_one_lab::config::json_at_path::<Config>(&text).map_err(|e| {
+                CliError::Usage(format!("{}: not a valid config: {e}", path.display()))
+            })?
         }
         None => Preset::parse(preset)
             .ok_or_else(|| {
@@ -149,7 +150,7 @@ pub fn phase_cmd(
 pub fn plot_cmd(run: &Path, out: &Path) -> Result<(), CliError> {
     let ext = extension(out, &["svg", "png"])?;
     let text = std::fs::read_to_string(run).map_err(|e| io_err(run, e))?;
-    let report: Report = serde_json::from_str(&text).map_err(|e| {
+    let report = Report::from_json(&text).map_err(|e| {
         CliError::Usage(format!(
             "{}: not a run file written by `lora-one-lab run --out FILE.json`: {e}",
             run.display()

@@ -101,33 +101,7 @@ pub enum GpuStatus {
     Unavailable(String),
 }
 
-/// Where the lab computes (`compute=` in the URL): the faster backend for the configuration
-/// (default), or one forced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Compute {
-    #[default]
-    Auto,
-    Cpu,
-    Gpu,
-}
-
-impl Compute {
-    pub fn key(self) -> &'static str {
-        match self {
-            Compute::Auto => "auto",
-            Compute::Cpu => "cpu",
-            Compute::Gpu => "gpu",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" | "" => Some(Compute::Auto),
-            "cpu" => Some(Compute::Cpu),
-            "gpu" => Some(Compute::Gpu),
-            _ => None,
-        }
-    }
-}
+pub use crate::urlstate::Compute;
 
 /// Which backend the app computes on by default, and the badge text.
 #[derive(Clone, Debug, PartialEq)]

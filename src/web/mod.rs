@@ -15,129 +15,14 @@ pub mod phase_view;
 pub mod url;
 pub mod util;
 
-use crate::config::{Config, Preset};
 pub use backend::{BackendChoice, Compute};
 use lab_view::LabView;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use phase_model::PhaseParams;
 use phase_view::{PageOpts, PhaseView};
 use wasm_bindgen::prelude::*;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum View {
-    Phase,
-    Lab,
-}
-
-impl View {
-    pub fn key(self) -> &'static str {
-        match self {
-            View::Phase => "phase",
-            View::Lab => "lab",
-        }
-    }
-}
-
-/// Everything the URL says.
-#[derive(Clone, Debug, PartialEq)]
-pub struct UrlState {
-    pub view: View,
-    pub opts: PageOpts,
-    pub phase: PhaseParams,
-    pub lab: Config,
-    pub preset: Option<Preset>,
-    /// Dynamics lab: where to compute (`compute=auto|cpu|gpu`; auto when absent).
-    pub compute: Compute,
-    pub errors: Vec<String>,
-}
-
-pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
-    let get = |k: &str| pairs.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
-    let flag = |k: &str| matches!(get(k), Some("1" | "true" | "yes" | "on" | ""));
-    let view = match get("view") {
-        Some("lab") => View::Lab,
-        _ => View::Phase,
-    };
-    let opts = PageOpts {
-        embed: get("embed").is_some() && flag("embed"),
-        large: get("large").is_some() && flag("large"),
-        autoplay: get("autoplay").is_some() && flag("autoplay"),
-    };
-    let mut errors = Vec::new();
-    let mut phase = PhaseParams::default();
-    let preset = get("preset").and_then(Preset::parse);
-    let mut lab = preset.map_or_else(|| Preset::Spectral.config(), |p| p.config());
-    for (k, v) in pairs {
-        if matches!(
-            k.as_str(),
-            "view" | "embed" | "large" | "autoplay" | "preset" | "compute" | "simulate"
-        ) {
-            continue;
-        }
-        match view {
-            View::Phase => {
-                if let Err(e) = phase.set(k, v) {
-                    errors.push(e);
-                }
-            }
-            View::Lab => {
-                if let Err(e) = lab.set(k, v) {
-                    errors.push(format!("{}: {}", e.field, e.message));
-                }
-            }
-        }
-    }
-    let compute = match get("compute") {
-        None => Compute::Auto,
-        Some(v) => Compute::parse(v).unwrap_or_else(|| {
-            errors.push(format!("compute: expected auto, cpu or gpu, got `{v}`"));
-            Compute::Auto
-        }),
-    };
-    UrlState {
-        view,
-        opts,
-        phase,
-        lab,
-        preset,
-        compute,
-        errors,
-    }
-}
-
-pub fn state_pairs(
-    view: View,
-    opts: PageOpts,
-    phase: &PhaseParams,
-    lab: &Config,
-    preset: Option<Preset>,
-    compute: Compute,
-) -> Vec<(String, String)> {
-    let mut v = vec![("view".to_string(), view.key().to_string())];
-    if opts.embed {
-        v.push(("embed".into(), "1".into()));
-    }
-    if opts.large {
-        v.push(("large".into(), "1".into()));
-    }
-    if opts.autoplay {
-        v.push(("autoplay".into(), "1".into()));
-    }
-    match view {
-        View::Phase => v.extend(phase.to_pairs()),
-        View::Lab => {
-            if compute != Compute::Auto {
-                v.push(("compute".into(), compute.key().into()));
-            }
-            if let Some(p) = preset {
-                v.push(("preset".into(), p.name().into()));
-            }
-            v.extend(lab.to_pairs().into_iter().map(|(k, x)| (k.to_string(), x)));
-        }
-    }
-    v
-}
+pub use crate::urlstate::{parse_state, state_pairs, UrlState, View};
 
 /// Entry point, called by index.html after the module is initialised.
 #[wasm_bindgen]

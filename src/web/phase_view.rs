@@ -16,13 +16,7 @@ use leptos::task::spawn_local;
 use std::sync::Arc;
 use wasm_bindgen::JsCast;
 
-/// The view's options that come from the page (embed mode etc.).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PageOpts {
-    pub embed: bool,
-    pub large: bool,
-    pub autoplay: bool,
-}
+pub use crate::urlstate::PageOpts;
 
 #[component]
 pub fn PhaseView(
@@ -165,6 +159,14 @@ pub fn PhaseView(
             .sum();
         let _ = c.set_attribute("data-points", &pts.to_string());
         let _ = c.set_attribute("data-trajectories", &dd.trajs.len().to_string());
+        // each trajectory's end point (a, b, loss): lets a test see that a change recomputed them
+        let ends: Vec<String> = dd
+            .trajs
+            .iter()
+            .filter_map(|tr| tr.pts.last())
+            .map(|p| format!("{:.6e} {:.6e} {:.6e}", p[0], p[1], p[3]))
+            .collect();
+        let _ = c.set_attribute("data-ends", &ends.join(";"));
         let _ = c.set_attribute("data-step", &(tt.floor() as usize).to_string());
         let _ = c.set_attribute("data-ready", "1");
     });

@@ -9,37 +9,7 @@ pub fn read_query() -> Vec<(String, String)> {
     parse_query(&search)
 }
 
-pub fn parse_query(search: &str) -> Vec<(String, String)> {
-    search
-        .trim_start_matches('?')
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    js_sys::decode_uri_component(&s)
-        .ok()
-        .and_then(|v| v.as_string())
-        .unwrap_or(s)
-}
-
-fn encode(s: &str) -> String {
-    js_sys::encode_uri_component(s).into()
-}
-
-pub fn to_query(pairs: &[(String, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
+pub use crate::urlstate::{parse_query, to_query};
 
 /// Replace the query string (keeps the path, so it works under any sub-path).
 pub fn replace_query(pairs: &[(String, String)]) {

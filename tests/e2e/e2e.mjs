@@ -47,7 +47,13 @@ let pageErrors = 0;
 function attachLogs(page, tag) {
   page.on("pageerror", (e) => {
     pageErrors++; console.log(`  [${tag} pageerror] ${e}`); failures.push(`${tag}: page error ${e}`); });
-  page.on("console", (m) => { if (m.type() === "error") console.log(`  [${tag} console.error] ${m.text()}`); });
+  // a console error is a failure too (the page logs none in normal use)
+  page.on("console", (m) => {
+    if (m.type() === "error") {
+      console.log(`  [${tag} console.error] ${m.text()}`);
+      failures.push(`${tag}: console error ${m.text().slice(0, 300)}`);
+    }
+  });
 }
 
 async function badge(page) {
@@ -142,12 +148,15 @@ async function withWebGpu() {
     check((await page.inputValue("#in-eta")) === "0.05", "reload restores η from the URL");
     check(page.url() === before, "URL is stable across a reload (same figure)", page.url());
 
-    // finite N (Σ̂ ≠ I)
+    // finite N (Σ̂ ≠ I): the trajectories are recomputed (their end points move)
+    const endsPop = await attr(page, "#phase-canvas", "data-ends");
     await page.uncheck("#population");
     await page.waitForSelector("#in-n");
-    await page.waitForTimeout(500);
+    await page.waitForFunction((e) => document.querySelector("#phase-canvas").dataset.ends !== e, endsPop, { timeout: 10000 }).catch(() => {});
     const tN = Number(await attr(page, "#phase-canvas", "data-trajectories"));
-    check(q(page).get("population") === "false" && tN >= 3, "finite-N mode recomputes the trajectories", `trajectories ${tN}, n=${q(page).get("n")}`);
+    const endsN = await attr(page, "#phase-canvas", "data-ends");
+    check(q(page).get("population") === "false" && tN >= 3 && endsN && endsN !== endsPop,
+      "finite-N mode recomputes the trajectories", `trajectories ${tN}, n=${q(page).get("n")}, ends ${endsPop} → ${endsN}`);
     await page.screenshot({ path: path.join(SHOTS, "phase-finite-n.png") });
     await page.check("#population");
 
@@ -217,7 +226,7 @@ async function withWebGpu() {
     await page.press("#cfg-r", "Enter");
     await page.waitForTimeout(200);
     const err = await page.locator(".runbar .field-error, .field .field-error").allTextContents();
-    check(err.join(" ").includes("r"), "invalid input shows a field-named error", err.join(" | "));
+    check(/`r`/.test(err.join(" ")) && /1\.\.=/.test(err.join(" ")), "invalid input shows a field-named error with the range", err.join(" | "));
     await page.fill("#cfg-r", "8");
     await page.press("#cfg-r", "Enter");
 
@@ -237,8 +246,13 @@ async function withWebGpu() {
     const progText = await page.$eval("#progress-text", (e) => e.textContent);
     check(progBefore > 0, "progress reported while running", `${progBefore} ${progText}`);
     await page.click("#stop");
-    await page.waitForSelector("#lab[data-state=stopped]", { timeout: 10000 });
-    check(true, "Stop ends the run");
+    const stopped = await page.waitForSelector("#lab[data-state=stopped]", { timeout: 10000 }).then(() => true, () => false);
+    const progStop = Number(await page.$eval("#progress", (e) => e.value));
+    await page.waitForTimeout(600);
+    const progLater = Number(await page.$eval("#progress", (e) => e.value));
+    const stLater = await attr(page, "#lab", "data-state");
+    check(stopped && stLater === "stopped" && progLater === progStop && progStop < 1,
+      "Stop ends the run (state stopped, progress frozen before the end)", `progress ${progStop} → ${progLater}, ${stLater}`);
     await page.screenshot({ path: path.join(SHOTS, "lab-alignment-stopped.png"), fullPage: true });
 
     // switching views mid-run and mid-animation must leave the page working
@@ -309,6 +323,60 @@ async function withWebGpu() {
   }
 }
 
+
+// Hostile URLs: markup and script in every parameter, huge numbers, NaN/inf, empty lists,
+// duplicate keys, a 100 kB query. The page must not panic or throw, must not inject anything,
+// and must say which field it ignored.
+async function hostileUrls(page) {
+  const XSS = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>`;
+  const labKeys = ["d", "k", "r", "r_star", "n", "population", "kappa", "spectrum", "delta_basis", "w0_std", "model",
+    "noise", "alpha2", "eta", "steps", "optimiser", "damping", "gamma", "normalised", "gamma_stable", "gamma_ga",
+    "seed", "seeds", "inits", "record_every", "step_form", "divergence_factor"];
+  const phaseKeys = ["delta", "alpha", "eta", "gamma", "gamma_ga", "steps", "population", "n", "seed", "start", "speed", "show"];
+  const enc = (o) => o.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+  const cases = [
+    ["markup in every lab parameter", `view=lab&${enc(labKeys.map((k) => [k, XSS]))}`, ["d", "eta", "alpha2", "inits"]],
+    ["markup in every phase parameter", `view=phase&${enc(phaseKeys.map((k) => [k, XSS]))}`, ["delta", "start"]],
+    ["markup in the page keys", `view=${encodeURIComponent(XSS)}&compute=${encodeURIComponent(XSS)}&preset=${encodeURIComponent(XSS)}&${encodeURIComponent(XSS)}=1`, ["view", "compute", "preset"]],
+    ["huge numbers", "view=lab&d=1e400&k=99999999999999999999999&steps=-1&seed=18446744073709551616&eta=1e309", ["d", "k", "steps", "seed", "eta"]],
+    ["NaN and infinities", "view=lab&eta=NaN&gamma=inf&kappa=-inf&damping=nan&alpha2=NaN,1e-3", ["eta", "gamma", "kappa", "damping", "alpha2"]],
+    ["empty lists", "view=lab&alpha2=&inits=&spectrum=", ["alpha2", "inits"]],
+    ["duplicate keys", "view=lab&d=64&d=32&eta=0.5&eta=0.25", ["d", "eta"]],
+    ["a 100 kB query", `view=lab&alpha2=${"1e-3,".repeat(20000)}1e-3&${"zz=1&".repeat(100)}`, ["zz"]],
+  ];
+  for (const [what, query, fields] of cases) {
+    const before = pageErrors;
+    await page.goto(`${BASE}?${query}`);
+    await page.waitForSelector("#lab, #phase-canvas[data-ready='1']", { timeout: 30000 });
+    await page.waitForTimeout(300);
+    const r = await page.evaluate(() => ({
+      pwned: window.__pwned,
+      imgs: document.querySelectorAll("img[src='x'], body script:not([src])").length,
+      alert: [...document.querySelectorAll(".error[role=alert]")].map((e) => e.textContent).join(" "),
+    }));
+    const named = fields.filter((f) => new RegExp(`(^|[ ;:])${f}: `).test(r.alert));
+    check(pageErrors === before && r.pwned === undefined && r.imgs === 0 && named.length === fields.length,
+      `hostile URL (${what}): no error, nothing injected, the fields are named`,
+      `named ${named.join(",")} of ${fields.join(",")}; ${r.alert.slice(0, 160)}…`);
+  }
+  // sizes past what a tab can hold: refused before allocating, naming the field and the limit
+  for (const [what, query, field] of [
+    ["d = k = 8192", "view=lab&d=8192&k=8192&steps=10", "d"],
+    ["the issue's residual form at d = 4096", "view=lab&compute=gpu&d=4096&k=4096&steps=10&step_form=residual", "d"],
+    ["N = 2^20 rows at d = 8192", "view=lab&d=8192&k=8192&n=1048576&step_form=residual", "n"],
+  ]) {
+    const before = pageErrors;
+    await page.goto(`${BASE}?${query}`);
+    await page.waitForSelector("#lab");
+    await page.click("#run", { timeout: 1000 }).catch(() => {}); // disabled while invalid
+    await page.waitForTimeout(500);
+    const msg = (await page.locator(".field-error").allTextContents()).join(" | ");
+    check(pageErrors === before && msg.includes(`\`${field}\``) && /GiB/.test(msg) && !/4294967295/.test(msg)
+      && (await attr(page, "#lab", "data-state")) !== "running",
+      `memory (${what}): refused with the field and the limit, no crash`, msg.slice(0, 200));
+  }
+}
+
 async function withoutWebGpu() {
   const ctx = await launch(false, 2);
   const page = ctx.pages()[0] || (await ctx.newPage());
@@ -360,6 +428,7 @@ async function withoutWebGpu() {
     await page.waitForSelector("#phase-canvas[data-ready='1']");
     await page.waitForTimeout(300);
     await page.screenshot({ path: path.join(SHOTS, "phase-dark.png") });
+    await hostileUrls(page);
   } finally {
     await ctx.close();
   }

@@ -273,9 +273,17 @@ fn ensure_system(root: &Path) -> Res<()> {
 
 const WASM_NAME: &str = "lora_one_lab";
 const APP_NAME: &str = "app";
+/// The size budget of dist/, all files gzipped (`gzip -9`): `build` fails above it.
+const DIST_BUDGET_GZ_BYTES: u64 = 500 * 1024;
 
+/// Build the static site into dist/. Any dist/ of an earlier build is removed first, so a
+/// failed build leaves no stale dist/ behind.
 fn build(root: &Path) -> Res<PathBuf> {
     let t0 = Instant::now();
+    let dist = root.join("dist");
+    if dist.exists() {
+        fs::remove_dir_all(&dist).map_err(|e| format!("cannot clear {}: {e}", dist.display()))?;
+    }
     ensure_wasm_target()?;
     run(Command::new(cargo()).current_dir(root).args([
         "build",
@@ -294,10 +302,6 @@ fn build(root: &Path) -> Res<PathBuf> {
     let wasm = target_dir
         .join("wasm32-unknown-unknown/release-wasm")
         .join(format!("{WASM_NAME}.wasm"));
-    let dist = root.join("dist");
-    if dist.exists() {
-        fs::remove_dir_all(&dist).map_err(|e| format!("cannot clear {}: {e}", dist.display()))?;
-    }
     fs::create_dir_all(&dist).map_err(|e| e.to_string())?;
 
     let bg = target_dir.join("xtask-bindgen");
@@ -362,10 +366,19 @@ fn build(root: &Path) -> Res<PathBuf> {
         eprintln!("{l}");
     }
     eprintln!(
-        "    total {:.1} KB, {:.1} KB gzipped (budget 500 KB gzipped)",
+        "    total {:.1} KB, {:.1} KB gzipped (budget {} KB gzipped)",
         total as f64 / 1024.0,
-        total_gz as f64 / 1024.0
+        total_gz as f64 / 1024.0,
+        DIST_BUDGET_GZ_BYTES / 1024
     );
+    if total_gz > DIST_BUDGET_GZ_BYTES {
+        return Err(format!(
+            "dist/ is {:.1} KB gzipped ({total_gz} B), over the budget of {} KB gzipped ({} B)",
+            total_gz as f64 / 1024.0,
+            DIST_BUDGET_GZ_BYTES / 1024,
+            DIST_BUDGET_GZ_BYTES
+        ));
+    }
     Ok(dist)
 }
 
@@ -564,6 +577,181 @@ fn respond(dir: &Path, prefix: &str, req: tiny_http::Request) {
 // ---------------------------------------------------------------------------------------------
 // test
 
+/// What one step of `cargo xtask test` does.
+enum StepKind {
+    /// apt packages, the rustup target and components, npm packages. Essential: when it fails,
+    /// every later step is skipped.
+    InstallTools,
+    /// A plain `cargo <args>` on the host (no wasm test runner set).
+    Cargo(&'static [&'static str]),
+    /// `cargo <args> --test <t>…` for every wasm-bindgen-test file in tests/, run in headless
+    /// Chromium through the pinned wasm-bindgen-test-runner.
+    WasmBrowserTests(&'static [&'static str]),
+    /// `build()`: dist/.
+    BuildDist,
+    /// The playwright-core tests of the dist/ built by the `BuildDist` step of the same run.
+    E2e,
+}
+
+impl StepKind {
+    /// Whether a failure skips every later step.
+    fn essential(&self) -> bool {
+        matches!(self, StepKind::InstallTools)
+    }
+}
+
+struct TestStep {
+    name: &'static str,
+    kind: StepKind,
+}
+
+/// The steps of `cargo xtask test`, in the order they run.
+const TEST_STEPS: &[TestStep] = &[
+    TestStep {
+        name: "install missing tools (apt, rustup target, npm)",
+        kind: StepKind::InstallTools,
+    },
+    TestStep {
+        name: "cargo fmt --all -- --check",
+        kind: StepKind::Cargo(&["fmt", "--all", "--", "--check"]),
+    },
+    TestStep {
+        name: "cargo clippy --workspace --all-targets -- -D warnings",
+        kind: StepKind::Cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    },
+    TestStep {
+        name: "cargo test --workspace (native, GPU tests on lavapipe)",
+        kind: StepKind::Cargo(&["test", "--workspace"]),
+    },
+    TestStep {
+        name: "wasm build check: --no-default-features",
+        kind: StepKind::Cargo(&[
+            "build",
+            "--lib",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--no-default-features",
+        ]),
+    },
+    TestStep {
+        name: "wasm build check: --no-default-features --features web",
+        kind: StepKind::Cargo(&[
+            "build",
+            "--lib",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--no-default-features",
+            "--features",
+            "web",
+        ]),
+    },
+    TestStep {
+        name: "cargo clippy (wasm32, feature web: the web app) -- -D warnings",
+        kind: StepKind::Cargo(&[
+            "clippy",
+            "--lib",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--no-default-features",
+            "--features",
+            "web",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    },
+    TestStep {
+        name: "wasm-bindgen-test in headless Chromium with WebGPU",
+        kind: StepKind::WasmBrowserTests(&[
+            "test",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--no-default-features",
+            "--features",
+            "web",
+        ]),
+    },
+    TestStep {
+        name: "build dist/ (release wasm, wasm-bindgen, wasm-opt -Oz)",
+        kind: StepKind::BuildDist,
+    },
+    TestStep {
+        name: "end-to-end browser tests of dist/ (playwright-core, headless Chromium)",
+        kind: StepKind::E2e,
+    },
+];
+
+/// What the steps of one `cargo xtask test` run share.
+struct TestRun {
+    root: PathBuf,
+    /// Scratch directory of this run (removed at the end).
+    tmp: PathBuf,
+    /// XDG_RUNTIME_DIR for the native steps (mode 0700, inside `tmp`).
+    xdg: PathBuf,
+    /// This xtask binary, the wasm test runner.
+    self_exe: PathBuf,
+    /// Set when the `BuildDist` step of this run succeeded: `E2e` refuses to run otherwise.
+    dist_built: bool,
+}
+
+impl TestRun {
+    /// `cargo <args>` in the workspace root, on the host.
+    fn native_cargo(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(cargo());
+        c.current_dir(&self.root)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .env_remove("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER");
+        c
+    }
+
+    /// Run one step; `Ok` carries the note for the summary.
+    fn run_step(&mut self, kind: &StepKind) -> Res<String> {
+        match kind {
+            StepKind::InstallTools => ensure_system(&self.root).map(|_| String::new()),
+            StepKind::Cargo(args) => run(&mut self.native_cargo(args)).map(|_| String::new()),
+            StepKind::WasmBrowserTests(args) => {
+                let tests = web_test_targets(&self.root);
+                if tests.is_empty() {
+                    return Err("no tests/web_*.rs found".into());
+                }
+                let mut c = self.native_cargo(args);
+                for t in &tests {
+                    c.args(["--test", t]);
+                }
+                c.env(
+                    "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                    format!("{} wasm-bindgen-test-runner", self.self_exe.display()),
+                )
+                .env(
+                    "CHROMEDRIVER",
+                    which("chromedriver").unwrap_or("chromedriver".into()),
+                )
+                .env("WASM_BINDGEN_TEST_TIMEOUT", "180");
+                run(&mut c).map(|_| tests.join(", "))
+            }
+            StepKind::BuildDist => {
+                let dist = build(&self.root)?;
+                self.dist_built = true;
+                Ok(dist.display().to_string())
+            }
+            StepKind::E2e => {
+                if !self.dist_built {
+                    return Err("dist/ was not built by this run (the build step failed)".into());
+                }
+                run_e2e(&self.root, &self.tmp)
+            }
+        }
+    }
+}
+
 struct StepResult {
     name: &'static str,
     ok: Option<bool>, // None = skipped
@@ -587,146 +775,19 @@ fn test_cmd(args: &[String]) -> ExitCode {
         let _ = fs::set_permissions(&xdg, fs::Permissions::from_mode(0o700));
     }
     let self_exe = env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
-
-    let mut results: Vec<StepResult> = Vec::new();
-    let native_cargo = |args: &[&str]| {
-        let mut c = Command::new(cargo());
-        c.current_dir(&root)
-            .args(args)
-            .env("XDG_RUNTIME_DIR", &xdg)
-            .env_remove("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER");
-        c
+    let mut test_run = TestRun {
+        root,
+        tmp,
+        xdg,
+        self_exe,
+        dist_built: false,
     };
 
-    type Step<'a> = (&'static str, bool, Box<dyn FnOnce() -> Res<String> + 'a>);
-    let steps: Vec<Step> = vec![
-        (
-            "install missing tools (apt, rustup target, npm)",
-            true,
-            Box::new(|| ensure_system(&root).map(|_| String::new())),
-        ),
-        (
-            "cargo fmt --all -- --check",
-            false,
-            Box::new(|| {
-                run(&mut native_cargo(&["fmt", "--all", "--", "--check"])).map(|_| String::new())
-            }),
-        ),
-        (
-            "cargo clippy --workspace --all-targets -- -D warnings",
-            false,
-            Box::new(|| {
-                run(&mut native_cargo(&[
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ]))
-                .map(|_| String::new())
-            }),
-        ),
-        (
-            "cargo test --workspace (native, GPU tests on lavapipe)",
-            false,
-            Box::new(|| run(&mut native_cargo(&["test", "--workspace"])).map(|_| String::new())),
-        ),
-        (
-            "wasm build check: --no-default-features",
-            false,
-            Box::new(|| {
-                run(&mut native_cargo(&[
-                    "build",
-                    "--lib",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                    "--no-default-features",
-                ]))
-                .map(|_| String::new())
-            }),
-        ),
-        (
-            "wasm build check: --no-default-features --features web",
-            false,
-            Box::new(|| {
-                run(&mut native_cargo(&[
-                    "build",
-                    "--lib",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                    "--no-default-features",
-                    "--features",
-                    "web",
-                ]))
-                .map(|_| String::new())
-            }),
-        ),
-        (
-            "cargo clippy (wasm32, feature web: the web app) -- -D warnings",
-            false,
-            Box::new(|| {
-                run(&mut native_cargo(&[
-                    "clippy",
-                    "--lib",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                    "--no-default-features",
-                    "--features",
-                    "web",
-                    "--",
-                    "-D",
-                    "warnings",
-                ]))
-                .map(|_| String::new())
-            }),
-        ),
-        (
-            "wasm-bindgen-test in headless Chromium with WebGPU",
-            false,
-            Box::new(|| {
-                let tests = web_test_targets(&root);
-                if tests.is_empty() {
-                    return Err("no tests/web_*.rs found".into());
-                }
-                let mut c = native_cargo(&[
-                    "test",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                    "--no-default-features",
-                    "--features",
-                    "web",
-                ]);
-                for t in &tests {
-                    c.args(["--test", t]);
-                }
-                c.env(
-                    "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-                    format!("{} wasm-bindgen-test-runner", self_exe.display()),
-                )
-                .env(
-                    "CHROMEDRIVER",
-                    which("chromedriver").unwrap_or("chromedriver".into()),
-                )
-                .env("WASM_BINDGEN_TEST_TIMEOUT", "180");
-                run(&mut c).map(|_| tests.join(", "))
-            }),
-        ),
-        (
-            "build dist/ (release wasm, wasm-bindgen, wasm-opt -Oz)",
-            false,
-            Box::new(|| build(&root).map(|d| d.display().to_string())),
-        ),
-        (
-            "end-to-end browser tests of dist/ (playwright-core, headless Chromium)",
-            false,
-            Box::new(|| run_e2e(&root, &tmp)),
-        ),
-    ];
-
+    let mut results: Vec<StepResult> = Vec::new();
     let total = Instant::now();
     let mut abort = false;
-    for (name, essential, f) in steps {
+    for step in TEST_STEPS {
+        let name = step.name;
         // Every step runs (for a full summary), unless installing the tools failed.
         if abort {
             results.push(StepResult {
@@ -739,7 +800,7 @@ fn test_cmd(args: &[String]) -> ExitCode {
         }
         eprintln!("\n==> {name}");
         let t = Instant::now();
-        let r = f();
+        let r = test_run.run_step(&step.kind);
         let secs = t.elapsed().as_secs_f64();
         match r {
             Ok(note) => results.push(StepResult {
@@ -750,7 +811,7 @@ fn test_cmd(args: &[String]) -> ExitCode {
             }),
             Err(e) => {
                 eprintln!("!!! {name}: {e}");
-                if essential {
+                if step.kind.essential() {
                     abort = true;
                 }
                 results.push(StepResult {
@@ -762,7 +823,7 @@ fn test_cmd(args: &[String]) -> ExitCode {
             }
         }
     }
-    let _ = fs::remove_dir_all(&tmp);
+    let _ = fs::remove_dir_all(&test_run.tmp);
 
     eprintln!("\n================ cargo xtask test: summary ================");
     for r in &results {

@@ -1,0 +1,462 @@
+//! The app's URL state, with no web dependency so that it builds and is tested (and fuzzed)
+//! natively: the query string holds the active view and every parameter of it, a copied link
+//! reproduces what the sender saw, and hostile input yields errors that name the field.
+
+use crate::config::{Config, Preset};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// What `encodeURIComponent` leaves as is: A–Z a–z 0–9 - _ . ! ~ * ' ( ).
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// The query string's pairs, decoded (`+` is a space, bad escapes stay as written), in order.
+pub fn parse_query(search: &str) -> Vec<(String, String)> {
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_decode_str(&s).decode_utf8_lossy().into_owned()
+}
+
+fn encode(s: &str) -> String {
+    utf8_percent_encode(s, COMPONENT).to_string()
+}
+
+pub fn to_query(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Phase,
+    Lab,
+}
+
+impl View {
+    pub fn key(self) -> &'static str {
+        match self {
+            View::Phase => "phase",
+            View::Lab => "lab",
+        }
+    }
+}
+
+/// Everything the URL says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UrlState {
+    pub view: View,
+    pub opts: PageOpts,
+    pub phase: PhaseParams,
+    pub lab: Config,
+    pub preset: Option<Preset>,
+    /// Dynamics lab: where to compute (`compute=auto|cpu|gpu`; auto when absent).
+    pub compute: Compute,
+    pub errors: Vec<String>,
+}
+
+/// Longest echo of a value in an error message (a 100 kB value is not printed back whole).
+const ECHO: usize = 120;
+
+fn clip(s: String) -> String {
+    if s.chars().count() <= ECHO {
+        return s;
+    }
+    let mut t: String = s.chars().take(ECHO).collect();
+    t.push('…');
+    t
+}
+
+/// The state of the URL's pairs. Never fails: every bad pair becomes an error line that names
+/// its field (and is otherwise ignored); a key given twice takes its last value, and says so.
+pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let flag = |k: &str| matches!(get(k), Some("1" | "true" | "yes" | "on" | ""));
+    let mut errors = Vec::new();
+    let view = match get("view") {
+        Some("lab") => View::Lab,
+        None | Some("phase") => View::Phase,
+        Some(v) => {
+            errors.push(clip(format!("view: expected phase or lab, got `{v}`")));
+            View::Phase
+        }
+    };
+    let opts = PageOpts {
+        embed: get("embed").is_some() && flag("embed"),
+        large: get("large").is_some() && flag("large"),
+        autoplay: get("autoplay").is_some() && flag("autoplay"),
+    };
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for (k, _) in pairs {
+        match seen.iter_mut().find(|(a, _)| *a == k.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((k.as_str(), 1)),
+        }
+    }
+    for (k, n) in seen.iter().filter(|(_, n)| *n > 1) {
+        errors.push(clip(format!(
+            "{k}: given {n} times; the last value is used"
+        )));
+    }
+    let mut phase = PhaseParams::default();
+    let preset = get("preset").and_then(|v| {
+        let p = Preset::parse(v);
+        if p.is_none() {
+            errors.push(clip(format!(
+                "preset: expected alignment, spectral or phase, got `{v}`"
+            )));
+        }
+        p
+    });
+    let mut lab = preset.map_or_else(|| Preset::Spectral.config(), |p| p.config());
+    for (k, v) in pairs {
+        if matches!(
+            k.as_str(),
+            "view" | "embed" | "large" | "autoplay" | "preset" | "compute" | "simulate"
+        ) {
+            continue;
+        }
+        match view {
+            View::Phase => {
+                if let Err(e) = phase.set(k, v) {
+                    errors.push(clip(e));
+                }
+            }
+            View::Lab => {
+                if let Err(e) = lab.set(k, v) {
+                    errors.push(clip(format!("{}: {}", e.field, e.message)));
+                }
+            }
+        }
+    }
+    let compute = match get("compute") {
+        None => Compute::Auto,
+        Some(v) => Compute::parse(v).unwrap_or_else(|| {
+            errors.push(clip(format!(
+                "compute: expected auto, cpu or gpu, got `{v}`"
+            )));
+            Compute::Auto
+        }),
+    };
+    UrlState {
+        view,
+        opts,
+        phase,
+        lab,
+        preset,
+        compute,
+        errors,
+    }
+}
+
+pub fn state_pairs(
+    view: View,
+    opts: PageOpts,
+    phase: &PhaseParams,
+    lab: &Config,
+    preset: Option<Preset>,
+    compute: Compute,
+) -> Vec<(String, String)> {
+    let mut v = vec![("view".to_string(), view.key().to_string())];
+    if opts.embed {
+        v.push(("embed".into(), "1".into()));
+    }
+    if opts.large {
+        v.push(("large".into(), "1".into()));
+    }
+    if opts.autoplay {
+        v.push(("autoplay".into(), "1".into()));
+    }
+    match view {
+        View::Phase => v.extend(phase.to_pairs()),
+        View::Lab => {
+            if compute != Compute::Auto {
+                v.push(("compute".into(), compute.key().into()));
+            }
+            if let Some(p) = preset {
+                v.push(("preset".into(), p.name().into()));
+            }
+            v.extend(lab.to_pairs().into_iter().map(|(k, x)| (k.to_string(), x)));
+        }
+    }
+    v
+}
+
+/// The view's options that come from the page (embed mode etc.).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PageOpts {
+    pub embed: bool,
+    pub large: bool,
+    pub autoplay: bool,
+}
+
+/// Where the lab computes (`compute=` in the URL): the faster backend for the configuration
+/// (default), or one forced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compute {
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl Compute {
+    pub fn key(self) -> &'static str {
+        match self {
+            Compute::Auto => "auto",
+            Compute::Cpu => "cpu",
+            Compute::Gpu => "gpu",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" | "" => Some(Compute::Auto),
+            "cpu" => Some(Compute::Cpu),
+            "gpu" => Some(Compute::Gpu),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseParams {
+    pub delta: f64,
+    /// Vanilla init scale α (entries of A0 ~ N(0, α²)).
+    pub alpha: f64,
+    pub eta: f64,
+    pub gamma: f64,
+    pub gamma_ga: f64,
+    pub steps: usize,
+    pub population: bool,
+    /// Samples for the finite-N Σ̂ (when not population).
+    pub n: usize,
+    pub seed: u64,
+    /// A custom start (a, b) on the plane, run by in-plane GD.
+    pub start: Option<(f64, f64)>,
+    /// Animation speed, steps per second.
+    pub speed: f64,
+    /// Which methods are drawn: vanilla, LoRA-GA, LoRA-One, custom.
+    pub show: [bool; 4],
+}
+
+impl Default for PhaseParams {
+    fn default() -> Self {
+        let c = Preset::Phase.config();
+        PhaseParams {
+            delta: c.delta_spectrum().first().copied().unwrap_or(1.0),
+            alpha: c.alpha2.first().copied().unwrap_or(1e-2).sqrt(),
+            eta: c.eta,
+            gamma: c.gamma,
+            gamma_ga: c.gamma_ga,
+            steps: c.steps,
+            population: true,
+            n: 8,
+            seed: c.seed,
+            start: None,
+            speed: 40.0,
+            show: [true; 4],
+        }
+    }
+}
+
+pub const KEYS: [&str; 12] = [
+    "delta",
+    "alpha",
+    "eta",
+    "gamma",
+    "gamma_ga",
+    "steps",
+    "population",
+    "n",
+    "seed",
+    "start",
+    "speed",
+    "show",
+];
+
+impl PhaseParams {
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let f = |x: f64| format!("{x}");
+        let mut v = vec![
+            ("delta".into(), f(self.delta)),
+            ("alpha".into(), f(self.alpha)),
+            ("eta".into(), f(self.eta)),
+            ("gamma".into(), f(self.gamma)),
+            ("gamma_ga".into(), f(self.gamma_ga)),
+            ("steps".into(), self.steps.to_string()),
+            ("population".into(), self.population.to_string()),
+            ("n".into(), self.n.to_string()),
+            ("seed".into(), self.seed.to_string()),
+        ];
+        if let Some((a, b)) = self.start {
+            v.push(("start".into(), format!("{},{}", round4(a), round4(b))));
+        }
+        v.push(("speed".into(), f(self.speed)));
+        v.push((
+            "show".into(),
+            self.show
+                .iter()
+                .map(|&s| if s { "1" } else { "0" })
+                .collect::<String>(),
+        ));
+        v
+    }
+
+    /// Apply one URL pair; unknown keys and bad values are reported, not fatal.
+    pub fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
+        let num = |v: &str| -> Result<f64, String> {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| format!("{k}: expected a number, got `{v}`"))
+        };
+        match k {
+            "delta" => self.delta = num(v)?,
+            "alpha" => self.alpha = num(v)?,
+            "eta" => self.eta = num(v)?,
+            "gamma" => self.gamma = num(v)?,
+            "gamma_ga" => self.gamma_ga = num(v)?,
+            "steps" => self.steps = num(v)?.clamp(1.0, 100_000.0) as usize,
+            "population" => self.population = matches!(v, "1" | "true" | "yes" | "on"),
+            "n" => self.n = num(v)?.max(1.0) as usize,
+            "seed" => self.seed = num(v)?.max(0.0) as u64,
+            "start" => {
+                self.start = if v.is_empty() || v == "none" {
+                    None
+                } else {
+                    let (a, b) = v.split_once(',').ok_or("start: expected a,b")?;
+                    Some((num(a)?, num(b)?))
+                }
+            }
+            "speed" => self.speed = num(v)?.clamp(0.5, 2000.0),
+            "show" => {
+                for (i, c) in v.chars().take(4).enumerate() {
+                    self.show[i] = c == '1';
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{k}: unknown parameter of the phase view; known: {}",
+                    KEYS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine configuration of the slice (SPEC §6 preset with this view's parameters).
+    pub fn config(&self) -> Config {
+        let mut c = Preset::Phase.config();
+        c.spectrum = Some(vec![self.delta]);
+        // α² rounded to 10 significant digits so labels read 1e-2, not 1.0000000000000002e-2
+        let a2 = self.alpha * self.alpha;
+        c.alpha2 = vec![format!("{a2:.9e}").parse().unwrap_or(a2)];
+        c.eta = self.eta;
+        c.gamma = self.gamma;
+        c.gamma_ga = self.gamma_ga;
+        c.steps = self.steps;
+        c.population = self.population;
+        c.n = if self.population { None } else { Some(self.n) };
+        c.seed = self.seed;
+        c
+    }
+}
+
+pub fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Through the address bar and back: every field of the lab (each unlike every preset's, so
+    /// dropping one fails), the compute choice, the page options; and every phase parameter.
+    #[test]
+    fn every_field_round_trips_through_the_query() {
+        let lab = crate::config::tests::unlike_every_preset();
+        let opts = PageOpts {
+            embed: true,
+            large: true,
+            autoplay: true,
+        };
+        let phase = PhaseParams {
+            delta: 1.75,
+            alpha: 0.0316,
+            eta: 0.05,
+            gamma: 2.0,
+            gamma_ga: 16.0,
+            steps: 321,
+            population: false,
+            n: 12,
+            seed: 9,
+            start: Some((-0.5, 1.25)),
+            speed: 75.0,
+            show: [true, false, true, false],
+        };
+        let d = PhaseParams::default();
+        assert!(phase
+            .to_pairs()
+            .iter()
+            .zip(d.to_pairs())
+            .all(|(a, b)| a.1 != b.1));
+        for view in [View::Lab, View::Phase] {
+            let q = to_query(&state_pairs(view, opts, &phase, &lab, None, Compute::Cpu));
+            let s = parse_state(&parse_query(&format!("?{q}")));
+            assert!(s.errors.is_empty(), "{:?}", s.errors);
+            assert_eq!(s.view, view);
+            assert_eq!(s.opts, opts);
+            match view {
+                View::Lab => {
+                    assert_eq!(s.lab, lab);
+                    assert_eq!(s.compute, Compute::Cpu);
+                }
+                View::Phase => assert_eq!(s.phase, phase),
+            }
+        }
+    }
+
+    /// What `encodeURIComponent` writes, and what it decodes.
+    #[test]
+    fn query_encoding_matches_the_browser() {
+        let q = to_query(&[("a b".into(), "1e-3,1e-2 <x>&=+é".into())]);
+        assert_eq!(q, "a%20b=1e-3%2C1e-2%20%3Cx%3E%26%3D%2B%C3%A9");
+        assert_eq!(
+            parse_query(&format!("?{q}&c=d+e&bad=%E0%A4%A&&=")),
+            vec![
+                ("a b".to_string(), "1e-3,1e-2 <x>&=+é".to_string()),
+                ("c".into(), "d e".into()),
+                // a cut escape decodes lossily (the browser's decoder throws; this one never does)
+                ("bad".into(), "\u{FFFD}%A".into()),
+                ("".into(), "".into()),
+            ]
+        );
+    }
+}
