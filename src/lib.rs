@@ -7,6 +7,7 @@
 //! - [`cpu`]: the f64 nalgebra reference backend.
 //! - [`ensemble`]: medians and 10–90 % bands over the init draws of an ensemble (`seeds`).
 //! - [`phase`]: the phase-portrait model of SPEC §6.
+//! - [`style`]: one colour, line style and marker per method, for the web app and the CLI.
 //! - [`urlstate`]: the web app's URL state (native, so it is tested and fuzzed without a browser).
 
 pub mod config;
@@ -18,6 +19,7 @@ pub mod linalg;
 pub mod phase;
 pub mod problem;
 pub mod rng;
+pub mod style;
 pub mod urlstate;
 pub mod worker;
 

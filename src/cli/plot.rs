@@ -1,33 +1,72 @@
 //! Headless figures with plotters: the dynamics curves and the phase portrait, as SVG or PNG.
 
 use super::{io_err, CliError};
-use lora_one_lab::config::InitKind;
-use lora_one_lab::engine::{Report, RunResult};
+use lora_one_lab::engine::Report;
 use lora_one_lab::phase::Portrait;
+use lora_one_lab::style::{self, Marker, RunStyle};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
 use std::path::Path;
 use std::sync::Once;
 
-/// Okabe–Ito, a colour-blind-safe palette.
-pub const PALETTE: [RGBColor; 7] = [
-    RGBColor(0, 114, 178),   // blue
-    RGBColor(213, 94, 0),    // vermillion
-    RGBColor(0, 158, 115),   // bluish green
-    RGBColor(204, 121, 167), // reddish purple
-    RGBColor(230, 159, 0),   // orange
-    RGBColor(86, 180, 233),  // sky blue
-    RGBColor(0, 0, 0),       // black
-];
+/// A run's colour in plotters' type (the shared style: `lora_one_lab::style`).
+fn colour(hex: &str) -> RGBColor {
+    let (r, g, b) = style::rgb(hex);
+    RGBColor(r, g, b)
+}
 
-/// Colour of a run: fixed per method so figures agree; vanilla sweeps cycle the rest.
-fn run_color(run: &RunResult, idx: usize) -> RGBColor {
-    match run.init {
-        InitKind::LoraOne => PALETTE[0],
-        InitKind::LoraGa => PALETTE[1],
-        InitKind::Vanilla => PALETTE[2 + idx % 5],
+type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A run's line in its style (solid, or dashed with the style's pattern), with its legend key
+/// (line and marker) when labelled.
+fn run_line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart2d<'a, DB>,
+    pts: Vec<(f64, f64)>,
+    st: RunStyle,
+    width: u32,
+    label: Option<String>,
+) -> DrawResult<()>
+where
+    DB::ErrorType: 'static,
+{
+    let shape = colour(st.colour).stroke_width(width);
+    let anno = match st.dash.pattern() {
+        [on, off, ..] => chart.draw_series(DashedLineSeries::new(
+            pts,
+            *on as u32 + width,
+            *off as u32 + width,
+            shape,
+        ))?,
+        _ => chart.draw_series(LineSeries::new(pts, shape))?,
+    };
+    if let Some(l) = label {
+        anno.label(l).legend(move |(x, y)| {
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (18, 0)], colour(st.colour).stroke_width(2))
+                + Polygon::new(outline(st.marker, 4.0, 9), colour(st.colour).filled())
+        });
     }
+    Ok(())
+}
+
+/// A marker's outline in pixel offsets (the circle as a 12-gon), centred `dx` right of the anchor.
+fn outline(m: Marker, size: f64, dx: i32) -> Vec<(i32, i32)> {
+    let v = m.vertices(0.0, 0.0, size);
+    let v = if v.is_empty() {
+        (0..12)
+            .map(|k| {
+                let a = k as f64 * std::f64::consts::TAU / 12.0;
+                (size * a.cos(), size * a.sin())
+            })
+            .collect()
+    } else {
+        v
+    };
+    v.into_iter()
+        .map(|(x, y)| (x.round() as i32 + dx, y.round() as i32))
+        .collect()
 }
 
 fn register_font() {
@@ -173,14 +212,20 @@ where
             .y_desc(panel.y_label)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()?;
+        let styles = style::report_styles(report);
         for (i, pts) in series {
             let run = &report.runs[i];
-            let color = run_color(run, i);
-            let style = ShapeStyle::from(&color).stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(pts, style))?
-                .label(run.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            let st = styles[i];
+            run_line(&mut chart, pts.clone(), st, 2, Some(run.label.clone()))?;
+            // six markers along each line, as in the web app
+            let n = pts.len();
+            let k = 6usize.min(n);
+            let fill = colour(st.colour).filled();
+            let m = outline(st.marker, 4.5, 0);
+            chart.draw_series((0..k).map(|j| {
+                EmptyElement::at(pts[((2 * j + 1) * n / (2 * k)).min(n - 1)])
+                    + Polygon::new(m.clone(), fill)
+            }))?;
         }
         chart
             .configure_series_labels()
@@ -334,44 +379,38 @@ where
         )))?
         .label("saddle (0,0) · minimisers ab = δ (dashed)")
         .legend(|(x, y)| Cross::new((x + 8, y), 5, BLACK.stroke_width(2)));
-    // trajectories
+    // trajectories, in the methods' shared styles
+    let styles = style::report_styles(&p.report);
     for (i, run) in p.report.runs.iter().enumerate() {
-        let color = run_color(run, i);
+        let st = styles[i];
         let pts: Vec<(f64, f64)> = run
             .records
             .iter()
             .filter_map(|r| r.proj.map(|q| (q[0], q[1])))
             .collect();
-        let style = color.stroke_width(3);
-        let series: Box<dyn Iterator<Item = PathElement<(f64, f64)>>> = match run.init {
-            InitKind::LoraGa => Box::new(
-                pts.windows(2)
-                    .step_by(2)
-                    .map(move |w| PathElement::new(vec![w[0], w[1]], style))
-                    .collect::<Vec<_>>()
-                    .into_iter(),
-            ),
-            _ => Box::new(std::iter::once(PathElement::new(pts.clone(), style))),
-        };
-        chart
-            .draw_series(series)?
-            .label(format!(
-                "{} (start off-plane {:.2})",
-                run.label,
-                run.records
-                    .first()
-                    .and_then(|r| r.proj)
-                    .map_or(0.0, |q| q[2])
-            ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+        // a white halo under each line keeps it readable on the surface
+        chart.draw_series(LineSeries::new(pts.clone(), WHITE.mix(0.8).stroke_width(6)))?;
+        let label = format!(
+            "{} (start off-plane {:.2})",
+            run.label,
+            run.records
+                .first()
+                .and_then(|r| r.proj)
+                .map_or(0.0, |q| q[2])
+        );
+        run_line(&mut chart, pts.clone(), st, 3, Some(label))?;
         if let Some(&start) = pts.first() {
             chart.draw_series([
-                Circle::new(start, 9, WHITE.filled()),
-                Circle::new(start, 7, color.filled()),
+                Circle::new(start, 5, WHITE.stroke_width(2)),
+                Circle::new(start, 4, colour(st.colour).stroke_width(2)),
             ])?;
         }
         if let Some(&end) = pts.last() {
-            chart.draw_series(std::iter::once(TriangleMarker::new(end, 7, color.filled())))?;
+            chart.draw_series([
+                EmptyElement::at(end) + Polygon::new(outline(st.marker, 8.5, 0), WHITE.filled()),
+                EmptyElement::at(end)
+                    + Polygon::new(outline(st.marker, 6.5, 0), colour(st.colour).filled()),
+            ])?;
         }
     }
     chart

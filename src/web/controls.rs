@@ -1,6 +1,6 @@
 //! Small reusable controls: a slider with a numeric input, and the legend swatch.
 
-use super::palette::Method;
+use super::palette::{Dash, Marker, Method};
 use super::util::fmt;
 use leptos::prelude::*;
 
@@ -70,31 +70,42 @@ pub fn NumSlider(
 /// A line sample in a method's colour and dash pattern (SVG, so it scales crisply).
 #[component]
 pub fn Swatch(method: Method) -> impl IntoView {
-    let dash = method
-        .dash()
+    view! { <LineSwatch colour=method.colour() dash=method.dash() marker=method.marker() /> }
+}
+
+/// A legend key: a line in a colour and line style, with the method's marker on it; `faint`
+/// keys the thin, translucent secondary metric of a chart.
+#[component]
+pub fn LineSwatch(
+    colour: &'static str,
+    dash: Dash,
+    #[prop(optional)] marker: Option<Marker>,
+    #[prop(optional)] faint: bool,
+) -> impl IntoView {
+    let d = dash
         .pattern()
         .iter()
         .map(|x| x.to_string())
         .collect::<Vec<_>>()
         .join(" ");
+    let mark = marker.map(|m| {
+        let v = m.vertices(20.0, 6.0, 4.0);
+        if v.is_empty() {
+            view! { <circle cx="20" cy="6" r="4" fill=colour /> }.into_any()
+        } else {
+            let pts = v
+                .iter()
+                .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            view! { <polygon points=pts fill=colour /> }.into_any()
+        }
+    });
     view! {
         <svg class="swatch" width="40" height="12" viewBox="0 0 40 12" aria-hidden="true">
-            <line x1="1" y1="6" x2="39" y2="6" stroke=method.colour() stroke-width="3" stroke-dasharray=dash />
-        </svg>
-    }
-}
-
-/// A swatch for a run colour and an explicit dash pattern.
-#[component]
-pub fn LineSwatch(colour: &'static str, dash: &'static [f64]) -> impl IntoView {
-    let d = dash
-        .iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(" ");
-    view! {
-        <svg class="swatch" width="40" height="12" viewBox="0 0 40 12" aria-hidden="true">
-            <line x1="1" y1="6" x2="39" y2="6" stroke=colour stroke-width="3" stroke-dasharray=d />
+            <line x1="1" y1="6" x2="39" y2="6" stroke=colour stroke-width=if faint { "1.5" } else { "3" }
+                stroke-opacity=if faint { "0.55" } else { "1" } stroke-dasharray=d />
+            {mark}
         </svg>
     }
 }

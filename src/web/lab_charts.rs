@@ -1,6 +1,6 @@
 //! The dynamics lab's charts, drawn with plotters on canvases (devicePixelRatio-sized).
 
-use super::palette::{rgb, SERIES};
+use super::palette::{rgb, Dash, Marker, RunStyle};
 use crate::engine::Report;
 use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
@@ -40,10 +40,6 @@ impl ChartTheme {
     }
 }
 
-pub fn run_colour(i: usize) -> &'static str {
-    SERIES[i % SERIES.len()]
-}
-
 fn col(hex: &str) -> RGBColor {
     let (r, g, b) = rgb(hex);
     RGBColor(r, g, b)
@@ -51,7 +47,11 @@ fn col(hex: &str) -> RGBColor {
 
 pub struct Series {
     pub colour: &'static str,
-    pub dashed: bool,
+    pub dash: Dash,
+    /// A chart's secondary metric (loss beside risk, sin θ_B beside sin θ_A): thin, translucent.
+    pub faint: bool,
+    /// Markers spaced along the line (the method's; None for secondary metrics).
+    pub marker: Option<Marker>,
     pub pts: Vec<(f64, f64)>,
     /// An ensemble's 10–90 % band around the line: (x, low, high), drawn translucent.
     pub band: Vec<(f64, f64, f64)>,
@@ -133,16 +133,16 @@ pub fn line_chart(
             chart.draw_series(std::iter::once(Polygon::new(
                 band,
                 col(s.colour)
-                    .mix(if s.dashed { 0.10 } else { 0.22 })
+                    .mix(if s.faint { 0.10 } else { 0.22 })
                     .filled(),
             )))?;
         }
     }
     for s in series {
         let style = ShapeStyle {
-            color: col(s.colour).to_rgba(),
+            color: col(s.colour).mix(if s.faint { 0.55 } else { 1.0 }),
             filled: false,
-            stroke_width: th.px(2.0),
+            stroke_width: th.px(if s.faint { 1.25 } else { 2.0 }),
         };
         let pts: Vec<(f64, f64)> = s
             .pts
@@ -150,10 +150,29 @@ pub fn line_chart(
             .cloned()
             .filter(|p| p.0.is_finite() && p.1.is_finite())
             .collect();
-        if s.dashed {
-            chart.draw_series(DashedLineSeries::new(pts, th.px(7.0), th.px(5.0), style))?;
-        } else {
-            chart.draw_series(LineSeries::new(pts, style))?;
+        match s.dash.pattern() {
+            [on, off, ..] => {
+                chart.draw_series(DashedLineSeries::new(
+                    pts.clone(),
+                    th.px(*on),
+                    th.px(*off),
+                    style,
+                ))?;
+            }
+            _ => {
+                chart.draw_series(LineSeries::new(pts.clone(), style))?;
+            }
+        }
+        if let Some(m) = s.marker {
+            // six markers along the line, staggered per series so that overlapping lines
+            // still show each method's
+            let n = pts.len();
+            let k = 6usize.min(n);
+            let shift = (s.colour.len() + s.colour.as_bytes()[1] as usize) % 7;
+            let at = (0..k).map(|j| pts[((2 * j + 1) * n / (2 * k) + shift).min(n - 1)]);
+            let sz = th.px(4.5) as f64;
+            let fill = col(s.colour).filled();
+            chart.draw_series(at.map(|p| marker_element(m, p, sz, fill)))?;
         }
     }
     root.present()?;
@@ -166,38 +185,39 @@ pub fn sv_chart(c: &HtmlCanvasElement, r: &Report, th: &ChartTheme) -> DrawResul
     let root = be.into_drawing_area();
     root.fill(&th.bg())?;
     let lg = |v: f64| v.max(1e-16).log10();
-    type PointSet = (RGBColor, Vec<(f64, f64)>, bool);
+    // (run style, points); None: G's singular values, drawn in the foreground colour
+    type PointSet = (Option<RunStyle>, Vec<(f64, f64)>);
     let mut sets: Vec<PointSet> = Vec::new();
     sets.push((
-        th.fg(),
+        None,
         r.problem
             .g_s
             .iter()
             .enumerate()
             .map(|(i, &v)| (i as f64 + 1.0, lg(v)))
             .collect(),
-        true,
     ));
-    // an ensemble's draws share their setting's colour (as in the other charts)
-    let (_, colour_of) = crate::ensemble::colour_indices(r);
+    // an ensemble's draws share their setting's style (as in the other charts)
+    let styles = crate::style::report_styles(r);
     for (i, run) in r.runs.iter().enumerate() {
         if let Some(last) = run.last() {
             sets.push((
-                col(run_colour(colour_of[i])),
+                Some(styles[i]),
                 last.sv_ab
                     .iter()
                     .enumerate()
                     .map(|(j, &v)| (j as f64 + 1.0 + 0.08 * (i as f64 + 1.0), lg(v)))
                     .collect(),
-                false,
             ));
         }
     }
     let all: Vec<Series> = sets
         .iter()
-        .map(|(_, p, _)| Series {
+        .map(|(_, p)| Series {
             colour: "#000000",
-            dashed: false,
+            dash: Dash::Solid,
+            faint: false,
+            marker: None,
             pts: p.clone(),
             band: Vec::new(),
         })
@@ -223,30 +243,36 @@ pub fn sv_chart(c: &HtmlCanvasElement, r: &Report, th: &ChartTheme) -> DrawResul
         .x_label_formatter(&|v| short(*v))
         .y_label_formatter(&|v| short(*v))
         .draw()?;
-    let sz = th.px(5.0);
-    for (c, pts, is_g) in sets {
-        if is_g {
-            chart.draw_series(pts.into_iter().map(|p| {
-                EmptyElement::at(p)
-                    + Polygon::new(
-                        vec![
-                            (0, -(sz as i32) - 2),
-                            (sz as i32 + 2, 0),
-                            (0, sz as i32 + 2),
-                            (-(sz as i32) - 2, 0),
-                        ],
-                        c.filled(),
-                    )
-            }))?;
-        } else {
-            chart.draw_series(
-                pts.into_iter()
-                    .map(|p| Circle::new(p, sz, c.stroke_width(th.px(2.0)))),
-            )?;
-        }
+    let sz = th.px(5.0) as f64;
+    for (st, pts) in sets {
+        // G: outlined foreground diamonds; each run: its method's marker in its colour
+        let (m, style) = match st {
+            None => (Marker::Diamond, th.fg().stroke_width(th.px(2.0))),
+            Some(st) => (st.marker, col(st.colour).filled()),
+        };
+        chart.draw_series(pts.into_iter().map(|p| marker_element(m, p, sz, style)))?;
     }
     root.present()?;
     Ok(())
+}
+
+/// A marker centred on a data point, sized in pixels.
+fn marker_element<'a, DB: DrawingBackend + 'a>(
+    m: Marker,
+    at: (f64, f64),
+    size: f64,
+    style: ShapeStyle,
+) -> DynElement<'a, DB, (f64, f64)> {
+    let v = m.vertices(0.0, 0.0, size);
+    if v.is_empty() {
+        (EmptyElement::at(at) + Circle::new((0, 0), size.round() as i32, style)).into_dyn()
+    } else {
+        let v: Vec<(i32, i32)> = v
+            .into_iter()
+            .map(|(x, y)| (x.round() as i32, y.round() as i32))
+            .collect();
+        (EmptyElement::at(at) + Polygon::new(v, style)).into_dyn()
+    }
 }
 
 /// Horizontal bars: init cost (form G + SVD) and training time per run.

@@ -5,8 +5,8 @@ use super::backend::{self, AppBackend, BackendChoice, Compute};
 use super::controls::LineSwatch;
 use super::explain::LabExplain;
 use super::export;
-use super::lab_charts::{self, run_colour, ChartTheme, Series};
-use super::palette::{Dash, ORANGE, SKY};
+use super::lab_charts::{self, ChartTheme, Series};
+use super::palette::{Dash, GREY, ORANGE, SKY};
 use super::util::{self, fmt};
 use crate::config::{Config, InitKind, Preset};
 use crate::engine::{EngineError, Experiment, Report};
@@ -416,6 +416,20 @@ pub fn LabView(
             1e-15
         };
         let (ensemble, _) = crate::ensemble::colour_indices(&r);
+        let styles = crate::style::report_styles(&r);
+        // the chart's first metric bold with markers, its second thin and translucent, both in
+        // the run's colour and line style
+        let series = |i: usize, faint: bool, pts: Vec<(f64, f64)>, band: Vec<(f64, f64, f64)>| {
+            let st = styles[i];
+            Series {
+                colour: st.colour,
+                dash: st.dash,
+                faint,
+                marker: (!faint).then_some(st.marker),
+                pts,
+                band,
+            }
+        };
         if ensemble {
             // one median line and 10–90 % band per setting, over its init draws
             let floor = r
@@ -431,14 +445,14 @@ pub fn LabView(
                 (false, false, &|x| x.sin_a),
                 (false, true, &|x| x.sin_b),
             ];
-            for (to_risk, dashed, f) in metrics {
-                for (gi, b) in crate::ensemble::bands(&r, f).into_iter().enumerate() {
-                    let s = Series {
-                        colour: run_colour(gi),
-                        dashed,
-                        pts: b.pts.iter().map(|p| (p.0, p.2)).collect(),
-                        band: b.pts.iter().map(|p| (p.0, p.1, p.3)).collect(),
-                    };
+            for (to_risk, faint, f) in metrics {
+                for b in crate::ensemble::bands(&r, f) {
+                    let s = series(
+                        b.first_run,
+                        faint,
+                        b.pts.iter().map(|p| (p.0, p.2)).collect(),
+                        b.pts.iter().map(|p| (p.0, p.1, p.3)).collect(),
+                    );
                     if to_risk {
                         risk.push(s);
                     } else {
@@ -448,52 +462,42 @@ pub fn LabView(
             }
         }
         for (i, run) in r.runs.iter().enumerate().filter(|_| !ensemble) {
-            let colour = run_colour(i);
-            risk.push(Series {
-                colour,
-                dashed: false,
-                pts: run
-                    .records
-                    .iter()
-                    .map(|x| (x.step as f64, lg(x.risk)))
-                    .collect(),
-                band: Vec::new(),
-            });
             let floor = run
                 .records
                 .first()
                 .map_or(1e-30, |x| x.loss.abs() * eps)
                 .max(1e-30);
-            risk.push(Series {
-                colour,
-                dashed: true,
-                pts: run
-                    .records
-                    .iter()
+            let recs = &run.records;
+            risk.push(series(
+                i,
+                false,
+                recs.iter().map(|x| (x.step as f64, lg(x.risk))).collect(),
+                Vec::new(),
+            ));
+            risk.push(series(
+                i,
+                true,
+                recs.iter()
                     .map(|x| (x.step as f64, lg(x.loss.max(floor))))
                     .collect(),
-                band: Vec::new(),
-            });
-            sin.push(Series {
-                colour,
-                dashed: false,
-                pts: run
-                    .records
-                    .iter()
+                Vec::new(),
+            ));
+            sin.push(series(
+                i,
+                false,
+                recs.iter()
                     .filter_map(|x| x.sin_a.map(|s| (x.step as f64, s)))
                     .collect(),
-                band: Vec::new(),
-            });
-            sin.push(Series {
-                colour,
-                dashed: true,
-                pts: run
-                    .records
-                    .iter()
+                Vec::new(),
+            ));
+            sin.push(series(
+                i,
+                true,
+                recs.iter()
                     .filter_map(|x| x.sin_b.map(|s| (x.step as f64, s)))
                     .collect(),
-                band: Vec::new(),
-            });
+                Vec::new(),
+            ));
         }
         let draw = |nr: NodeRef<Canvas>,
                     f: &dyn Fn(&web_sys::HtmlCanvasElement, &ChartTheme),
@@ -517,7 +521,7 @@ pub fn LabView(
                 let _ = lab_charts::line_chart(
                     c,
                     "step",
-                    "log10 risk (solid), log10 loss (dashed)",
+                    "log10 risk (bold), log10 loss (faint)",
                     &risk,
                     None,
                     th,
@@ -531,7 +535,7 @@ pub fn LabView(
                 let _ = lab_charts::line_chart(
                     c,
                     "step",
-                    "sin θ_A (solid), sin θ_B (dashed)",
+                    "sin θ_A (bold), sin θ_B (faint)",
                     &sin,
                     Some((-0.02, 1.02)),
                     th,
@@ -566,21 +570,31 @@ pub fn LabView(
             r.as_ref().map(|r| {
                 let groups = crate::ensemble::groups(r);
                 let ensemble = groups.iter().any(|(_, v)| v.len() > 1);
-                let items: Vec<String> = if ensemble {
+                let styles = crate::style::report_styles(r);
+                let items: Vec<(usize, String)> = if ensemble {
                     groups
                         .iter()
-                        .map(|(l, v)| format!(" {l}: median of {} draws, 10–90 % band", v.len()))
+                        .map(|(l, v)| {
+                            (
+                                v[0],
+                                format!(" {l}: median of {} draws, 10–90 % band", v.len()),
+                            )
+                        })
                         .collect()
                 } else {
-                    r.runs.iter().map(|run| format!(" {}", run.label)).collect()
+                    r.runs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, run)| (i, format!(" {}", run.label)))
+                        .collect()
                 };
                 items
                     .into_iter()
-                    .enumerate()
                     .map(|(i, text)| {
+                        let st = styles[i];
                         view! {
                             <span class="legend-item">
-                                <LineSwatch colour=run_colour(i) dash=Dash::Solid.pattern() />
+                                <LineSwatch colour=st.colour dash=st.dash marker=st.marker />
                                 {text}
                             </span>
                         }
@@ -616,8 +630,9 @@ pub fn LabView(
     let table = move || {
         report.with(|r| {
             r.as_ref().map(|r| {
-                // an ensemble's draws share their setting's colour
-                let (ensemble, colour_of) = crate::ensemble::colour_indices(r);
+                // an ensemble's draws share their setting's style
+                let (ensemble, _) = crate::ensemble::colour_indices(r);
+                let styles = crate::style::report_styles(r);
                 r.runs
                     .iter()
                     .enumerate()
@@ -630,7 +645,7 @@ pub fn LabView(
                         };
                         view! {
                             <tr data-run=i data-records=run.records.len()>
-                                <th scope="row"><LineSwatch colour=run_colour(colour_of[i]) dash=Dash::Solid.pattern() />" " {name}</th>
+                                <th scope="row"><LineSwatch colour=styles[i].colour dash=styles[i].dash marker=styles[i].marker />" " {name}</th>
                                 <td>{l.as_ref().map_or(0, |l| l.step)}</td>
                                 <td>{l.as_ref().map_or(String::new(), |l| fmt(l.risk))}</td>
                                 <td>{l.as_ref().map_or(String::new(), |l| fmt(l.loss))}</td>
@@ -749,8 +764,8 @@ pub fn LabView(
             </div>
             <div class="legend-row">
                 {legend}
-                <span class="legend-item"><LineSwatch colour="#888888" dash=Dash::Solid.pattern() />" risk / sin θ_A"</span>
-                <span class="legend-item"><LineSwatch colour="#888888" dash=Dash::Dashed.pattern() />" loss / sin θ_B"</span>
+                <span class="legend-item"><LineSwatch colour=GREY dash=Dash::Solid />" bold: risk / sin θ_A"</span>
+                <span class="legend-item"><LineSwatch colour=GREY dash=Dash::Solid faint=true />" faint: loss / sin θ_B"</span>
             </div>
             <div class="charts" node_ref=grid_ref>
                 {chart(c_risk, "chart-risk", "Risk and loss against step", "lora-one-risk.png")}
@@ -759,8 +774,8 @@ pub fn LabView(
                 {chart(c_cost, "chart-cost", "Cost: forming G + SVD against training", "lora-one-cost.png")}
             </div>
             <p class="cost-legend">
-                <span class="legend-item"><LineSwatch colour=ORANGE dash=Dash::Solid.pattern() />" init (form G + SVD + factors)"</span>
-                <span class="legend-item"><LineSwatch colour=SKY dash=Dash::Solid.pattern() />" training"</span>
+                <span class="legend-item"><LineSwatch colour=ORANGE dash=Dash::Solid />" init (form G + SVD + factors)"</span>
+                <span class="legend-item"><LineSwatch colour=SKY dash=Dash::Solid />" training"</span>
                 " " {cost_text}
             </p>
             <table class="runs" aria-label="Final values of each run">

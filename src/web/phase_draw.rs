@@ -22,7 +22,8 @@ impl Frame {
         let left = 3.6 * font;
         let bottom = 3.0 * font;
         let top = 0.8 * font;
-        let right = 0.8 * font;
+        // the colour bar and its labels
+        let right = 5.2 * font;
         Frame {
             x0: left,
             y0: top,
@@ -73,16 +74,95 @@ impl Theme {
             "#ffffff"
         }
     }
-    /// Heatmap ramp: low loss light (light theme) / dark (dark theme), single hue.
+    /// Heatmap colours: viridis (perceptual; low loss dark, high loss bright), both themes.
     pub fn ramp(&self, t: f64) -> (u8, u8, u8) {
-        let t = t.clamp(0.0, 1.0);
-        let (lo, hi) = if self.dark {
-            ((22.0, 26.0, 34.0), (118.0, 132.0, 160.0))
-        } else {
-            ((253.0, 253.0, 254.0), (138.0, 154.0, 182.0))
-        };
-        let m = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
-        (m(lo.0, hi.0), m(lo.1, hi.1), m(lo.2, hi.2))
+        crate::style::viridis(t)
+    }
+}
+
+/// Ink that reads on the surface where its value is `t` ∈ [0, 1]: dark on viridis' bright end,
+/// light on its dark end.
+pub fn ink_on(t: f64, alpha: f64) -> String {
+    let (r, g, b) = crate::style::viridis(t);
+    let lum = crate::style::luminance(&format!("#{r:02X}{g:02X}{b:02X}"));
+    if lum > 0.3 {
+        format!("rgba(0,0,0,{alpha})")
+    } else {
+        format!("rgba(255,255,255,{alpha})")
+    }
+}
+
+impl PhaseData {
+    /// The surface's value at (a, b) on the [0, 1] colour scale (nearest grid cell).
+    pub fn t_at(&self, a: f64, b: f64) -> f64 {
+        let s = &self.portrait.surface;
+        let w = self.window();
+        if s.nx == 0 || s.ny == 0 {
+            return 0.5;
+        }
+        let i = (((a - w.a_min) / (w.a_max - w.a_min)) * (s.nx - 1) as f64).round();
+        let j = (((b - w.b_min) / (w.b_max - w.b_min)) * (s.ny - 1) as f64).round();
+        let i = (i.max(0.0) as usize).min(s.nx - 1);
+        let j = (j.max(0.0) as usize).min(s.ny - 1);
+        ((s.values[j * s.nx + i] - self.lo) / (self.hi - self.lo).max(1e-12)).clamp(0.0, 1.0)
+    }
+    /// A contour level on the [0, 1] colour scale.
+    pub fn t_of(&self, level: f64) -> f64 {
+        ((level - self.lo) / (self.hi - self.lo).max(1e-12)).clamp(0.0, 1.0)
+    }
+}
+
+/// Colour-bar ticks: (value, position 0..1 from the bottom).
+pub fn bar_ticks(lo: f64, hi: f64) -> Vec<(f64, f64)> {
+    nice_ticks(lo, hi, 4)
+        .into_iter()
+        .map(|v| (v, (v - lo) / (hi - lo).max(1e-12)))
+        .collect()
+}
+
+/// A method's marker at (x, y) on the canvas: filled in `fill`, outlined in `edge`.
+fn marker(ctx: &Ctx, m: crate::style::Marker, x: f64, y: f64, size: f64, fill: &str, edge: &str) {
+    ctx.set_fill_style_str(fill);
+    ctx.begin_path();
+    let v = m.vertices(x, y, size);
+    if v.is_empty() {
+        let _ = ctx.arc(x, y, size, 0.0, std::f64::consts::TAU);
+    } else {
+        for (k, &(px, py)) in v.iter().enumerate() {
+            if k == 0 {
+                ctx.move_to(px, py);
+            } else {
+                ctx.line_to(px, py);
+            }
+        }
+        ctx.close_path();
+    }
+    ctx.fill();
+    ctx.set_stroke_style_str(edge);
+    ctx.set_line_width(1.5);
+    ctx.stroke();
+}
+
+/// The same marker as an SVG element.
+fn svg_marker(
+    m: crate::style::Marker,
+    x: f64,
+    y: f64,
+    size: f64,
+    fill: &str,
+    edge: &str,
+) -> String {
+    let v = m.vertices(x, y, size);
+    if v.is_empty() {
+        format!(
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="{size}" fill="{fill}" stroke="{edge}" stroke-width="1.5"/>"#
+        )
+    } else {
+        let pts: Vec<String> = v.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect();
+        format!(
+            r#"<polygon points="{}" fill="{fill}" stroke="{edge}" stroke-width="1.5"/>"#,
+            pts.join(" ")
+        )
     }
 }
 
@@ -162,23 +242,18 @@ pub fn draw(
     ctx.rect(f.x0, f.y0, f.w, f.h);
     ctx.clip();
 
-    // contours
-    let cont = if theme.dark {
-        "rgba(255,255,255,0.22)"
-    } else {
-        "rgba(0,0,0,0.18)"
-    };
-    ctx.set_stroke_style_str(cont);
+    // contours, in an ink that reads on the surface under them
     ctx.set_line_width(1.0);
     dash(ctx, &[], 1.0);
-    ctx.begin_path();
-    for (_, [p, q]) in &d.contours {
+    for (level, [p, q]) in &d.contours {
+        ctx.set_stroke_style_str(&ink_on(d.t_of(*level), 0.35));
+        ctx.begin_path();
         let (x0, y0) = f.px(p.0, p.1);
         let (x1, y1) = f.px(q.0, q.1);
         ctx.move_to(x0, y0);
         ctx.line_to(x1, y1);
+        ctx.stroke();
     }
-    ctx.stroke();
 
     // −∇L arrows: direction, length grows with log-magnitude
     let arrows = &d.portrait.field;
@@ -186,21 +261,14 @@ pub fn draw(
     let cell = f.w.min(f.h) / n;
     let mags: Vec<f64> = arrows.iter().map(|a| a.da.hypot(a.db)).collect();
     let mmax = mags.iter().cloned().fold(0.0, f64::max).max(1e-300);
-    ctx.set_stroke_style_str(if theme.dark {
-        "rgba(230,230,230,0.55)"
-    } else {
-        "rgba(40,40,40,0.5)"
-    });
-    ctx.set_fill_style_str(if theme.dark {
-        "rgba(230,230,230,0.55)"
-    } else {
-        "rgba(40,40,40,0.5)"
-    });
     ctx.set_line_width(1.0);
     for (a, m) in arrows.iter().zip(&mags) {
         if *m <= 0.0 {
             continue;
         }
+        let ink = ink_on(d.t_at(a.a, a.b), 0.6);
+        ctx.set_stroke_style_str(&ink);
+        ctx.set_fill_style_str(&ink);
         let rel = (1.0 + 9.0 * m / mmax).log10(); // 0..1
         let len = cell * (0.25 + 0.5 * rel);
         let (x, y) = f.px(a.a, a.b);
@@ -258,18 +326,14 @@ pub fn draw(
         dash(ctx, tr.method.dash().pattern(), 1.0);
         line(ctx, &pts);
         dash(ctx, &[], 1.0);
-        // start: hollow square; current: filled disc
+        // start: a small hollow ring; current: the method's marker
         let (x0, y0) = pts[0];
         ctx.set_line_width(2.0);
-        ctx.stroke_rect(x0 - 4.0, y0 - 4.0, 8.0, 8.0);
-        let (x, y) = *pts.last().expect("non-empty");
-        ctx.set_fill_style_str(col);
         ctx.begin_path();
-        let _ = ctx.arc(x, y, 5.5, 0.0, std::f64::consts::TAU);
-        ctx.fill();
-        ctx.set_stroke_style_str(theme.bg());
-        ctx.set_line_width(1.5);
+        let _ = ctx.arc(x0, y0, 3.5, 0.0, std::f64::consts::TAU);
         ctx.stroke();
+        let (x, y) = *pts.last().expect("non-empty");
+        marker(ctx, tr.method.marker(), x, y, 6.0, col, theme.bg());
     }
     ctx.restore();
 
@@ -277,6 +341,7 @@ pub fn draw(
     ctx.set_stroke_style_str(theme.fg());
     ctx.set_line_width(1.0);
     ctx.stroke_rect(f.x0, f.y0, f.w, f.h);
+    colour_bar(ctx, d, f, theme);
     ctx.set_fill_style_str(theme.fg());
     ctx.set_font(&format!("{}px system-ui, sans-serif", fs));
     let w = f.win;
@@ -319,6 +384,38 @@ pub fn draw(
             let _ = ctx.fill_text(label, x, y - 6.0);
         }
     }
+}
+
+/// The colour bar right of the plot: viridis from the surface's low (bottom) to high (top)
+/// log10(L + ε), with ticks and its label.
+fn colour_bar(ctx: &Ctx, d: &PhaseData, f: &Frame, theme: &Theme) {
+    let fs = theme.font;
+    let (x, w) = (f.x0 + f.w + 0.7 * fs, 0.9 * fs);
+    let n = 64;
+    for i in 0..n {
+        let (r, g, b) = theme.ramp((i as f64 + 0.5) / n as f64);
+        ctx.set_fill_style_str(&format!("rgb({r},{g},{b})"));
+        // bottom-up, each band overlapping the next by a pixel (no seams)
+        let y = f.y0 + f.h * (1.0 - (i + 1) as f64 / n as f64);
+        ctx.fill_rect(x, y, w, f.h / n as f64 + 1.0);
+    }
+    ctx.set_stroke_style_str(theme.fg());
+    ctx.set_line_width(1.0);
+    ctx.stroke_rect(x, f.y0, w, f.h);
+    ctx.set_fill_style_str(theme.fg());
+    ctx.set_text_align("left");
+    ctx.set_text_baseline("middle");
+    for (v, pos) in bar_ticks(d.lo, d.hi) {
+        let y = f.y0 + (1.0 - pos) * f.h;
+        line(ctx, &[(x + w, y), (x + w + 3.0, y)]);
+        let _ = ctx.fill_text(&tick_label(v), x + w + 4.0, y);
+    }
+    ctx.save();
+    let _ = ctx.translate(x + w + 3.9 * fs, f.y0 + f.h / 2.0);
+    let _ = ctx.rotate(-std::f64::consts::FRAC_PI_2);
+    ctx.set_text_align("center");
+    let _ = ctx.fill_text("log10(L + ε)", 0.0, 0.0);
+    ctx.restore();
 }
 
 pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
@@ -380,17 +477,15 @@ pub fn svg(
         r#"<defs><clipPath id="plot"><rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}"/></clipPath></defs><g clip-path="url(#plot)">"#,
         f.x0, f.y0, f.w, f.h
     );
-    let mut path = String::new();
-    for (_, [p, q]) in &d.contours {
+    for (level, [p, q]) in &d.contours {
         let (x0, y0) = f.px(p.0, p.1);
         let (x1, y1) = f.px(q.0, q.1);
-        let _ = write!(path, "M{x0:.1} {y0:.1}L{x1:.1} {y1:.1}");
+        let _ = write!(
+            s,
+            r#"<path d="M{x0:.1} {y0:.1}L{x1:.1} {y1:.1}" stroke="{}" fill="none" stroke-width="1"/>"#,
+            ink_on(d.t_of(*level), 0.35)
+        );
     }
-    let cont = if theme.dark { "#ffffff" } else { "#000000" };
-    let _ = write!(
-        s,
-        r#"<path d="{path}" stroke="{cont}" stroke-opacity="0.2" fill="none" stroke-width="1"/>"#
-    );
     // arrows
     let arrows = &d.portrait.field;
     let n = (arrows.len() as f64).sqrt().max(1.0);
@@ -400,12 +495,12 @@ pub fn svg(
         .map(|a| a.da.hypot(a.db))
         .fold(0.0, f64::max)
         .max(1e-300);
-    let mut ap = String::new();
     for a in arrows {
         let m = a.da.hypot(a.db);
         if m <= 0.0 {
             continue;
         }
+        let mut ap = String::new();
         let rel = (1.0 + 9.0 * m / mmax).log10();
         let len = cell * (0.25 + 0.5 * rel);
         let (x, y) = f.px(a.a, a.b);
@@ -421,12 +516,12 @@ pub fn svg(
             x1 - hl * (ux + 0.5 * uy),
             y1 - hl * (uy - 0.5 * ux)
         );
+        let _ = write!(
+            s,
+            r#"<path d="{ap}" stroke="{}" fill="none" stroke-width="1"/>"#,
+            ink_on(d.t_at(a.a, a.b), 0.6)
+        );
     }
-    let _ = write!(
-        s,
-        r#"<path d="{ap}" stroke="{}" stroke-opacity="0.5" fill="none" stroke-width="1"/>"#,
-        theme.fg()
-    );
     for br in &d.portrait.hyperbola {
         let pts: Vec<String> = br
             .iter()
@@ -478,10 +573,15 @@ pub fn svg(
         let (x, y) = *pts.last().expect("non-empty");
         let _ = write!(
             s,
-            r#"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="none" stroke="{c}" stroke-width="2"/><circle cx="{x:.1}" cy="{y:.1}" r="5.5" fill="{c}" stroke="{}" stroke-width="1.5"/></g>"#,
-            x0 - 4.0,
-            y0 - 4.0,
-            theme.bg(),
+            r#"<circle cx="{x0:.1}" cy="{y0:.1}" r="3.5" fill="none" stroke="{c}" stroke-width="2"/>{}</g>"#,
+            svg_marker(
+                tr.method.marker(),
+                x,
+                y,
+                6.0,
+                tr.method.colour(),
+                theme.bg()
+            ),
             c = tr.method.colour()
         );
     }
@@ -528,6 +628,38 @@ pub fn svg(
         s,
         r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle" fill="{fg}">b = Bv (output side)</text>"#,
         1.2 * fs,
+        f.y0 + f.h / 2.0
+    );
+    // colour bar
+    let (bx, bw) = (f.x0 + f.w + 0.7 * fs, 0.9 * fs);
+    let stops: String = (0..=10)
+        .map(|i| {
+            let t = i as f64 / 10.0;
+            let (r, g, b) = theme.ramp(t);
+            format!(r#"<stop offset="{t}" stop-color="rgb({r},{g},{b})"/>"#)
+        })
+        .collect();
+    let _ = write!(
+        s,
+        r#"<defs><linearGradient id="bar" x1="0" y1="1" x2="0" y2="0">{stops}</linearGradient></defs><rect x="{bx:.1}" y="{:.1}" width="{bw:.1}" height="{:.1}" fill="url(#bar)" stroke="{fg}"/>"#,
+        f.y0, f.h
+    );
+    for (v, pos) in bar_ticks(d.lo, d.hi) {
+        let y = f.y0 + (1.0 - pos) * f.h;
+        let _ = write!(
+            s,
+            r#"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{fg}"/><text x="{:.1}" y="{:.1}" fill="{fg}">{}</text>"#,
+            bx + bw,
+            bx + bw + 3.0,
+            bx + bw + 4.0,
+            y + 0.35 * fs,
+            tick_label(v)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle" fill="{fg}">log10(L + ε)</text>"#,
+        bx + bw + 3.9 * fs,
         f.y0 + f.h / 2.0
     );
     let _ = write!(
