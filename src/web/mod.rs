@@ -113,8 +113,10 @@ pub fn App() -> impl IntoView {
             preset.get(),
             compute.get(),
         );
+        // reveal.js: data-src + data-preload, and `Reveal.initialize({ postMessage: true })` so
+        // a clicker's PageDown/PageUp pressed inside the demo reach the deck
         format!(
-            "<iframe src=\"{}?{}\" width=\"960\" height=\"700\" style=\"border:0\" title=\"LoRA-One Lab\" loading=\"lazy\"></iframe>",
+            "<iframe data-src=\"{}?{}\" data-preload width=\"960\" height=\"700\" style=\"border:0\" title=\"LoRA-One Lab\"></iframe>\n<!-- in the deck: Reveal.initialize({{ postMessage: true }}) -->",
             url::base_url(),
             url::to_query(&pairs)
         )

@@ -23,7 +23,7 @@ impl Frame {
         let bottom = 3.0 * font;
         let top = 0.8 * font;
         // the colour bar and its labels
-        let right = 5.2 * font;
+        let right = 5.6 * font;
         Frame {
             x0: left,
             y0: top,
@@ -411,7 +411,7 @@ fn colour_bar(ctx: &Ctx, d: &PhaseData, f: &Frame, theme: &Theme) {
         let _ = ctx.fill_text(&tick_label(v), x + w + 4.0, y);
     }
     ctx.save();
-    let _ = ctx.translate(x + w + 3.9 * fs, f.y0 + f.h / 2.0);
+    let _ = ctx.translate(x + w + 3.4 * fs, f.y0 + f.h / 2.0);
     let _ = ctx.rotate(-std::f64::consts::FRAC_PI_2);
     ctx.set_text_align("center");
     let _ = ctx.fill_text("log10(L + ε)", 0.0, 0.0);
@@ -659,7 +659,7 @@ pub fn svg(
     let _ = write!(
         s,
         r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle" fill="{fg}">log10(L + ε)</text>"#,
-        bx + bw + 3.9 * fs,
+        bx + bw + 3.4 * fs,
         f.y0 + f.h / 2.0
     );
     let _ = write!(

@@ -8,7 +8,7 @@ use super::export;
 use super::palette::Method;
 use super::phase_draw::{self, Frame, Theme};
 use super::phase_model::{self, PhaseData, PhaseParams, Traj};
-use super::util::{self, fmt};
+use super::util::{self, fmt, fmt3};
 use leptos::ev;
 use leptos::html::{Canvas, Div};
 use leptos::prelude::*;
@@ -188,12 +188,17 @@ pub fn PhaseView(
         let my = gen.get_value() + 1;
         gen.set_value(my);
         spawn_local(async move {
-            let mut last = util::next_frame().await;
+            // frames, or 40 ms ticks where the browser withholds frames (a just-shown iframe)
+            let mut last = util::now_ms();
             let mut frames = 0u32;
             let mut since = last;
             // try_*: the loop ends quietly when the view is closed (signals disposed)
             while playing.try_get_untracked() == Some(true) && gen.try_get_value() == Some(my) {
-                let now = util::next_frame().await;
+                let now = util::next_frame_or(40).await;
+                // paused, reset or restarted while this loop waited: it must not step again
+                if playing.try_get_untracked() != Some(true) || gen.try_get_value() != Some(my) {
+                    break;
+                }
                 let dt = ((now - last) / 1000.0).clamp(0.0, 0.25);
                 last = now;
                 let sp = params.with_untracked(|p| p.speed);
@@ -237,16 +242,36 @@ pub fn PhaseView(
     };
     let toggle_method = move |i: usize| params.update(|p| p.show[i] = !p.show[i]);
 
-    // Keyboard shortcuts (arrow keys are left to reveal.js).
+    // Keyboard shortcuts; a deck's navigation keys are passed on to it.
     let kh = window_event_listener(ev::keydown, move |e: web_sys::KeyboardEvent| {
-        if let Some(el) = e
+        let tag = e
             .target()
             .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-        {
-            let tag = el.tag_name().to_ascii_lowercase();
-            if matches!(tag.as_str(), "input" | "select" | "textarea" | "button") {
-                return;
+            .map(|el| el.tag_name().to_ascii_lowercase())
+            .unwrap_or_default();
+        // Embedded in a deck (reveal.js with `postMessage: true`): the keys a presenter's clicker
+        // sends go on to the deck, unless the demo uses them: form fields use all of them, and
+        // outside embed mode the focused plot moves the custom start with the arrows.
+        let deck = match e.key().as_str() {
+            "PageDown" => Some("next"),
+            "PageUp" => Some("prev"),
+            "ArrowRight" | "ArrowDown" if opts.embed || tag != "canvas" => Some("next"),
+            "ArrowLeft" | "ArrowUp" if opts.embed || tag != "canvas" => Some("prev"),
+            _ => None,
+        };
+        let field = matches!(tag.as_str(), "input" | "select" | "textarea");
+        if let (Some(method), false) = (deck, field) {
+            if let Ok(Some(parent)) = window().parent() {
+                if !js_sys::Object::is(parent.as_ref(), window().as_ref()) {
+                    e.prevent_default();
+                    let msg = format!(r#"{{"method":"{method}","args":[]}}"#);
+                    let _ = parent.post_message(&msg.into(), "*");
+                    return;
+                }
             }
+        }
+        if field || tag == "button" {
+            return;
         }
         if e.ctrl_key() || e.meta_key() || e.alt_key() {
             return;
@@ -370,9 +395,9 @@ pub fn PhaseView(
                     <tr class:muted=hidden data-method=m.label()>
                         <th scope="row" title=tr.label.clone()><Swatch method=m />" " {m.label()}</th>
                         <td>{i}{status}</td>
-                        <td data-loss=p[3]>{if p[3].abs() < 1e-12 { "≈ 0".to_string() } else { fmt(p[3]) }}</td>
-                        <td>{format!("({}, {})", fmt(p[0]), fmt(p[1]))}</td>
-                        <td>{if m == Method::Custom { "0 (in-plane)".to_string() } else { fmt(p[2]) }}</td>
+                        <td data-loss=p[3]>{if p[3].abs() < 1e-12 { "≈ 0".to_string() } else { fmt3(p[3]) }}</td>
+                        <td>{format!("({}, {})", fmt3(p[0]), fmt3(p[1]))}</td>
+                        <td>{if m == Method::Custom { "0 (in-plane)".to_string() } else { fmt3(p[2]) }}</td>
                     </tr>
                 }
             })
@@ -407,28 +432,6 @@ pub fn PhaseView(
         })
     };
 
-    let colorbar = move || {
-        let dk = dark.get();
-        data.with(|d| {
-            d.as_ref().map(|d| {
-                let th = Theme { dark: dk, font: 12.0 };
-                let stops = (0..=4)
-                    .map(|i| {
-                        let (r, g, b) = th.ramp(i as f64 / 4.0);
-                        format!("rgb({r},{g},{b}) {}%", i * 25)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                view! {
-                    <div class="colorbar chrome" aria-label="Colour scale of log10 loss">
-                        <span>{format!("log₁₀(L + ε): {:.1}", d.lo)}</span>
-                        <span class="bar" style=format!("background: linear-gradient(to right, {stops})")></span>
-                        <span>{format!("{:.1}", d.hi)}</span>
-                    </div>
-                }
-            })
-        })
-    };
     let export_png = move |_| {
         if let Some(c) = canvas_ref.get_untracked() {
             export::download_canvas_png(&c, "lora-one-phase-portrait.png");
@@ -529,7 +532,6 @@ pub fn PhaseView(
                         on:pointercancel=move |_| dragging.set_value(false)
                         on:keydown=on_key_canvas
                     ></canvas>
-                    {colorbar}
                     <p class="sr-only" aria-live="polite">{alt_text}</p>
                     {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 </div>

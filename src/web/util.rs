@@ -26,6 +26,38 @@ pub async fn next_frame() -> f64 {
         .unwrap_or_else(now_ms)
 }
 
+/// The next animation frame, or `ms` milliseconds, whichever comes first. An iframe that was
+/// hidden (a reveal.js slide not on screen) may get no animation frames for seconds after it is
+/// shown again; the timer keeps an animation clock going meanwhile.
+pub async fn next_frame_or(ms: i32) -> f64 {
+    let p = Promise::new(&mut |resolve, _| {
+        let _ = window().request_animation_frame(&resolve);
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(p).await;
+    // the rAF timestamp and now() share the clock; now() serves both cases
+    now_ms()
+}
+
+/// Three significant digits, compact (read-outs that must not wrap).
+pub fn fmt3(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let a = x.abs();
+    if a != 0.0 && !(1e-2..1e4).contains(&a) {
+        format!("{x:.2e}")
+    } else {
+        let s = format!("{x:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s.is_empty() || s == "-0" {
+            "0".into()
+        } else {
+            s.to_string()
+        }
+    }
+}
+
 pub fn now_ms() -> f64 {
     window().performance().map_or(0.0, |p| p.now())
 }

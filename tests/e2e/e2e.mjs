@@ -377,6 +377,126 @@ async function hostileUrls(page) {
   }
 }
 
+
+// The talk embed, proven with the real client: a reveal.js deck (npm reveal.js) with the page
+// as `<iframe data-src=…?view=phase&embed=1 data-preload>`, driven as a presenter would.
+async function revealDeck() {
+  const ctx = await launch(true);
+  await ctx.setDefaultTimeout(20000);
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  await page.setViewportSize({ width: 960, height: 700 });
+  attachLogs(page, "reveal");
+  const revealDir = path.resolve("node_modules/reveal.js/dist");
+  const deckUrl = new URL("deck/index.html", BASE).href.replace("/lora-one-lab/deck/", "/deck/");
+  const demo = `${BASE}?view=phase&embed=1`;
+  const deck = `<!doctype html><html><head><meta charset="utf-8"><title>deck</title>
+<link rel="stylesheet" href="reveal/reveal.css"><link rel="stylesheet" href="reveal/theme/white.css"></head>
+<body><div class="reveal"><div class="slides">
+<section><h2>LoRA-One</h2></section>
+<section><iframe id="demo" data-src="${demo}" data-preload width="960" height="700" style="border:0;margin:0" title="demo"></iframe></section>
+<section><h2>Thanks</h2></section>
+</div></div>
+<script src="reveal/reveal.js"></script>
+<script>Reveal.initialize({ postMessage: true, width: 960, height: 700, margin: 0, hash: false, transition: "none", controls: true })
+  .then(() => { window.deckReady = true; });</script></body></html>`;
+  await ctx.route(`${new URL(deckUrl).origin}/deck/**`, (route) => {
+    const u = new URL(route.request().url());
+    if (u.pathname === "/deck/index.html") return route.fulfill({ body: deck, contentType: "text/html" });
+    const f = path.join(revealDir, u.pathname.replace("/deck/reveal/", ""));
+    if (!f.startsWith(revealDir) || !fs.existsSync(f)) return route.fulfill({ status: 404, body: "" });
+    return route.fulfill({ body: fs.readFileSync(f), contentType: f.endsWith(".css") ? "text/css" : "text/javascript" });
+  });
+  try {
+    await page.goto(deckUrl);
+    await page.waitForFunction(() => window.deckReady === true);
+    const frame = async () => {
+      const h = await page.waitForSelector("#demo");
+      const f = await h.contentFrame();
+      await f.waitForSelector("#phase-canvas[data-ready='1']", { timeout: 30000 });
+      return f;
+    };
+    const step = async (f) => Number(await f.$eval("#phase-canvas", (c) => c.dataset.step));
+    const playing = async (f) => (await f.$eval("#play", (b) => b.getAttribute("aria-pressed"))) === "true";
+    const go = (i) => page.evaluate((i) => Reveal.slide(i), i);
+    const indexH = () => page.evaluate(() => Reveal.getIndices().h);
+
+    // arrive on the slide: the animation restarts and keeps advancing (the freeze left it at 3–10)
+    await go(1);
+    let f = await frame();
+    await page.waitForTimeout(300);
+    const a0 = await step(f);
+    await page.waitForTimeout(2000);
+    const a1 = await step(f);
+    check(a0 < 40 && a1 >= a0 + 30 && (await playing(f)), "reveal.js: arriving on the slide restarts the animation and it keeps advancing", `step ${a0} → ${a1} in 2 s`);
+    // leave: slide:stop pauses
+    await go(2);
+    await page.waitForTimeout(300);
+    const l0 = await step(f);
+    await page.waitForTimeout(800);
+    const l1 = await step(f);
+    check(!(await playing(f)) && l1 === l0, "reveal.js: leaving the slide pauses the animation", `step ${l0} → ${l1}`);
+    // come back: restarts again
+    await go(1);
+    await page.waitForTimeout(300);
+    const b0 = await step(f);
+    await page.waitForTimeout(1500);
+    const b1 = await step(f);
+    check(b0 < 40 && b1 >= b0 + 20 && (await playing(f)), "reveal.js: coming back restarts it", `step ${b0} → ${b1}`);
+    // arrive twice quickly (start, stop, start within a few ms)
+    await page.evaluate(() => { Reveal.slide(0); Reveal.slide(1); Reveal.slide(0); Reveal.slide(1); });
+    await page.waitForTimeout(300);
+    const q0 = await step(f);
+    await page.waitForTimeout(2000);
+    const q1 = await step(f);
+    check(q1 >= q0 + 30 && (await playing(f)), "reveal.js: arriving twice quickly still animates", `step ${q0} → ${q1}`);
+
+    // layout at 960×700: no read-out number wraps, nothing under reveal's controls
+    const wraps = await f.$$eval("table.readout td", (cells) => cells.filter((c) => {
+      const r = document.createRange(); r.selectNodeContents(c);
+      return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size > 1;
+    }).map((c) => c.textContent));
+    check(wraps.length === 0, "reveal.js: no read-out cell wraps at 960×700", wraps.join(" | "));
+    // the box around the deck's visible navigation arrows
+    const ctrl = await page.$$eval(".reveal .controls button", (bs) => {
+      const rs = bs.map((b) => b.getBoundingClientRect()).filter((r) => r.width > 0 && r.height > 0);
+      const x = Math.min(...rs.map((r) => r.x)), y = Math.min(...rs.map((r) => r.y));
+      return { x, y, w: Math.max(...rs.map((r) => r.right)) - x, h: Math.max(...rs.map((r) => r.bottom)) - y, n: rs.length };
+    });
+    const frameBox = await (await page.$("#demo")).boundingBox();
+    const under = await f.$$eval("#gpu-badge, button, select, input, table.readout, .legend, #phase-canvas, fieldset, .transport", (els, a) => els
+      .filter((e) => e.checkVisibility({ contentVisibilityAuto: true, visibilityProperty: true }))
+      .map((e) => {
+      const r = e.getBoundingClientRect();
+      return { id: e.id || e.className || e.tagName, x: r.x * a.s + a.fx, y: r.y * a.s + a.fy, w: r.width * a.s, h: r.height * a.s };
+    }).filter((r) => r.w > 0 && r.h > 0 && r.x < a.c.x + a.c.w && r.x + r.w > a.c.x && r.y < a.c.y + a.c.h && r.y + r.h > a.c.y && !(r.id === "phase-canvas")), { c: ctrl, fx: frameBox.x, fy: frameBox.y, s: frameBox.width / 960 });
+    check(ctrl.n > 0 && under.length === 0, "reveal.js: nothing of the demo sits under the deck's controls", JSON.stringify({ ctrl, under }));
+    await page.screenshot({ path: path.join(SHOTS, "reveal-deck.png") });
+
+    // the presenter clicks into the plot, then the clicker's keys still drive the deck
+    for (const [key, want, from] of [["PageDown", 2, 1], ["PageUp", 0, 1], ["ArrowRight", 2, 1], ["ArrowLeft", 0, 1]]) {
+      await go(from);
+      await page.waitForTimeout(200);
+      f = await frame();
+      await f.click("#phase-canvas", { position: { x: 40, y: 40 } });
+      await page.keyboard.press(key);
+      await page.waitForTimeout(400);
+      const at = await indexH();
+      check(at === want, `reveal.js: ${key} inside the demo reaches the deck`, `slide ${from} → ${at}`);
+    }
+    // the demo's own keys stay with the demo
+    await go(1);
+    f = await frame();
+    await f.click("#phase-canvas", { position: { x: 40, y: 40 } });
+    await page.waitForTimeout(500);
+    await page.keyboard.press("r");
+    await page.waitForTimeout(300);
+    const rAt = await indexH(), rStep = await step(f), rPlay = await playing(f);
+    check(rAt === 1 && rStep === 0 && !rPlay, "reveal.js: the demo's own keys (r: reset) stay in the demo", `slide ${rAt}, step ${rStep}, playing ${rPlay}`);
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function withoutWebGpu() {
   const ctx = await launch(false, 2);
   const page = ctx.pages()[0] || (await ctx.newPage());
@@ -434,7 +554,10 @@ async function withoutWebGpu() {
   }
 }
 
-for (const [name, f] of [["with WebGPU", withWebGpu], ["without WebGPU", withoutWebGpu]]) {
+// E2E_ONLY=name runs one part (for development); CI runs them all.
+const parts = [["with WebGPU", withWebGpu], ["without WebGPU", withoutWebGpu], ["reveal.js deck", revealDeck]]
+  .filter(([name]) => !process.env.E2E_ONLY || name.startsWith(process.env.E2E_ONLY));
+for (const [name, f] of parts) {
   console.log(`\n-- ${name}`);
   try {
     await f();
