@@ -778,10 +778,12 @@ pub fn LabView(
                 <span class="legend-item"><LineSwatch colour=SKY dash=Dash::Solid />" training"</span>
                 " " {cost_text}
             </p>
-            <table class="runs" aria-label="Final values of each run">
-                <thead><tr><th>"run"</th><th>"step"</th><th>"risk"</th><th>"loss"</th><th>"sin θ_A"</th><th>"sin θ_B"</th><th>"init ms"</th><th>"train ms"</th><th>"status"</th></tr></thead>
-                <tbody>{table}</tbody>
-            </table>
+            <div class="table-wrap" tabindex="0" role="region" aria-label="Final values of each run (scrolls sideways)">
+                <table class="runs" aria-label="Final values of each run">
+                    <thead><tr><th>"run"</th><th>"step"</th><th>"risk"</th><th>"loss"</th><th>"sin θ_A"</th><th>"sin θ_B"</th><th>"init ms"</th><th>"train ms"</th><th>"status"</th></tr></thead>
+                    <tbody>{table}</tbody>
+                </table>
+            </div>
             <div class="exports chrome" role="group" aria-label="Export">
                 <button on:click=export_csv prop:disabled=move || report.with(|r| r.is_none())>"Runs as CSV"</button>
                 <button on:click=export_json prop:disabled=move || report.with(|r| r.is_none())>"Runs as JSON"</button>

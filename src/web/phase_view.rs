@@ -552,10 +552,13 @@ pub fn PhaseView(
                         <legend>"Methods (colour and line style)"</legend>
                         {legend}
                     </fieldset>
-                    <table class="readout" aria-label="Live readout">
-                        <thead><tr><th>"method"</th><th>"step"</th><th>"loss"</th><th>"(a, b)"</th><th>"off-plane"</th></tr></thead>
-                        <tbody>{readout}</tbody>
-                    </table>
+                    // scrolls sideways on a narrow phone instead of widening the page
+                    <div class="table-wrap" tabindex="0" role="region" aria-label="Live readout (scrolls sideways)">
+                        <table class="readout" aria-label="Live readout">
+                            <thead><tr><th>"method"</th><th>"step"</th><th>"loss"</th><th>"(a, b)"</th><th>"off-plane"</th></tr></thead>
+                            <tbody>{readout}</tbody>
+                        </table>
+                    </div>
                     <details class="params" open=!opts.embed>
                         <summary>"Parameters"</summary>
                         <NumSlider label="δ (target size)" key="delta" min=0.1 max=4.0

@@ -497,6 +497,101 @@ async function revealDeck() {
   }
 }
 
+
+// Phone (390 px): no view overflows, and the lab shows Run and the charts before its form.
+// Accessibility: axe-core on every view in both themes (0 serious or critical violations), every
+// control reachable by Tab, charts with text alternatives that state values.
+async function phoneAndA11y() {
+  const ctx = await launch(false);
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  attachLogs(page, "a11y");
+  const axeSrc = fs.readFileSync(path.resolve("node_modules/axe-core/axe.min.js"), "utf8");
+  try {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const v of ["phase", "lab"]) {
+      await page.goto(`${BASE}?view=${v}`);
+      await page.waitForSelector(v === "lab" ? "#lab" : "#phase-canvas[data-ready='1']");
+      await page.waitForTimeout(400);
+      const o = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth,
+        wide: [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1 && getComputedStyle(e).position !== "fixed").slice(0, 5).map((e) => e.tagName + "." + e.className + "#" + e.id) }));
+      check(o.sw <= o.cw, `phone 390 px: the ${v} view does not overflow`, `scrollWidth ${o.sw} vs ${o.cw}; ${o.wide.join(", ")}`);
+    }
+    const order = await page.evaluate(() => {
+      const y = (s) => { const e = document.querySelector(s); return e ? e.getBoundingClientRect().top + scrollY : -1; };
+      return { run: y("#run"), charts: y(".charts"), form: y(".params") };
+    });
+    check(order.run >= 0 && order.form >= 0 && order.run < order.form && order.charts < order.form,
+      "phone 390 px: the lab shows Run and the charts before its form", JSON.stringify(order));
+    await page.screenshot({ path: path.join(SHOTS, "lab-phone.png"), fullPage: true });
+
+    await page.setViewportSize({ width: 1280, height: 900 });
+    for (const scheme of ["light", "dark"]) {
+      await page.emulateMedia({ colorScheme: scheme });
+      for (const v of ["phase", "lab"]) {
+        await page.goto(`${BASE}?view=${v}&preset=spectral`);
+        await page.waitForSelector(v === "lab" ? "#lab" : "#phase-canvas[data-ready='1']");
+        if (v === "lab") {
+          await page.click("#run");
+          await page.waitForSelector("#lab[data-state=done]", { timeout: 120000 });
+        }
+        await page.waitForTimeout(300);
+        await page.addScriptTag({ content: axeSrc });
+        const res = await page.evaluate(async () => {
+          const r = await axe.run(document, { resultTypes: ["violations"] });
+          return r.violations.filter((x) => ["serious", "critical"].includes(x.impact))
+            .map((x) => `${x.id} (${x.impact}): ${x.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+        });
+        check(res.length === 0, `axe-core: no serious or critical violations (${v}, ${scheme})`, res.join(" | "));
+      }
+    }
+    await page.emulateMedia({ colorScheme: "light" });
+    // keyboard alone: Tab reaches every control; the focused control shows a focus ring
+    for (const v of ["phase", "lab"]) {
+      await page.goto(`${BASE}?view=${v}`);
+      await page.waitForSelector(v === "lab" ? "#lab" : "#phase-canvas[data-ready='1']");
+      const want = await page.evaluate(() => {
+        const els = [...document.querySelectorAll("button, input, select, textarea, summary, canvas[tabindex], a[href], [tabindex='0']")]
+          .filter((e) => e.checkVisibility() && !e.disabled);
+        els.forEach((e, i) => { e.dataset.tabk = String(i); });
+        return els.length;
+      });
+      const seen = new Set();
+      let ring = 0, stops = 0;
+      for (let i = 0; i < want + 15; i++) {
+        await page.keyboard.press("Tab");
+        const r = await page.evaluate(() => {
+          const e = document.activeElement;
+          if (!e || e === document.body) return null;
+          const cs = getComputedStyle(e);
+          return { key: e.dataset.tabk ?? e.outerHTML.slice(0, 60), ring: cs.outlineStyle !== "none" && parseFloat(cs.outlineWidth) >= 2 };
+        });
+        if (r) { seen.add(r.key); stops++; if (r.ring) ring++; }
+      }
+      const missed = await page.evaluate((seen) => [...document.querySelectorAll("[data-tabk]")].filter((e) => !seen.includes(e.dataset.tabk))
+        .map((e) => e.id || e.outerHTML.slice(0, 60)), [...seen]);
+      check(missed.length === 0, `keyboard: Tab reaches every control of the ${v} view`, `${want - missed.length} of ${want}; missed ${missed.join(" | ")}`);
+      check(ring >= stops * 0.95, `keyboard: focused controls of the ${v} view show a focus ring`, `${ring} of ${stops} tab stops`);
+    }
+    // space on the focused Play button plays (operable by keyboard)
+    await page.goto(`${BASE}?view=phase`);
+    await page.waitForSelector("#phase-canvas[data-ready='1']");
+    await page.focus("#play");
+    await page.keyboard.press("Enter");
+    await page.waitForTimeout(600);
+    check((await attr(page, "#play", "aria-pressed")) === "true", "keyboard: Enter on the focused Play button plays");
+    // charts carry text alternatives that state values
+    const alt = await page.$eval("#phase-canvas", (c) => c.getAttribute("aria-label") || c.textContent || "");
+    check(/starts at \(-?[0-9]/.test(alt) && /loss -?[0-9]/.test(alt), "the phase portrait's text alternative states values", alt.slice(0, 160));
+    await page.goto(`${BASE}?view=lab&preset=spectral`);
+    await page.click("#run");
+    await page.waitForSelector("#lab[data-state=done]", { timeout: 120000 });
+    const alts = await page.$$eval(".charts canvas", (cs) => cs.map((c) => c.getAttribute("aria-label") || c.textContent || ""));
+    check(alts.length === 4 && alts.every((a) => /[0-9]\.[0-9]|e-[0-9]/.test(a)), "every lab chart has a text alternative with values", alts.map((a) => a.slice(0, 60)).join(" | "));
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function withoutWebGpu() {
   const ctx = await launch(false, 2);
   const page = ctx.pages()[0] || (await ctx.newPage());
@@ -555,7 +650,7 @@ async function withoutWebGpu() {
 }
 
 // E2E_ONLY=name runs one part (for development); CI runs them all.
-const parts = [["with WebGPU", withWebGpu], ["without WebGPU", withoutWebGpu], ["reveal.js deck", revealDeck]]
+const parts = [["with WebGPU", withWebGpu], ["without WebGPU", withoutWebGpu], ["reveal.js deck", revealDeck], ["phone and accessibility", phoneAndA11y]]
   .filter(([name]) => !process.env.E2E_ONLY || name.startsWith(process.env.E2E_ONLY));
 for (const [name, f] of parts) {
   console.log(`\n-- ${name}`);
