@@ -341,9 +341,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Fraction of the batch's steps done, in [0, 1].
+    /// Fraction of the batch's steps done, in [0, 1]: a stopped run (or one whose runs all diverged) shows where it
+    /// ended, not 100 %.
     pub fn fraction(&self) -> f64 {
-        if self.done || self.runs == 0 {
+        if self.runs == 0 {
             return 1.0;
         }
         (self.step as f64 / self.steps.max(1) as f64).min(1.0)

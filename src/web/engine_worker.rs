@@ -148,12 +148,14 @@ pub fn fold(acc: &mut Option<Report>, m: FromWorker) -> Result<Option<Folded>, S
             engine_ms,
         } => {
             apply(acc, *head, new);
-            let frac = if p.done || p.runs == 0 {
+            let frac = if p.runs == 0 {
                 1.0
             } else {
                 (p.step as f64 / p.steps.max(1) as f64).min(1.0)
             };
-            let text = if p.done {
+            let text = if stopped {
+                format!("stopped at step {}/{}", p.step, p.steps)
+            } else if p.done {
                 format!("{} runs done", p.runs)
             } else {
                 format!(
