@@ -291,6 +291,17 @@ pub fn PhaseView(
         }
     });
     on_cleanup(move || kh.remove());
+    // Arriving on a slide: play from the start; the canvas counts restarts (`data-restarts`).
+    let restarts = StoredValue::new(0u32);
+    let restart = move || {
+        t.set(0.0);
+        playing.set(true);
+        let n = restarts.try_get_value().unwrap_or(0) + 1;
+        let _ = restarts.try_set_value(n);
+        if let Some(c) = canvas_ref.get_untracked() {
+            let _ = c.set_attribute("data-restarts", &n.to_string());
+        }
+    };
     // reveal.js posts 'slide:start' / 'slide:stop' to iframes on the current slide.
     let mh = window_event_listener(ev::message, move |e: web_sys::MessageEvent| {
         let d = e.data();
@@ -308,15 +319,50 @@ pub fn PhaseView(
             s
         };
         match ev_name.as_str() {
-            "slide:start" => {
-                t.set(0.0);
-                playing.set(true);
-            }
+            "slide:start" => restart(),
             "slide:stop" => playing.set(false),
             _ => {}
         }
     });
     on_cleanup(move || mh.remove());
+    // Embedded in an iframe: coming into view counts as arriving on the slide and leaving it as
+    // leaving, so a deck whose `slide:start` came before the page was ready (or a host that posts
+    // nothing) still restarts the animation on arrival and stops it when hidden.
+    let in_frame = window()
+        .parent()
+        .ok()
+        .flatten()
+        .is_some_and(|p| !js_sys::Object::is(p.as_ref(), window().as_ref()));
+    if opts.embed && in_frame {
+        let seen = StoredValue::new(None::<bool>);
+        Effect::new(move |_| {
+            let Some(c) = canvas_ref.get() else { return };
+            let cb = wasm_bindgen::closure::Closure::<dyn FnMut(js_sys::Array)>::new(
+                move |entries: js_sys::Array| {
+                    let Some(e) = entries
+                        .iter()
+                        .last()
+                        .and_then(|e| e.dyn_into::<web_sys::IntersectionObserverEntry>().ok())
+                    else {
+                        return;
+                    };
+                    let visible = e.is_intersecting();
+                    let before = seen.try_get_value().flatten();
+                    let _ = seen.try_set_value(Some(visible));
+                    match (before, visible) {
+                        (Some(false), true) => restart(),
+                        (_, false) => playing.set(false),
+                        _ => {}
+                    }
+                },
+            );
+            if let Ok(io) = web_sys::IntersectionObserver::new(cb.as_ref().unchecked_ref()) {
+                io.observe(&c);
+                on_cleanup(move || io.disconnect());
+            }
+            cb.forget();
+        });
+    }
 
     // Pointer: click or drag to place the custom start.
     let place = move |e: &web_sys::PointerEvent| {

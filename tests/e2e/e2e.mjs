@@ -431,13 +431,15 @@ async function revealDeck() {
     const indexH = () => page.evaluate(() => Reveal.getIndices().h);
 
     // arrive on the slide: the animation restarts and keeps advancing (the freeze left it at 3–10)
+    const restarts = async (f) => Number(await f.$eval("#phase-canvas", (c) => c.dataset.restarts || "0"));
+    let f = await frame(); // preloaded while the first slide shows
+    const r0 = await restarts(f);
     await go(1);
-    let f = await frame();
-    await page.waitForTimeout(300);
+    const restarted = await f.waitForFunction((r) => Number(document.querySelector("#phase-canvas").dataset.restarts || "0") > r, r0, { timeout: 5000 }).then(() => true, () => false);
     const a0 = await step(f);
     await page.waitForTimeout(2000);
     const a1 = await step(f);
-    check(a0 < 40 && a1 >= a0 + 30 && (await playing(f)), "reveal.js: arriving on the slide restarts the animation and it keeps advancing", `step ${a0} → ${a1} in 2 s`);
+    check(restarted && a1 >= a0 + 30 && (await playing(f)), "reveal.js: arriving on the slide restarts the animation and it keeps advancing", `restarted ${restarted}, step ${a0} → ${a1} in 2 s`);
     // leave: slide:stop pauses
     await go(2);
     await page.waitForTimeout(300);
@@ -446,12 +448,13 @@ async function revealDeck() {
     const l1 = await step(f);
     check(!(await playing(f)) && l1 === l0, "reveal.js: leaving the slide pauses the animation", `step ${l0} → ${l1}`);
     // come back: restarts again
+    const r1 = await restarts(f);
     await go(1);
-    await page.waitForTimeout(300);
+    const again = await f.waitForFunction((r) => Number(document.querySelector("#phase-canvas").dataset.restarts || "0") > r, r1, { timeout: 5000 }).then(() => true, () => false);
     const b0 = await step(f);
     await page.waitForTimeout(1500);
     const b1 = await step(f);
-    check(b0 < 40 && b1 >= b0 + 20 && (await playing(f)), "reveal.js: coming back restarts it", `step ${b0} → ${b1}`);
+    check(again && b0 < l0 && b1 >= b0 + 20 && (await playing(f)), "reveal.js: coming back restarts it", `step ${l0} → ${b0} → ${b1}`);
     // arrive twice quickly (start, stop, start within a few ms)
     await page.evaluate(() => { Reveal.slide(0); Reveal.slide(1); Reveal.slide(0); Reveal.slide(1); });
     await page.waitForTimeout(300);
