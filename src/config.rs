@@ -848,37 +848,10 @@ impl Config {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// Fixtures for round-trip tests (here, in the browser tests and the URL state's).
+#[doc(hidden)]
+pub mod testing {
     use super::*;
-
-    #[test]
-    fn presets_validate() {
-        for p in Preset::ALL {
-            p.config()
-                .validate()
-                .unwrap_or_else(|e| panic!("{}: {e}", p.name()));
-        }
-    }
-
-    #[test]
-    fn spectral_spectrum_matches_spec() {
-        assert_eq!(
-            Preset::Spectral.config().delta_spectrum(),
-            vec![1.0, 0.75, 0.5, 0.25]
-        );
-        assert_eq!(Preset::Alignment.config().delta_spectrum(), vec![1.0; 4]);
-    }
-
-    #[test]
-    fn pairs_round_trip() {
-        let c = unlike_every_preset();
-        let mut d = Config::default();
-        for (k, v) in c.to_pairs() {
-            d.set(k, &v).unwrap();
-        }
-        assert_eq!(c, d);
-    }
 
     /// A config whose every field differs from the default's and from the `spectral` preset's
     /// (where the config form and the URL parser start), so a round trip that drops or mangles
@@ -920,6 +893,39 @@ pub(crate) mod tests {
             }
         }
         c
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate() {
+        for p in Preset::ALL {
+            p.config()
+                .validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", p.name()));
+        }
+    }
+
+    #[test]
+    fn spectral_spectrum_matches_spec() {
+        assert_eq!(
+            Preset::Spectral.config().delta_spectrum(),
+            vec![1.0, 0.75, 0.5, 0.25]
+        );
+        assert_eq!(Preset::Alignment.config().delta_spectrum(), vec![1.0; 4]);
+    }
+
+    #[test]
+    fn pairs_round_trip() {
+        let c = testing::unlike_every_preset();
+        let mut d = Config::default();
+        for (k, v) in c.to_pairs() {
+            d.set(k, &v).unwrap();
+        }
+        assert_eq!(c, d);
     }
 
     #[test]

@@ -401,7 +401,7 @@ mod tests {
     /// dropping one fails), the compute choice, the page options; and every phase parameter.
     #[test]
     fn every_field_round_trips_through_the_query() {
-        let lab = crate::config::tests::unlike_every_preset();
+        let lab = crate::config::testing::unlike_every_preset();
         let opts = PageOpts {
             embed: true,
             large: true,

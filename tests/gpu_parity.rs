@@ -474,3 +474,30 @@ fn oversize_work_is_refused_not_panicking() {
         other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
     }
 }
+
+/// A problem whose data this adapter cannot bind is refused before anything is allocated, naming
+/// the field that sets the size and the adapter's limit (the page then falls back to the CPU).
+/// The problem's X is a stand-in: the refusal reads only the configured sizes.
+#[test]
+fn sizes_beyond_the_adapter_are_refused_naming_the_field() {
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mut g) = gpu() else { return };
+    let mut cfg = Preset::Spectral.config();
+    cfg.d = 1024;
+    cfg.k = 1024;
+    cfg.step_form = StepForm::Residual;
+    // N·d·4 bytes = 4 GiB of X: more than any adapter binds in one buffer (wgpu caps it at 2 GiB)
+    cfg.n = Some(1 << 20);
+    let mut small = cfg.clone();
+    small.n = Some(8);
+    let mut p = Problem::generate(&small).unwrap();
+    p.cfg = cfg;
+    let e = block(g.load(&p)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, EngineError::Unsupported(_)), "{msg}");
+    assert!(msg.contains("n: X (N×d) needs 4.0 GiB"), "{msg}");
+    assert!(msg.contains("binds at most"), "{msg}");
+    // the backend is still usable afterwards
+    let ok = Problem::generate(&Preset::Spectral.config()).unwrap();
+    block(g.load(&ok)).unwrap();
+}
