@@ -7,6 +7,7 @@
 //! - [`cpu`]: the f64 nalgebra reference backend.
 //! - [`ensemble`]: medians and 10–90 % bands over the init draws of an ensemble (`seeds`).
 //! - [`phase`]: the phase-portrait model of SPEC §6.
+//! - [`sweep`]: sweeps over one or two parameters × init draws (SPEC §8: Fig. 2, the ln d law).
 //! - [`style`]: one colour, line style and marker per method, for the web app and the CLI.
 //! - [`urlstate`]: the web app's URL state (native, so it is tested and fuzzed without a browser).
 
@@ -20,6 +21,7 @@ pub mod phase;
 pub mod problem;
 pub mod rng;
 pub mod style;
+pub mod sweep;
 pub mod urlstate;
 pub mod worker;
 

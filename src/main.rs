@@ -12,7 +12,7 @@ use std::process::ExitCode;
     name = "lora-one-lab",
     version,
     about = "LoRA-One Lab: vanilla LoRA vs LoRA-GA vs LoRA-One (spectral init from one full gradient)",
-    after_help = "Examples:\n  lora-one-lab run --preset spectral --out spectral.json\n  lora-one-lab run --preset alignment --set steps=500 --out alignment.csv --dump problem/\n  lora-one-lab plot spectral.json --out spectral.svg\n  lora-one-lab phase --out phase.png\n  lora-one-lab bench --dims 100,400,1000"
+    after_help = "Examples:\n  lora-one-lab run --preset spectral --out spectral.json\n  lora-one-lab run --preset alignment --set steps=500 --out alignment.csv --dump problem/\n  lora-one-lab plot spectral.json --out spectral.svg\n  lora-one-lab phase --out phase.png\n  lora-one-lab sweep --preset ln-d-law --out law.json\n  lora-one-lab bench --dims 100,400,1000"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -85,6 +85,31 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Sweep one or two parameters × init draws (SPEC §8): Fig. 2, the ln d law, the seeds spread.
+    Sweep {
+        /// fig2 (α² × d), ln-d-law (t*(θ) against d), seeds (one setting, 64 draws).
+        #[arg(long, default_value = "fig2")]
+        preset: String,
+        /// Override a parameter of the base config: --set key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// The x axis: KEY=LIST or KEY=log:LO:HI:N or KEY=lin:LO:HI:N (e.g. alpha2=log:1e-6:1:7).
+        #[arg(long)]
+        x: Option<String>,
+        /// The y axis, likewise (or `none`).
+        #[arg(long)]
+        y: Option<String>,
+        /// The alignment threshold θ of t*(θ) (first step with sin θ_A ≤ θ).
+        #[arg(long)]
+        theta: Option<f64>,
+        /// Output file: .json (the web export's schema) or .csv (one row per run).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Print a preset's configuration as JSON.
     Preset { name: String },
 }
@@ -117,6 +142,25 @@ fn main() -> ExitCode {
         } => cli::phase_cmd(&sets, &out, json.as_deref(), grid),
         Cmd::Plot { run, out } => cli::plot_cmd(&run, &out),
         Cmd::Bench { dims, r, reps, out } => cli::bench::main(&dims, r, reps, out.as_deref()),
+        Cmd::Sweep {
+            preset,
+            sets,
+            x,
+            y,
+            theta,
+            out,
+            backend,
+            quiet,
+        } => cli::sweep::main(cli::sweep::Args {
+            preset,
+            sets,
+            x,
+            y,
+            theta,
+            out,
+            gpu: matches!(backend, BackendArg::Gpu),
+            quiet,
+        }),
         Cmd::Preset { name } => cli::preset_cmd(&name),
     };
     match result {

@@ -231,3 +231,61 @@ fn gpu_backend_runs_from_the_cli_and_agrees_with_cpu() {
         }
     }
 }
+
+/// `sweep` writes the sweep as JSON and CSV, `plot` draws the JSON, and a bad axis is refused
+/// with exit code 2 naming the field.
+#[test]
+fn sweep_writes_json_csv_and_plots() {
+    let dir = tmp("sweep");
+    let json = dir.join("law.json");
+    let csv = dir.join("law.csv");
+    let svg = dir.join("law.svg");
+    for out in [&json, &csv] {
+        let o = bin()
+            .args([
+                "sweep",
+                "--preset",
+                "ln-d-law",
+                "--x",
+                "d=16,24,32",
+                "--set",
+                "seeds=2",
+                "--set",
+                "steps=120",
+                "-q",
+                "--out",
+            ])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["schema"], "lora-one-lab/sweep@1");
+    assert_eq!(v["cells"].as_array().unwrap().len(), 3);
+    assert_eq!(v["cells"][0]["runs"].as_array().unwrap().len(), 2);
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert!(rows.starts_with("d,y,draw,min_sin_a"), "{rows}");
+    assert_eq!(rows.lines().count(), 1 + 3 * 2);
+    let o = bin()
+        .arg("plot")
+        .arg(&json)
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("t*(θ)"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    let o = bin()
+        .args(["sweep", "--preset", "fig2", "--x", "model=1,2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`model`"));
+}

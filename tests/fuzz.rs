@@ -432,3 +432,38 @@ fn run_file_reader_never_panics_and_names_the_field() {
         })
         .unwrap();
 }
+
+/// The sweep axis form (`--x KEY=SPEC`): never a panic; an error names the key or `sweep`.
+#[test]
+fn sweep_axis_form_never_panics_and_names_the_field() {
+    let spec = prop_oneof![
+        value(),
+        (
+            prop::sample::select(vec!["log", "lin", "exp", ""]),
+            value(),
+            value(),
+            value()
+        )
+            .prop_map(|(k, a, b, n)| format!("{k}:{a}:{b}:{n}")),
+    ];
+    let strategy = (key(config_keys()), spec, any::<bool>());
+    runner()
+        .run(&strategy, |(k, s, eq)| {
+            let text = if eq { format!("{k}={s}") } else { s.clone() };
+            match lora_one_lab::sweep::Axis::parse(&text) {
+                Ok(a) => {
+                    prop_assert!(!a.values.is_empty() && a.values.iter().all(|v| v.is_finite()));
+                }
+                Err(e) => {
+                    prop_assert!(
+                        e.field == "sweep" || text.trim_start().starts_with(e.field.as_str()),
+                        "`{text}` → field `{}`",
+                        e.field
+                    );
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod dump;
 pub mod plot;
 pub mod run;
+pub mod sweep;
 
 use lora_one_lab::config::{Config, ConfigError, Preset};
 use lora_one_lab::engine::{EngineError, Report};
@@ -150,6 +151,16 @@ pub fn phase_cmd(
 pub fn plot_cmd(run: &Path, out: &Path) -> Result<(), CliError> {
     let ext = extension(out, &["svg", "png"])?;
     let text = std::fs::read_to_string(run).map_err(|e| io_err(run, e))?;
+    // a sweep file (`lora-one-lab sweep --out FILE.json`, the web app's sweep export)
+    if text.contains(&format!("\"schema\": \"{}\"", lora_one_lab::sweep::SCHEMA))
+        || text.contains(&format!("\"schema\":\"{}\"", lora_one_lab::sweep::SCHEMA))
+    {
+        let r: lora_one_lab::sweep::SweepReport = lora_one_lab::config::json_at_path(&text)
+            .map_err(|e| CliError::Usage(format!("{}: not a sweep file: {e}", run.display())))?;
+        plot::draw_sweep(&r, out, &ext)?;
+        eprintln!("wrote {}", out.display());
+        return Ok(());
+    }
     let report = Report::from_json(&text).map_err(|e| {
         CliError::Usage(format!(
             "{}: not a run file written by `lora-one-lab run --out FILE.json`: {e}",
