@@ -216,6 +216,10 @@ pub struct Record {
     /// Phase-portrait projection (r = 1 only): [uᵀA, Bv, ‖A_⊥‖ + ‖B_⊥‖] with u, v Δ's singular vectors.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub proj: Option<[f64; 3]>,
+    /// Vanilla runs with GD (d + k ≤ `linearised::MAX_DIMS`): sin θ_A of the linearised dynamics
+    /// from the same A0 at this step (the talk's power-iteration prediction).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lin_sin_a: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -372,6 +376,9 @@ pub struct Experiment {
     live: Vec<bool>,
     finished: bool,
     backend_info: Option<BackendInfo>,
+    /// The linearised model and each run's start in it (vanilla runs with GD, small problems).
+    linear: Option<crate::linearised::Linearised>,
+    lin_starts: Vec<Option<crate::linearised::Start>>,
 }
 
 impl Experiment {
@@ -391,6 +398,8 @@ impl Experiment {
             live: Vec::new(),
             finished: false,
             backend_info: None,
+            linear: None,
+            lin_starts: Vec::new(),
         }
     }
 
@@ -432,7 +441,26 @@ impl Experiment {
             u_rs,
             v_rs,
         });
+        self.linear = self.linearised_model();
         Ok(())
+    }
+
+    /// The linearised model where it is cheap and meaningful: vanilla runs, plain GD, d + k ≤
+    /// `linearised::MAX_DIMS` (it needs G's full SVD, formed here on the host in f64).
+    fn linearised_model(&self) -> Option<crate::linearised::Linearised> {
+        let cfg = self.cfg();
+        let eligible = cfg.inits.contains(&InitKind::Vanilla)
+            && cfg.optimiser == crate::config::Optimiser::Gd
+            && cfg.d + cfg.k <= crate::linearised::MAX_DIMS;
+        if !eligible {
+            return None;
+        }
+        let g = if cfg.population {
+            self.problem.delta.clone()
+        } else {
+            self.problem.stats(false)?.g
+        };
+        Some(crate::linearised::Linearised::new(&g, cfg.eta, cfg.r_star))
     }
 
     /// Build every run's initial factors and start the batch.
@@ -459,6 +487,10 @@ impl Experiment {
                 diverged: None,
                 stopped: false,
                 records: Vec::new(),
+            });
+            self.lin_starts.push(match (&self.linear, plan.init) {
+                (Some(l), InitKind::Vanilla) => Some(l.start(&factors.a0)),
+                _ => None,
             });
             specs.push(RunSpec {
                 init: factors,
@@ -567,7 +599,14 @@ impl Experiment {
         for (i, adv, base) in &work {
             jobs.extend(adv.snapshots.iter().map(|s| (*i, s, *base)));
         }
-        let recs = par_map(&jobs, |&(_, s, base)| record_of(prep, problem, s, base));
+        let (linear, starts) = (&self.linear, &self.lin_starts);
+        let recs = par_map(&jobs, |&(i, s, base)| {
+            let mut rec = record_of(prep, problem, s, base);
+            if let (Some(l), Some(Some(st))) = (linear, starts.get(i)) {
+                rec.lin_sin_a = l.sin_a(st, s.step);
+            }
+            rec
+        });
         for ((i, _, _), rec) in jobs.iter().zip(recs) {
             self.runs[*i].records.push(rec);
         }
@@ -669,6 +708,7 @@ fn record_of(prep: &Prepared, problem: &Problem, s: &Snapshot, base_ms: f64) -> 
         sv_ab,
         wall_ms: base_ms + s.t_ms,
         proj,
+        lin_sin_a: None,
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`engine`]: the `Backend` trait and the chunked `Experiment` driver with SPEC §4 metrics.
 //! - [`cpu`]: the f64 nalgebra reference backend.
 //! - [`ensemble`]: medians and 10–90 % bands over the init draws of an ensemble (`seeds`).
+//! - [`linearised`]: the talk's linearised (power-iteration) dynamics near the saddle.
 //! - [`phase`]: the phase-portrait model of SPEC §6.
 //! - [`sweep`]: sweeps over one or two parameters × init draws (SPEC §8: Fig. 2, the ln d law).
 //! - [`style`]: one colour, line style and marker per method, for the web app and the CLI.
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod ensemble;
 pub mod init;
 pub mod linalg;
+pub mod linearised;
 pub mod phase;
 pub mod problem;
 pub mod rng;

@@ -702,3 +702,41 @@ fn gpu_is_chosen_only_above_the_measured_crossover() {
     c.seeds = (GPU_MIN_BATCH_FLOPS / one).ceil() as usize;
     assert!(gpu_is_faster(&c).is_ok());
 }
+
+/// The talk's linearised dynamics: from a tiny vanilla init the measured sin θ_A follows the
+/// power-iteration prediction (the quadratic term is negligible), and parts from it once AB has
+/// grown (the prediction keeps aligning, the real run plateaus).
+#[test]
+fn vanilla_follows_the_linearised_prediction_near_the_saddle() {
+    let mut c = small(Preset::Alignment);
+    c.alpha2 = vec![1e-10];
+    c.steps = 1200;
+    c.record_every = 10;
+    let rep = run(&c);
+    let recs = &rep.runs[0].records;
+    let mut parted = false;
+    for r in recs {
+        let (Some(m), Some(p)) = (r.sin_a, r.lin_sin_a) else {
+            panic!(
+                "step {}: both the measured and the predicted sin θ_A",
+                r.step
+            )
+        };
+        if r.step <= 300 {
+            assert!(
+                (m - p).abs() < 1e-3,
+                "step {}: measured {m} predicted {p}",
+                r.step
+            );
+        }
+        parted |= (m - p).abs() > 0.05;
+    }
+    assert!(parted, "the nonlinear term takes over later");
+    // only vanilla GD runs carry it
+    let mut c2 = small(Preset::Spectral);
+    c2.steps = 5;
+    assert!(run(&c2)
+        .runs
+        .iter()
+        .all(|r| r.records.iter().all(|x| x.lin_sin_a.is_none())));
+}

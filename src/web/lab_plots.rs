@@ -144,6 +144,21 @@ pub fn LabCharts(
                     .collect(),
                 Vec::new(),
             ));
+            // vanilla: the linearised (power-iteration) prediction from the same A0, dotted
+            let lin: Vec<(f64, f64)> = recs
+                .iter()
+                .filter_map(|x| x.lin_sin_a.map(|s| (x.step as f64, s)))
+                .collect();
+            if !lin.is_empty() {
+                sin.push(Series {
+                    colour: styles[i].colour,
+                    dash: Dash::Dotted,
+                    faint: false,
+                    marker: None,
+                    pts: lin,
+                    band: Vec::new(),
+                });
+            }
         }
         let draw = |nr: NodeRef<Canvas>,
                     f: &dyn Fn(&web_sys::HtmlCanvasElement, &ChartTheme),
@@ -161,6 +176,15 @@ pub fn LabCharts(
         };
         let count = |s: &[Series]| s.iter().map(|x| x.pts.len()).sum::<usize>();
         let (nr, ns) = (count(&risk), count(&sin));
+        // points of the linearised predictions (dotted), for tests and the curious
+        let nlin: usize = sin
+            .iter()
+            .filter(|x| x.dash == Dash::Dotted)
+            .map(|x| x.pts.len())
+            .sum();
+        if let Some(c) = c_sin.get_untracked() {
+            let _ = c.set_attribute("data-linear", &nlin.to_string());
+        }
         draw(
             c_risk,
             &|c, th| {
@@ -316,6 +340,11 @@ pub fn LabCharts(
             {legend}
             <span class="legend-item"><LineSwatch colour=GREY dash=Dash::Solid />" bold: risk / sin θ_A"</span>
             <span class="legend-item"><LineSwatch colour=GREY dash=Dash::Solid faint=true />" faint: loss / sin θ_B"</span>
+            {move || report.with(|r| r.as_ref().is_some_and(|r| r.runs.iter().any(|x| x.records.iter().any(|y| y.lin_sin_a.is_some()))).then(|| view! {
+                <span class="legend-item" title="GD near the saddle is a power iteration on [[I, ηG], [ηGᵀ, I]]; where the dotted line leaves the run's own, the nonlinear term has taken over">
+                    <LineSwatch colour=GREY dash=Dash::Dotted />" dotted: linearised prediction of sin θ_A (vanilla)"
+                </span>
+            }))}
         </div>
         <div class="charts" node_ref=grid_ref>
             {chart(c_risk, "chart-risk", "Risk and loss against step", "lora-one-risk.png")}

@@ -638,6 +638,8 @@ async function withoutWebGpu() {
     const alRows = await page.$$eval("table.runs tbody tr", (r) => r.map((x) => Number(x.dataset.records)));
     check((await attr(page, "#lab", "data-state")) === "done" && alRows.length === 5 && alRows.every((n) => n === 1501),
       "alignment preset (5 inits × 1500 steps) completes on the CPU", `${alRows.join(",")} in ${bench.alignment_cpu_wall_ms} ms`);
+    const nLin = Number(await attr(page, "#chart-sin", "data-linear"));
+    check(nLin >= 5 * 1501 * 0.9, "the lab draws vanilla's linearised sin θ_A prediction (alignment preset)", `${nLin} points`);
     const ranWorker = await page.$eval(".ran-on", (e) => e.textContent);
     check(/Web Worker/.test(ranWorker), "the CPU engine runs in a Web Worker", ranWorker);
     check(worstAl <= 16 && samples > 3, "page responsive through the whole alignment run (worst setTimeout(0) lag ≤ 16 ms)", `worst setTimeout lag ${worstAl.toFixed(1)} ms over ${samples} samples`);
