@@ -39,25 +39,6 @@ pub async fn next_frame_or(ms: i32) -> f64 {
     now_ms()
 }
 
-/// Three significant digits, compact (read-outs that must not wrap).
-pub fn fmt3(x: f64) -> String {
-    if !x.is_finite() {
-        return format!("{x}");
-    }
-    let a = x.abs();
-    if a != 0.0 && !(1e-2..1e4).contains(&a) {
-        format!("{x:.2e}")
-    } else {
-        let s = format!("{x:.3}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        if s.is_empty() || s == "-0" {
-            "0".into()
-        } else {
-            s.to_string()
-        }
-    }
-}
-
 pub fn now_ms() -> f64 {
     window().performance().map_or(0.0, |p| p.now())
 }
@@ -82,14 +63,25 @@ pub fn prefers_dark() -> bool {
 
 /// Compact number formatting for readouts and inputs.
 pub fn fmt(x: f64) -> String {
+    compact(x, 1e-3, 1e5, 4, 3)
+}
+
+/// Three significant digits, compact (read-outs that must not wrap).
+pub fn fmt3(x: f64) -> String {
+    compact(x, 1e-2, 1e4, 3, 2)
+}
+
+/// Fixed-point with `fixed` decimals (trailing zeros dropped) inside [lo, hi), else scientific
+/// with `sci` decimals.
+fn compact(x: f64, lo: f64, hi: f64, fixed: usize, sci: usize) -> String {
     if !x.is_finite() {
         return format!("{x}");
     }
     let a = x.abs();
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{x:.3e}")
+    if a != 0.0 && !(lo..hi).contains(&a) {
+        format!("{x:.sci$e}")
     } else {
-        let s = format!("{x:.4}");
+        let s = format!("{x:.fixed$}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
         if s.is_empty() || s == "-0" {
             "0".into()
