@@ -24,6 +24,8 @@ pub mod problem;
 pub mod rng;
 pub mod style;
 pub mod sweep;
+#[cfg(any(feature = "cli", feature = "web"))]
+pub mod sweep_plot;
 pub mod urlstate;
 pub mod worker;
 

@@ -2,7 +2,8 @@
 //! natively: the query string holds the active view and every parameter of it, a copied link
 //! reproduces what the sender saw, and hostile input yields errors that name the field.
 
-use crate::config::{Config, Preset};
+use crate::config::{Config, ConfigError, Preset};
+use crate::sweep::{Axis, SweepPreset, SweepSpec};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// What `encodeURIComponent` leaves as is: A–Z a–z 0–9 - _ . ! ~ * ' ( ).
@@ -51,6 +52,7 @@ pub fn to_query(pairs: &[(String, String)]) -> String {
 pub enum View {
     Phase,
     Lab,
+    Sweep,
 }
 
 impl View {
@@ -58,7 +60,110 @@ impl View {
         match self {
             View::Phase => "phase",
             View::Lab => "lab",
+            View::Sweep => "sweep",
         }
+    }
+}
+
+/// The Sweep view's parameters (URL form): a sweep preset and the axes, draws, steps and θ that
+/// change it. Defaults are sized for a browser tab (the CLI's presets are larger).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepParams {
+    pub preset: SweepPreset,
+    /// `KEY=VALUES` (a list, `log:LO:HI:N` or `lin:LO:HI:N`).
+    pub x: String,
+    /// Likewise, or empty for a 1-D sweep.
+    pub y: String,
+    pub seeds: usize,
+    pub steps: usize,
+    pub theta: f64,
+}
+
+pub const SWEEP_KEYS: [&str; 6] = ["sweep", "x", "y", "seeds", "steps", "theta"];
+
+impl SweepParams {
+    /// The browser-sized version of a preset (finishes in seconds on a laptop's CPU engine).
+    pub fn browser(preset: SweepPreset) -> SweepParams {
+        let (x, y, seeds, steps) = match preset {
+            SweepPreset::Fig2 => ("alpha2=log:1e-6:1:7", "d=32,64", 2, 800),
+            SweepPreset::LnDLaw => ("d=16,32,64,128", "", 3, 500),
+            SweepPreset::Seeds => ("alpha2=1e-3", "", 24, 600),
+        };
+        SweepParams {
+            preset,
+            x: x.into(),
+            y: y.into(),
+            seeds,
+            steps,
+            theta: 0.5,
+        }
+    }
+
+    /// The sweep these parameters describe, or the first error (naming its field).
+    pub fn spec(&self) -> Result<SweepSpec, ConfigError> {
+        let mut spec = self.preset.spec();
+        spec.x = Axis::parse(&self.x).map_err(|e| ConfigError::new("x", e.to_string()))?;
+        spec.y = if self.y.trim().is_empty() {
+            None
+        } else {
+            Some(Axis::parse(&self.y).map_err(|e| ConfigError::new("y", e.to_string()))?)
+        };
+        spec.base.seeds = self.seeds;
+        spec.base.steps = self.steps;
+        spec.theta = self.theta;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        vec![
+            ("sweep".into(), self.preset.name().into()),
+            ("x".into(), self.x.clone()),
+            ("y".into(), self.y.clone()),
+            ("seeds".into(), self.seeds.to_string()),
+            ("steps".into(), self.steps.to_string()),
+            ("theta".into(), format!("{}", self.theta)),
+        ]
+    }
+
+    /// Apply one URL pair; the value is checked when the sweep is built (`spec`).
+    pub fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
+        let whole = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{k}: expected a whole number, got `{v}`"))
+        };
+        match k {
+            "sweep" => {
+                self.preset = SweepPreset::parse(v.trim())
+                    .ok_or_else(|| format!("sweep: expected fig2, ln-d-law or seeds, got `{v}`"))?
+            }
+            "x" => self.x = v.trim().to_string(),
+            "y" => self.y = v.trim().to_string(),
+            "seeds" => self.seeds = whole(v)?,
+            "steps" => self.steps = whole(v)?,
+            "theta" => {
+                self.theta = v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| format!("theta: expected a number, got `{v}`"))?
+            }
+            _ => {
+                return Err(format!(
+                    "{k}: unknown parameter of the sweep view; known: {}",
+                    SWEEP_KEYS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for SweepParams {
+    fn default() -> Self {
+        SweepParams::browser(SweepPreset::Fig2)
     }
 }
 
@@ -69,6 +174,7 @@ pub struct UrlState {
     pub opts: PageOpts,
     pub phase: PhaseParams,
     pub lab: Config,
+    pub sweep: SweepParams,
     pub preset: Option<Preset>,
     /// Dynamics lab: where to compute (`compute=auto|cpu|gpu`; auto when absent).
     pub compute: Compute,
@@ -101,9 +207,12 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
     let mut errors = Vec::new();
     let view = match get("view") {
         Some("lab") => View::Lab,
+        Some("sweep") => View::Sweep,
         None | Some("phase") => View::Phase,
         Some(v) => {
-            errors.push(clip(format!("view: expected phase or lab, got `{v}`")));
+            errors.push(clip(format!(
+                "view: expected phase, lab or sweep, got `{v}`"
+            )));
             View::Phase
         }
     };
@@ -125,6 +234,10 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
         )));
     }
     let mut phase = PhaseParams::default();
+    // the sweep view starts from its preset's browser size, then the other pairs apply
+    let mut sweep = get("sweep")
+        .and_then(SweepPreset::parse)
+        .map_or_else(SweepParams::default, SweepParams::browser);
     let preset = get("preset").and_then(|v| {
         let p = Preset::parse(v);
         if p.is_none() {
@@ -153,6 +266,11 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
                     errors.push(clip(format!("{}: {}", e.field, e.message)));
                 }
             }
+            View::Sweep => {
+                if let Err(e) = sweep.set(k, v) {
+                    errors.push(clip(e));
+                }
+            }
         }
     }
     let compute = match get("compute") {
@@ -169,6 +287,7 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
         opts,
         phase,
         lab,
+        sweep,
         preset,
         compute,
         errors,
@@ -180,6 +299,7 @@ pub fn state_pairs(
     opts: PageOpts,
     phase: &PhaseParams,
     lab: &Config,
+    sweep: &SweepParams,
     preset: Option<Preset>,
     compute: Compute,
 ) -> Vec<(String, String)> {
@@ -203,6 +323,12 @@ pub fn state_pairs(
                 v.push(("preset".into(), p.name().into()));
             }
             v.extend(lab.to_pairs().into_iter().map(|(k, x)| (k.to_string(), x)));
+        }
+        View::Sweep => {
+            if compute != Compute::Auto {
+                v.push(("compute".into(), compute.key().into()));
+            }
+            v.extend(sweep.to_pairs());
         }
     }
     v
@@ -390,7 +516,13 @@ impl PhaseParams {
 }
 
 pub fn round4(x: f64) -> f64 {
-    (x * 1e4).round() / 1e4
+    let y = (x * 1e4).round() / 1e4;
+    // beyond ±1.8e304 the scaled value overflows: keep the number as it is
+    if y.is_finite() {
+        y
+    } else {
+        x
+    }
 }
 
 #[cfg(test)]
@@ -427,8 +559,24 @@ mod tests {
             .iter()
             .zip(d.to_pairs())
             .all(|(a, b)| a.1 != b.1));
-        for view in [View::Lab, View::Phase] {
-            let q = to_query(&state_pairs(view, opts, &phase, &lab, None, Compute::Cpu));
+        let sweep = SweepParams {
+            preset: SweepPreset::LnDLaw,
+            x: "d=16,24".into(),
+            y: "eta=0.01,0.02".into(),
+            seeds: 5,
+            steps: 77,
+            theta: 0.25,
+        };
+        for view in [View::Lab, View::Phase, View::Sweep] {
+            let q = to_query(&state_pairs(
+                view,
+                opts,
+                &phase,
+                &lab,
+                &sweep,
+                None,
+                Compute::Cpu,
+            ));
             let s = parse_state(&parse_query(&format!("?{q}")));
             assert!(s.errors.is_empty(), "{:?}", s.errors);
             assert_eq!(s.view, view);
@@ -439,6 +587,10 @@ mod tests {
                     assert_eq!(s.compute, Compute::Cpu);
                 }
                 View::Phase => assert_eq!(s.phase, phase),
+                View::Sweep => {
+                    assert_eq!(s.sweep, sweep);
+                    assert!(s.sweep.spec().is_ok());
+                }
             }
         }
     }

@@ -226,7 +226,7 @@ fn url_state_never_panics_names_the_field_and_round_trips() {
             }
             // what the page writes back into the address bar reads back as the same state
             let back = to_query(&state_pairs(
-                s.view, s.opts, &s.phase, &s.lab, s.preset, s.compute,
+                s.view, s.opts, &s.phase, &s.lab, &s.sweep, s.preset, s.compute,
             ));
             let s2 = parse_state(&parse_query(&back));
             prop_assert!(s2.errors.is_empty(), "{:?} from {back}", s2.errors);
@@ -237,10 +237,14 @@ fn url_state_never_panics_names_the_field_and_round_trips() {
                     prop_assert_eq!(&s2.lab, &s.lab);
                     prop_assert_eq!(s2.compute, s.compute);
                 }
+                View::Sweep => {
+                    prop_assert_eq!(&s2.sweep, &s.sweep);
+                    prop_assert_eq!(s2.compute, s.compute);
+                }
                 View::Phase => {
                     // the custom start is written to 4 decimals: the second trip is exact
                     let back2 = to_query(&state_pairs(
-                        s2.view, s2.opts, &s2.phase, &s2.lab, s2.preset, s2.compute,
+                        s2.view, s2.opts, &s2.phase, &s2.lab, &s2.sweep, s2.preset, s2.compute,
                     ));
                     prop_assert_eq!(parse_state(&parse_query(&back2)).phase, s2.phase.clone());
                     prop_assert_eq!(s2.phase.start.is_some(), s.phase.start.is_some());

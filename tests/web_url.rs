@@ -41,6 +41,7 @@ fn phase_parameters_round_trip() {
         opts,
         &p,
         &lab,
+        &Default::default(),
         None,
         Compute::Auto,
     ));
@@ -66,6 +67,7 @@ fn lab_parameters_round_trip() {
         opts,
         &PhaseParams::default(),
         &c,
+        &Default::default(),
         None,
         Compute::Gpu,
     ));

@@ -4,7 +4,8 @@ use super::{io_err, CliError};
 use lora_one_lab::engine::Report;
 use lora_one_lab::phase::Portrait;
 use lora_one_lab::style::{self, Marker, RunStyle};
-use lora_one_lab::sweep::{Cell, Spread, SweepReport};
+use lora_one_lab::sweep::SweepReport;
+use lora_one_lab::sweep_plot;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -118,8 +119,8 @@ pub fn draw_sweep(r: &SweepReport, out: &Path, ext: &str) -> Result<(), CliError
         out,
         ext,
         (1200, 420),
-        |root| sweep_fig(r, root),
-        |root| sweep_fig(r, root),
+        |root| sweep_plot::draw(r, root, &sweep_plot::Theme::light()),
+        |root| sweep_plot::draw(r, root, &sweep_plot::Theme::light()),
     )
 }
 
@@ -243,148 +244,6 @@ where
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font(("sans-serif", 13))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-    }
-    root.present()?;
-    Ok(())
-}
-
-/// A sweep (Fig. 2 style): per panel one curve per y value (median over the draws, with the
-/// 10–90 % band) against x; panels min_t sin θ_A, final ln risk and t*(θ) (with the theorem's
-/// prediction when d is on the x axis).
-fn sweep_fig<DB: DrawingBackend>(r: &SweepReport, root: DrawingArea<DB, Shift>) -> DrawResult<()>
-where
-    DB::ErrorType: 'static,
-{
-    root.fill(&WHITE)?;
-    let s = &r.spec;
-    let slope = r.slope_t_star_ln_d.map_or(String::new(), |v| {
-        format!(" · fitted slope of t* against ln d: {v:.1}")
-    });
-    let title = format!(
-        "sweep {} × {} · {} draws per cell · θ = {} · {}{slope}",
-        s.x.key,
-        s.y.as_ref().map_or("-", |a| a.key.as_str()),
-        s.base.seeds,
-        s.theta,
-        r.backend
-    );
-    let (top, body) = root.split_vertically(36);
-    top.titled(&title, ("sans-serif", 17))?;
-    type Get = fn(&Cell) -> Option<Spread>;
-    let panels: [(&str, Get); 3] = [
-        ("min over t of sin θ_A", |c| c.min_sin_a),
-        ("final ln risk", |c| c.final_ln_risk),
-        ("t*(θ): first step with sin θ_A ≤ θ", |c| c.t_star),
-    ];
-    let ys: Vec<Option<f64>> = match &s.y {
-        Some(a) => a.values.iter().map(|v| Some(*v)).collect(),
-        None => vec![None],
-    };
-    let tx = |x: f64| if s.x.log { x.log10() } else { x };
-    let (x0, x1) =
-        s.x.values
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-                (a.min(tx(*v)), b.max(tx(*v)))
-            });
-    let (x0, x1) = if x1 > x0 {
-        (x0, x1)
-    } else {
-        (x0 - 0.5, x1 + 0.5)
-    };
-    let areas = body.split_evenly((1, 3));
-    for (pi, ((name, get), area)) in panels.iter().zip(areas.iter()).enumerate() {
-        let mut lo = f64::INFINITY;
-        let mut hi = f64::NEG_INFINITY;
-        for c in &r.cells {
-            if let Some(v) = get(c) {
-                lo = lo.min(v.q10);
-                hi = hi.max(v.q90);
-            }
-            if pi == 2 && s.x.key == "d" && c.t_theory.is_finite() {
-                lo = lo.min(c.t_theory);
-                hi = hi.max(c.t_theory);
-            }
-        }
-        if !lo.is_finite() {
-            (lo, hi) = (0.0, 1.0);
-        }
-        if hi - lo < 1e-12 {
-            hi = lo + 1.0;
-        }
-        let pad = 0.06 * (hi - lo);
-        let x_desc = if s.x.log {
-            format!("log10 {}", s.x.key)
-        } else {
-            s.x.key.clone()
-        };
-        let mut chart = ChartBuilder::on(area)
-            .caption(*name, ("sans-serif", 15))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(52)
-            .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()?;
-        for (k, y) in ys.iter().enumerate() {
-            // an ordered quantity (d, …): viridis, dark to light
-            let (cr, cg, cb) = style::viridis(if ys.len() > 1 {
-                0.85 * k as f64 / (ys.len() - 1) as f64
-            } else {
-                0.0
-            });
-            let col = RGBColor(cr, cg, cb);
-            let pts: Vec<(f64, Spread)> = r
-                .cells
-                .iter()
-                .filter(|c| c.y == *y)
-                .filter_map(|c| get(c).map(|v| (tx(c.x), v)))
-                .collect();
-            let band: Vec<(f64, f64)> = pts
-                .iter()
-                .map(|(x, v)| (*x, v.q10))
-                .chain(pts.iter().rev().map(|(x, v)| (*x, v.q90)))
-                .collect();
-            if band.len() > 2 {
-                chart.draw_series(std::iter::once(Polygon::new(band, col.mix(0.18).filled())))?;
-            }
-            let line: Vec<(f64, f64)> = pts.iter().map(|(x, v)| (*x, v.median)).collect();
-            let label = match (y, &s.y) {
-                (Some(v), Some(a)) => format!("{} = {v}", a.key),
-                _ => "median, 10–90 % band".to_string(),
-            };
-            chart
-                .draw_series(LineSeries::new(line.clone(), col.stroke_width(2)))?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
-                });
-            chart.draw_series(line.iter().map(|p| Circle::new(*p, 3, col.filled())))?;
-        }
-        if pi == 2 && s.x.key == "d" {
-            let th: Vec<(f64, f64)> = r
-                .cells
-                .iter()
-                .filter(|c| c.t_theory.is_finite())
-                .map(|c| (tx(c.x), c.t_theory))
-                .collect();
-            chart
-                .draw_series(DashedLineSeries::new(th, 8, 5, BLACK.stroke_width(2)))?
-                .label("ln(√d/θ) / ln(1 + ηλ_r*(G))")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font(("sans-serif", 12))
             .position(SeriesLabelPosition::UpperRight)
             .draw()?;
     }

@@ -144,12 +144,21 @@ pub fn line_chart(
             filled: false,
             stroke_width: th.px(if s.faint { 1.25 } else { 2.0 }),
         };
-        let pts: Vec<(f64, f64)> = s
+        // at most about one point per device pixel of width (a 1500-step run drawn on a
+        // 460-pixel chart needs a third of its points; the page redraws while a run goes on)
+        let finite: Vec<(f64, f64)> = s
             .pts
             .iter()
             .cloned()
             .filter(|p| p.0.is_finite() && p.1.is_finite())
             .collect();
+        let stride = finite.len().div_ceil((c.width() as usize).max(200)).max(1);
+        let mut pts: Vec<(f64, f64)> = finite.iter().step_by(stride).cloned().collect();
+        if let (Some(l), Some(p)) = (finite.last(), pts.last()) {
+            if l != p {
+                pts.push(*l);
+            }
+        }
         match s.dash.pattern() {
             [on, off, ..] => {
                 chart.draw_series(DashedLineSeries::new(

@@ -16,6 +16,7 @@ pub mod palette;
 pub mod phase_draw;
 pub mod phase_model;
 pub mod phase_view;
+pub mod sweep_view;
 pub mod url;
 pub mod util;
 
@@ -24,6 +25,7 @@ use lab_view::LabView;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use phase_view::{PageOpts, PhaseView};
+use sweep_view::SweepView;
 use wasm_bindgen::prelude::*;
 
 pub use crate::urlstate::{parse_state, state_pairs, UrlState, View};
@@ -49,6 +51,7 @@ pub fn App() -> impl IntoView {
     let view_sig = RwSignal::new(init.view);
     let phase = RwSignal::new(init.phase.clone());
     let lab = RwSignal::new(init.lab.clone());
+    let sweep = RwSignal::new(init.sweep.clone());
     let preset = RwSignal::new(init.preset);
     let compute = RwSignal::new(init.compute);
     let lab_run = lab_view::LabRun::new();
@@ -80,6 +83,7 @@ pub fn App() -> impl IntoView {
             opts,
             &phase.get(),
             &lab.get(),
+            &sweep.get(),
             preset.get(),
             compute.get(),
         );
@@ -114,6 +118,7 @@ pub fn App() -> impl IntoView {
             },
             &phase.get(),
             &lab.get(),
+            &sweep.get(),
             preset.get(),
             compute.get(),
         );
@@ -156,6 +161,7 @@ pub fn App() -> impl IntoView {
                     <nav role="tablist" aria-label="Views">
                         {tab(View::Phase, "Phase portrait")}
                         {tab(View::Lab, "Dynamics lab")}
+                        {tab(View::Sweep, "Sweeps")}
                     </nav>
                     {badge}
                     <button id="copy-link" on:click=copy_link>
@@ -170,6 +176,7 @@ pub fn App() -> impl IntoView {
                 {move || match view_sig.get() {
                     View::Phase => view! { <PhaseView params=phase opts=opts dark=dark /> }.into_any(),
                     View::Lab => view! { <LabView cfg=lab preset=preset choice=choice compute=compute dark=dark large=opts.large run_state=lab_run /> }.into_any(),
+                    View::Sweep => view! { <SweepView params=sweep choice=choice compute=compute dark=dark large=opts.large /> }.into_any(),
                 }}
             </main>
             <Show when=move || opts.embed>

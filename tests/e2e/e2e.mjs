@@ -605,6 +605,37 @@ async function phoneAndA11y() {
   }
 }
 
+
+// The Sweep view (issue 8): a small ln d law from the URL, then the browser-sized fig2 preset on
+// the CPU engine, timed, with live progress; the figure and the table are drawn.
+async function sweepView(page) {
+  await page.goto(`${BASE}?view=sweep&sweep=ln-d-law&x=${encodeURIComponent("d=16,24,32")}&seeds=2&steps=300`);
+  await page.waitForSelector("#sweep");
+  check((await page.inputValue("#sw-x")) === "d=16,24,32" && (await page.inputValue("#sw-seeds")) === "2", "sweep parameters restored from the URL");
+  await page.click("#sweep-run");
+  await page.waitForSelector("#sweep[data-state=done]", { timeout: 60000 });
+  const cells = Number(await attr(page, "#sweep-canvas", "data-cells"));
+  const rows = await page.$$eval("#sweep table.runs tbody tr", (r) => r.length);
+  const alt = await attr(page, "#sweep-canvas", "aria-label");
+  check(cells === 3 && rows === 3 && /t\* [0-9]/.test(alt), "a small ln d sweep runs and is drawn (figure, table, text alternative)", `${cells} cells, ${rows} rows; ${alt.slice(0, 120)}`);
+  // the browser-sized fig2 preset: 7 α² × 2 d × 2 draws × 800 steps
+  const t0 = Date.now();
+  await page.click("button.preset[data-sweep=fig2]");
+  await page.waitForSelector("#sweep[data-state=running]", { timeout: 5000 }).catch(() => {});
+  let seen = 0;
+  while ((await attr(page, "#sweep", "data-state")) === "running" && Date.now() - t0 < 60000) {
+    const p = Number(await page.$eval("#sweep-progress", (e) => e.value));
+    if (p > 0 && p < 1) seen++;
+    await page.waitForTimeout(200);
+  }
+  bench.sweep_fig2_browser_ms = Date.now() - t0;
+  const c2 = Number(await attr(page, "#sweep-canvas", "data-cells"));
+  check((await attr(page, "#sweep", "data-state")) === "done" && c2 === 14 && bench.sweep_fig2_browser_ms <= 20000 && seen > 0,
+    "the browser's fig2 sweep finishes in ≤ 20 s on the CPU engine with live progress", `${c2} cells in ${bench.sweep_fig2_browser_ms} ms, progress seen ${seen} times`);
+  check(q(page).get("view") === "sweep" && q(page).get("sweep") === "fig2", "the sweep is in the URL", page.url());
+  await page.screenshot({ path: path.join(SHOTS, "sweep-fig2.png"), fullPage: true });
+}
+
 async function withoutWebGpu() {
   const ctx = await launch(false, 2);
   const page = ctx.pages()[0] || (await ctx.newPage());
@@ -658,6 +689,7 @@ async function withoutWebGpu() {
     await page.waitForSelector("#phase-canvas[data-ready='1']");
     await page.waitForTimeout(300);
     await page.screenshot({ path: path.join(SHOTS, "phase-dark.png") });
+    await sweepView(page);
     await hostileUrls(page);
   } finally {
     await ctx.close();
