@@ -176,7 +176,7 @@ pub fn App() -> impl IntoView {
                 {move || match view_sig.get() {
                     View::Phase => view! { <PhaseView params=phase opts=opts dark=dark /> }.into_any(),
                     View::Lab => view! { <LabView cfg=lab preset=preset choice=choice compute=compute dark=dark large=opts.large run_state=lab_run /> }.into_any(),
-                    View::Sweep => view! { <SweepView params=sweep choice=choice compute=compute dark=dark large=opts.large /> }.into_any(),
+                    View::Sweep => view! { <SweepView params=sweep choice=choice compute=compute dark=dark large=opts.large lab=lab lab_preset=preset view=view_sig /> }.into_any(),
                 }}
             </main>
             <Show when=move || opts.embed>

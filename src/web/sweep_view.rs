@@ -44,6 +44,10 @@ pub fn SweepView(
     compute: RwSignal<Compute>,
     dark: RwSignal<bool>,
     large: bool,
+    /// The lab's config, preset and the app's view: a cell opens in the lab.
+    lab: RwSignal<crate::config::Config>,
+    lab_preset: RwSignal<Option<crate::config::Preset>>,
+    view: RwSignal<crate::urlstate::View>,
 ) -> impl IntoView {
     let report: RwSignal<Option<Arc<SweepReport>>> = RwSignal::new(None);
     let state = RwSignal::new(State::Idle);
@@ -190,12 +194,31 @@ pub fn SweepView(
             s
         })
     };
+    // a cell's configuration (its x and y set on the base), shown in the dynamics lab
+    let open_in_lab = move |x: f64, y: Option<f64>| {
+        let Some(r) = report.get_untracked() else {
+            return;
+        };
+        let mut c = r.spec.base.clone();
+        c.inits = vec![crate::config::InitKind::Vanilla];
+        let text = |v: f64| format!("{v}");
+        let mut ok = c.set(&r.spec.x.key, &text(x)).is_ok();
+        if let (Some(a), Some(v)) = (&r.spec.y, y) {
+            ok &= c.set(&a.key, &text(v)).is_ok();
+        }
+        if ok {
+            lab.set(c);
+            lab_preset.set(None);
+            view.set(crate::urlstate::View::Lab);
+        }
+    };
     let rows = move || {
         report.with(|r| {
             r.as_ref().map(|r| {
                 r.cells
                     .iter()
                     .map(|c| {
+                        let (x, y) = (c.x, c.y);
                         view! {
                             <tr>
                                 <td>{fmt3(c.x)}</td>
@@ -206,6 +229,8 @@ pub fn SweepView(
                                 <td>{fmt3(c.t_theory)}</td>
                                 <td>{c.runs.len()}</td>
                                 <td>{c.diverged}</td>
+                                <td><button class="mini open-lab" on:click=move |_| open_in_lab(x, y)
+                                    aria-label="Open this cell's runs in the dynamics lab">"open in lab"</button></td>
                             </tr>
                         }
                     })
@@ -282,11 +307,13 @@ pub fn SweepView(
             </div>
             <div class="table-wrap" tabindex="0" role="region" aria-label="Sweep cells (scrolls sideways)">
                 <table class="runs" aria-label="Sweep cells: medians over the draws">
-                    <thead><tr><th>"x"</th><th>"y"</th><th>"min sin θ_A"</th><th>"final ln risk"</th><th>"t*(θ)"</th><th>"theory t*"</th><th>"draws"</th><th>"diverged"</th></tr></thead>
+                    <thead><tr><th>"x"</th><th>"y"</th><th>"min sin θ_A"</th><th>"final ln risk"</th><th>"t*(θ)"</th><th>"theory t*"</th><th>"draws"</th><th>"diverged"</th><th>"lab"</th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
             </div>
             <div class="exports chrome" role="group" aria-label="Export">
+                <button on:click=move |_| { if let Some(c) = canvas.get_untracked() { export::download_canvas_png(&c, "lora-one-lab-sweep.png"); } }
+                    prop:disabled=move || report.with(|r| r.is_none())>"Figure as PNG"</button>
                 <button on:click=export_csv prop:disabled=move || report.with(|r| r.is_none())>"Sweep as CSV"</button>
                 <button on:click=export_json prop:disabled=move || report.with(|r| r.is_none())>"Sweep as JSON"</button>
             </div>

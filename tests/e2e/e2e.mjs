@@ -634,6 +634,12 @@ async function sweepView(page) {
     "the browser's fig2 sweep finishes in ≤ 20 s on the CPU engine with live progress", `${c2} cells in ${bench.sweep_fig2_browser_ms} ms, progress seen ${seen} times`);
   check(q(page).get("view") === "sweep" && q(page).get("sweep") === "fig2", "the sweep is in the URL", page.url());
   await page.screenshot({ path: path.join(SHOTS, "sweep-fig2.png"), fullPage: true });
+  // a cell opens in the lab: the 9th cell is α² = 1e-5 at d = 64
+  await page.click("#sweep table.runs tbody tr:nth-child(9) button.open-lab");
+  await page.waitForSelector("#lab");
+  check(q(page).get("view") === "lab" && (await page.inputValue("#cfg-d")) === "64" && (await page.inputValue("#cfg-alpha2")) === "0.00001"
+    && (await page.inputValue("#cfg-seeds")) === "2" && (await page.inputValue("#cfg-steps")) === "800",
+    "a sweep cell opens in the dynamics lab with its configuration", page.url().slice(0, 200));
 }
 
 async function withoutWebGpu() {
