@@ -196,3 +196,239 @@ where
     root.present()?;
     Ok(())
 }
+
+/// The quantity a heatmap shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantity {
+    MinSinA,
+    FinalLnRisk,
+    TStar,
+}
+
+impl Quantity {
+    pub const ALL: [Quantity; 3] = [Quantity::MinSinA, Quantity::FinalLnRisk, Quantity::TStar];
+    pub fn key(self) -> &'static str {
+        match self {
+            Quantity::MinSinA => "min_sin_a",
+            Quantity::FinalLnRisk => "final_ln_risk",
+            Quantity::TStar => "t_star",
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Quantity::MinSinA => "min over t of sin θ_A",
+            Quantity::FinalLnRisk => "final ln risk",
+            Quantity::TStar => "t*(θ)",
+        }
+    }
+    pub fn of(self, c: &Cell) -> Option<Spread> {
+        match self {
+            Quantity::MinSinA => c.min_sin_a,
+            Quantity::FinalLnRisk => c.final_ln_risk,
+            Quantity::TStar => c.t_star,
+        }
+    }
+}
+
+/// Where the heatmap's cells lie on the drawing (pixels): for hit-testing a pointer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Grid {
+    pub x0: f64,
+    pub x1: f64,
+    pub y0: f64,
+    pub y1: f64,
+    pub nx: usize,
+    pub ny: usize,
+}
+
+impl Grid {
+    /// The (x index, y index) under a pixel, y index 0 at the bottom.
+    pub fn cell_at(&self, px: f64, py: f64) -> Option<(usize, usize)> {
+        let u = (px - self.x0) / (self.x1 - self.x0);
+        let v = (self.y1 - py) / (self.y1 - self.y0);
+        if !(0.0..1.0).contains(&u) || !(0.0..1.0).contains(&v) {
+            return None;
+        }
+        Some(((u * self.nx as f64) as usize, (v * self.ny as f64) as usize))
+    }
+}
+
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-2..1e4).contains(&a) {
+        format!("{v:.0e}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A 2-D sweep as a heatmap of one quantity's median (viridis; cells no draw reached in grey),
+/// x by column and y by row in sweep order, with a labelled colour bar. Returns the grid's place.
+pub fn draw_heatmap<DB: DrawingBackend>(
+    r: &SweepReport,
+    root: DrawingArea<DB, Shift>,
+    th: &Theme,
+    q: Quantity,
+) -> Result<Grid, Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&th.bg)?;
+    let fs = |x: f64| (x * th.scale) as u32;
+    let fg = th.fg;
+    let s = &r.spec;
+    let xs = &s.x.values;
+    let ys: Vec<f64> = s.y.as_ref().map_or(vec![0.0], |a| a.values.clone());
+    let (nx, ny) = (xs.len(), ys.len());
+    let vals: Vec<f64> = r
+        .cells
+        .iter()
+        .filter_map(|c| q.of(c).map(|v| v.median))
+        .filter(|v| v.is_finite())
+        .collect();
+    let (lo, hi) = vals
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else if lo.is_finite() {
+        (lo - 0.5, lo + 0.5)
+    } else {
+        (0.0, 1.0)
+    };
+    let (main, bar) = root.split_horizontally(root.dim_in_pixel().0 as i32 - fs(90.0) as i32);
+    let y_name = s.y.as_ref().map_or("", |a| a.key.as_str()).to_string();
+    let mut chart = ChartBuilder::on(&main)
+        .caption(
+            format!("{} (median over the draws)", q.label()),
+            ("sans-serif", fs(15.0)).into_font().color(&fg),
+        )
+        .margin(fs(10.0))
+        .x_label_area_size(fs(40.0))
+        .y_label_area_size(fs(60.0))
+        .build_cartesian_2d(0f64..nx as f64, 0f64..ny as f64)?;
+    let xl = |v: &f64| {
+        xs.get(v.floor() as usize)
+            .map_or(String::new(), |x| tick(*x))
+    };
+    let yl = |v: &f64| {
+        ys.get(v.floor() as usize)
+            .map_or(String::new(), |y| tick(*y))
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(s.x.key.clone())
+        .y_desc(y_name)
+        .x_labels(nx.min(12))
+        .y_labels(ny.min(12))
+        .x_label_formatter(&|v| xl(&(v + 0.5).min(nx as f64 - 0.5)))
+        .y_label_formatter(&|v| yl(&(v + 0.5).min(ny as f64 - 0.5)))
+        .label_style(("sans-serif", fs(12.0)).into_font().color(&fg))
+        .axis_desc_style(("sans-serif", fs(12.0)).into_font().color(&fg))
+        .axis_style(fg)
+        .draw()?;
+    let nx_ = nx;
+    chart.draw_series(r.cells.iter().enumerate().map(|(i, c)| {
+        let (xi, yi) = (i % nx_, i / nx_);
+        let col = q.of(c).map(|v| v.median).filter(|v| v.is_finite()).map_or(
+            RGBColor(128, 128, 128),
+            |v| {
+                let (a, b, cc) = crate::style::viridis((v - lo) / (hi - lo));
+                RGBColor(a, b, cc)
+            },
+        );
+        Rectangle::new(
+            [(xi as f64, yi as f64), (xi as f64 + 1.0, yi as f64 + 1.0)],
+            col.filled(),
+        )
+    }))?;
+    let (px, py) = chart.plotting_area().get_pixel_range();
+    // colour bar
+    let mut cb = ChartBuilder::on(&bar)
+        .margin_top(fs(40.0))
+        .margin_bottom(fs(50.0))
+        .margin_right(fs(8.0))
+        .right_y_label_area_size(fs(50.0))
+        .build_cartesian_2d(0f64..1f64, lo..hi)?;
+    cb.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(5)
+        .y_label_formatter(&|v| tick(*v))
+        .label_style(("sans-serif", fs(11.0)).into_font().color(&fg))
+        .axis_style(fg)
+        .draw()?;
+    let n = 64;
+    cb.draw_series((0..n).map(|k| {
+        let (a, b) = (k as f64 / n as f64, (k + 1) as f64 / n as f64);
+        let (cr, cg, cbb) = crate::style::viridis((a + b) / 2.0);
+        Rectangle::new(
+            [(0.0, lo + a * (hi - lo)), (1.0, lo + b * (hi - lo))],
+            RGBColor(cr, cg, cbb).filled(),
+        )
+    }))?;
+    root.present()?;
+    Ok(Grid {
+        x0: px.start as f64,
+        x1: px.end as f64,
+        y0: py.start as f64,
+        y1: py.end as f64,
+        nx,
+        ny,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pointer maps to the cell under it (x by column, y by row from the bottom).
+    #[test]
+    fn grid_hit_test() {
+        let g = Grid {
+            x0: 100.0,
+            x1: 500.0,
+            y0: 50.0,
+            y1: 250.0,
+            nx: 4,
+            ny: 2,
+        };
+        assert_eq!(g.cell_at(101.0, 249.0), Some((0, 0)));
+        assert_eq!(g.cell_at(499.0, 51.0), Some((3, 1)));
+        assert_eq!(g.cell_at(350.0, 140.0), Some((2, 1)));
+        assert_eq!(g.cell_at(99.0, 140.0), None);
+        assert_eq!(g.cell_at(300.0, 251.0), None);
+    }
+
+    /// The heatmap draws (here into an SVG string) and reports where its grid lies.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn heatmap_draws_and_places_its_grid() {
+        use crate::sweep::{Axis, Sweep, SweepPreset};
+        let mut spec = SweepPreset::Fig2.spec();
+        spec.x = Axis::parse("alpha2=1e-4,1e-2,1").unwrap();
+        spec.y = Some(Axis::parse("d=8,12").unwrap());
+        spec.base.seeds = 1;
+        spec.base.steps = 20;
+        let mut sw = Sweep::new(spec).unwrap();
+        pollster::block_on(sw.run_to_end(&mut crate::CpuBackend::new(), 100, |_| {})).unwrap();
+        // the CLI's bundled font (no system fonts in CI)
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../assets/DejaVuSans.ttf"),
+        );
+        let mut svg = String::new();
+        let g = {
+            let root = SVGBackend::with_string(&mut svg, (800, 400)).into_drawing_area();
+            draw_heatmap(&sw.report(), root, &Theme::light(), Quantity::MinSinA).unwrap()
+        };
+        assert_eq!((g.nx, g.ny), (3, 2));
+        assert!(g.x0 < g.x1 && g.y0 < g.y1 && g.x1 <= 800.0 && g.y1 <= 400.0);
+        assert!(svg.contains("<rect") && svg.contains("median over the draws"));
+    }
+}

@@ -7,7 +7,7 @@ use super::backend::{self, BackendChoice, Compute};
 use super::export;
 use super::util::{self, fmt3};
 use crate::sweep::{Spread, Sweep, SweepPreset, SweepReport};
-use crate::sweep_plot;
+use crate::sweep_plot::{self, Grid, Quantity};
 use crate::urlstate::SweepParams;
 use leptos::html::{Canvas, Div};
 use leptos::prelude::*;
@@ -159,6 +159,99 @@ pub fn SweepView(
         let _ = c.set_attribute("data-cells", &r.cells.len().to_string());
     });
 
+    // a cell's configuration (its x and y set on the base), shown in the dynamics lab
+    let open_in_lab = move |x: f64, y: Option<f64>| {
+        let Some(r) = report.get_untracked() else {
+            return;
+        };
+        let mut c = r.spec.base.clone();
+        c.inits = vec![crate::config::InitKind::Vanilla];
+        let text = |v: f64| format!("{v}");
+        let mut ok = c.set(&r.spec.x.key, &text(x)).is_ok();
+        if let (Some(a), Some(v)) = (&r.spec.y, y) {
+            ok &= c.set(&a.key, &text(v)).is_ok();
+        }
+        if ok {
+            lab.set(c);
+            lab_preset.set(None);
+            view.set(crate::urlstate::View::Lab);
+        }
+    };
+    // 2-D sweeps: a heatmap of one quantity, with a hover read-out; a click opens the cell
+    let quantity = RwSignal::new(Quantity::MinSinA);
+    let heat = NodeRef::<Canvas>::new();
+    let heat_grid = StoredValue::new(None::<(Grid, f64)>);
+    let hover = RwSignal::new(String::new());
+    let two_d = move || report.with(|r| r.as_ref().is_some_and(|r| r.spec.y.is_some()));
+    Effect::new(move |_| {
+        let r = report.get();
+        let dk = dark.get();
+        let q = quantity.get();
+        let (Some(r), Some(c), Some(d)) = (r, heat.get(), wrap.get()) else {
+            return;
+        };
+        if r.spec.y.is_none() {
+            return;
+        }
+        let w = (d.client_width() as f64).clamp(300.0, 1100.0);
+        let h = (w * 0.42).max(280.0);
+        let scale = util::size_canvas(&c, w, h);
+        let mut th = if dk {
+            sweep_plot::Theme::dark()
+        } else {
+            sweep_plot::Theme::light()
+        };
+        th.scale = scale * if large { 1.3 } else { 1.0 };
+        if let Some(be) = CanvasBackend::with_canvas_object(c.clone()) {
+            match sweep_plot::draw_heatmap(&r, be.into_drawing_area(), &th, q) {
+                Ok(g) => heat_grid.set_value(Some((g, scale))),
+                Err(e) => {
+                    let _ = c.set_attribute("data-error", &e.to_string());
+                }
+            }
+        }
+        let _ = c.set_attribute("data-cells", &r.cells.len().to_string());
+    });
+    let cell_at = move |e: &web_sys::MouseEvent| -> Option<crate::sweep::Cell> {
+        let (g, scale) = heat_grid.get_value()?;
+        let (xi, yi) = g.cell_at(e.offset_x() as f64 * scale, e.offset_y() as f64 * scale)?;
+        report.with_untracked(|r| r.as_ref()?.cells.get(yi * g.nx + xi).cloned())
+    };
+    let on_move = move |e: web_sys::MouseEvent| {
+        let text = cell_at(&e).map_or(String::new(), |c| {
+            report.with_untracked(|r| {
+                let Some(r) = r.as_ref() else {
+                    return String::new();
+                };
+                let q = quantity.get_untracked();
+                let y = match (&r.spec.y, c.y) {
+                    (Some(a), Some(v)) => format!(", {} = {}", a.key, fmt3(v)),
+                    _ => String::new(),
+                };
+                let v = q.of(&c).map_or("not reached".to_string(), |s| {
+                    format!(
+                        "{} (10–90 %: {} – {}, {} draws)",
+                        fmt3(s.median),
+                        fmt3(s.q10),
+                        fmt3(s.q90),
+                        s.n
+                    )
+                });
+                format!(
+                    "{} = {}{y}: {} {v}. Click to open in the lab.",
+                    r.spec.x.key,
+                    fmt3(c.x),
+                    q.label()
+                )
+            })
+        });
+        hover.set(text);
+    };
+    let on_click = move |e: web_sys::MouseEvent| {
+        if let Some(c) = cell_at(&e) {
+            open_in_lab(c.x, c.y);
+        }
+    };
     let med = |v: Option<Spread>| v.map_or("–".to_string(), |s| fmt3(s.median));
     let alt = move || {
         report.with(|r| {
@@ -193,24 +286,6 @@ pub fn SweepView(
             }
             s
         })
-    };
-    // a cell's configuration (its x and y set on the base), shown in the dynamics lab
-    let open_in_lab = move |x: f64, y: Option<f64>| {
-        let Some(r) = report.get_untracked() else {
-            return;
-        };
-        let mut c = r.spec.base.clone();
-        c.inits = vec![crate::config::InitKind::Vanilla];
-        let text = |v: f64| format!("{v}");
-        let mut ok = c.set(&r.spec.x.key, &text(x)).is_ok();
-        if let (Some(a), Some(v)) = (&r.spec.y, y) {
-            ok &= c.set(&a.key, &text(v)).is_ok();
-        }
-        if ok {
-            lab.set(c);
-            lab_preset.set(None);
-            view.set(crate::urlstate::View::Lab);
-        }
     };
     let rows = move || {
         report.with(|r| {
@@ -305,6 +380,21 @@ pub fn SweepView(
             <div class="chart" node_ref=wrap>
                 <canvas id="sweep-canvas" node_ref=canvas role="img" aria-label=alt></canvas>
             </div>
+            <Show when=two_d>
+                <div class="heat">
+                    <label>"heatmap of "
+                        <select id="sweep-quantity" on:change=move |e| {
+                            let v = event_target_value(&e);
+                            if let Some(q) = Quantity::ALL.into_iter().find(|q| q.key() == v) { quantity.set(q); }
+                        } prop:value=move || quantity.get().key()>
+                            {Quantity::ALL.iter().map(|q| view! { <option value=q.key()>{q.label()}</option> }).collect_view()}
+                        </select>
+                    </label>
+                    <canvas id="sweep-heat" node_ref=heat role="img" aria-label=alt
+                        on:mousemove=on_move on:click=on_click style="cursor: pointer"></canvas>
+                    <p id="sweep-hover" class="small" aria-live="polite">{move || hover.get()}</p>
+                </div>
+            </Show>
             <div class="table-wrap" tabindex="0" role="region" aria-label="Sweep cells (scrolls sideways)">
                 <table class="runs" aria-label="Sweep cells: medians over the draws">
                     <thead><tr><th>"x"</th><th>"y"</th><th>"min sin θ_A"</th><th>"final ln risk"</th><th>"t*(θ)"</th><th>"theory t*"</th><th>"draws"</th><th>"diverged"</th><th>"lab"</th></tr></thead>

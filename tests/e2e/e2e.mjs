@@ -634,6 +634,17 @@ async function sweepView(page) {
     "the browser's fig2 sweep finishes in ≤ 20 s on the CPU engine with live progress", `${c2} cells in ${bench.sweep_fig2_browser_ms} ms, progress seen ${seen} times`);
   check(q(page).get("view") === "sweep" && q(page).get("sweep") === "fig2", "the sweep is in the URL", page.url());
   await page.screenshot({ path: path.join(SHOTS, "sweep-fig2.png"), fullPage: true });
+  // the 2-D sweep as a heatmap: hover reads a cell out, another quantity redraws it
+  const heatCells = Number(await attr(page, "#sweep-heat", "data-cells"));
+  await page.$eval("#sweep-heat", (e) => e.scrollIntoView({ block: "center" }));
+  const hb = await (await page.$("#sweep-heat")).boundingBox();
+  await page.mouse.move(hb.x + hb.width * 0.45, hb.y + hb.height * 0.5);
+  await page.waitForTimeout(200);
+  const readout = await page.$eval("#sweep-hover", (e) => e.textContent);
+  await page.selectOption("#sweep-quantity", "t_star");
+  await page.waitForTimeout(300);
+  check(heatCells === 14 && /alpha2 = .*d = .*min over t of sin θ_A [0-9]/.test(readout), "the 2-D sweep is a heatmap with a hover read-out",
+    `${heatCells} cells; ${readout}`);
   // a cell opens in the lab: the 9th cell is α² = 1e-5 at d = 64
   await page.click("#sweep table.runs tbody tr:nth-child(9) button.open-lab");
   await page.waitForSelector("#lab");
