@@ -28,6 +28,12 @@ impl Theme {
             ramp: (0.0, 0.85),
         }
     }
+    /// The page's theme at a pixel scale (devicePixelRatio × the text enlargement).
+    pub fn for_page(dark: bool, scale: f64) -> Theme {
+        let mut th = if dark { Theme::dark() } else { Theme::light() };
+        th.scale = scale;
+        th
+    }
     pub fn dark() -> Theme {
         Theme {
             bg: RGBColor(21, 23, 28),

@@ -147,12 +147,7 @@ pub fn SweepView(
         let w = (d.client_width() as f64).clamp(300.0, 1400.0);
         let h = (w * 0.36).max(300.0);
         let scale = util::size_canvas(&c, w, h);
-        let mut th = if dk {
-            sweep_plot::Theme::dark()
-        } else {
-            sweep_plot::Theme::light()
-        };
-        th.scale = scale * if large { 1.3 } else { 1.0 };
+        let th = sweep_plot::Theme::for_page(dk, scale * if large { 1.3 } else { 1.0 });
         if let Some(be) = CanvasBackend::with_canvas_object(c.clone()) {
             let _ = sweep_plot::draw(&r, be.into_drawing_area(), &th);
         }
@@ -196,12 +191,7 @@ pub fn SweepView(
         let w = (d.client_width() as f64).clamp(300.0, 1100.0);
         let h = (w * 0.42).max(280.0);
         let scale = util::size_canvas(&c, w, h);
-        let mut th = if dk {
-            sweep_plot::Theme::dark()
-        } else {
-            sweep_plot::Theme::light()
-        };
-        th.scale = scale * if large { 1.3 } else { 1.0 };
+        let th = sweep_plot::Theme::for_page(dk, scale * if large { 1.3 } else { 1.0 });
         if let Some(be) = CanvasBackend::with_canvas_object(c.clone()) {
             match sweep_plot::draw_heatmap(&r, be.into_drawing_area(), &th, q) {
                 Ok(g) => heat_grid.set_value(Some((g, scale))),
