@@ -4,15 +4,17 @@
 use super::context::Context;
 use crate::engine::EngineError;
 
-pub const MATMUL_WGSL: &str = include_str!("../../shaders/matmul.wgsl");
-pub const SKINNY_WGSL: &str = include_str!("../../shaders/skinny.wgsl");
-pub const ELEMENTWISE_WGSL: &str = include_str!("../../shaders/elementwise.wgsl");
-pub const REDUCE_WGSL: &str = include_str!("../../shaders/reduce.wgsl");
-pub const STEP_WGSL: &str = include_str!("../../shaders/step.wgsl");
-pub const QR_WGSL: &str = include_str!("../../shaders/qr.wgsl");
-pub const SURFACE_WGSL: &str = include_str!("../../shaders/surface.wgsl");
-pub const REDUCE_MULTI_WGSL: &str = include_str!("../../shaders/reduce_multi.wgsl");
-pub const BATCHED_WGSL: &str = include_str!("../../shaders/batched.wgsl");
+pub const MATMUL_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/matmul.wgsl"));
+pub const SKINNY_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/skinny.wgsl"));
+pub const ELEMENTWISE_WGSL: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/shaders/elementwise.wgsl"));
+pub const REDUCE_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/reduce.wgsl"));
+pub const STEP_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/step.wgsl"));
+pub const QR_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/qr.wgsl"));
+pub const SURFACE_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/surface.wgsl"));
+pub const REDUCE_MULTI_WGSL: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/shaders/reduce_multi.wgsl"));
+pub const BATCHED_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/batched.wgsl"));
 
 /// Largest skinny dimension (LoRA rank r, subspace width l) the small one-workgroup kernels take.
 pub const MAX_SMALL: usize = 32;
@@ -914,4 +916,42 @@ pub fn risk_split(total: usize) -> (usize, usize) {
 pub fn ew_parts(elems: usize) -> usize {
     let (gx, gy) = fold(elems.div_ceil(256));
     (gx * gy) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped (comment-stripped, see build.rs) sources still parse and validate, and are
+    /// smaller than the files they come from.
+    #[test]
+    fn shipped_shaders_validate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        for (name, src) in [
+            ("matmul", MATMUL_WGSL),
+            ("skinny", SKINNY_WGSL),
+            ("elementwise", ELEMENTWISE_WGSL),
+            ("reduce", REDUCE_WGSL),
+            ("step", STEP_WGSL),
+            ("qr", QR_WGSL),
+            ("surface", SURFACE_WGSL),
+            ("reduce_multi", REDUCE_MULTI_WGSL),
+            ("batched", BATCHED_WGSL),
+        ] {
+            let module = naga::front::wgsl::parse_str(src)
+                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::empty(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+            let original = std::fs::read_to_string(dir.join(format!("{name}.wgsl"))).unwrap();
+            assert!(src.len() < original.len(), "{name} was not stripped");
+            assert!(
+                !src.contains("//") || src.contains("// BEGIN"),
+                "{name} keeps comments"
+            );
+        }
+    }
 }
