@@ -9,6 +9,7 @@
 //! - [`linearised`]: the talk's linearised (power-iteration) dynamics near the saddle.
 //! - [`phase`]: the phase-portrait model of SPEC §6.
 //! - [`sweep`]: sweeps over one or two parameters × init draws (SPEC §8: Fig. 2, the ln d law).
+//! - [`toy3d`]: the Fig. 3 toy (a ∈ R², b ∈ R) from the LoRA and spectral inits, in 3-D.
 //! - [`style`]: one colour, line style and marker per method, for the web app and the CLI.
 //! - [`urlstate`]: the web app's URL state (native, so it is tested and fuzzed without a browser).
 
@@ -26,6 +27,9 @@ pub mod style;
 pub mod sweep;
 #[cfg(any(feature = "cli", feature = "web"))]
 pub mod sweep_plot;
+pub mod toy3d;
+#[cfg(any(feature = "cli", feature = "web"))]
+pub mod toy_plot;
 pub mod urlstate;
 pub mod worker;
 

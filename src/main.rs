@@ -110,6 +110,30 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// The Fig. 3 toy (SPEC §8): f(x) = b·xᵀa from the LoRA and spectral inits, in 3-D.
+    Toy {
+        /// Draws of the samples and the LoRA init (each trained from both starts).
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        #[arg(long, default_value_t = 0.1)]
+        eta: f64,
+        /// Samples per draw.
+        #[arg(long, default_value_t = 4)]
+        n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// View rotation about the vertical (b) axis, degrees.
+        #[arg(long, default_value_t = 34.4, allow_hyphen_values = true)]
+        yaw: f64,
+        /// View elevation, degrees.
+        #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]
+        pitch: f64,
+        /// Output file: .svg or .png (the figure), or .json (every trajectory).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a preset's configuration as JSON.
     Preset { name: String },
 }
@@ -161,6 +185,29 @@ fn main() -> ExitCode {
             gpu: matches!(backend, BackendArg::Gpu),
             quiet,
         }),
+        Cmd::Toy {
+            seeds,
+            steps,
+            eta,
+            n,
+            seed,
+            yaw,
+            pitch,
+            out,
+        } => cli::toy_cmd(
+            &lora_one_lab::toy3d::ToySpec {
+                seeds,
+                steps,
+                eta,
+                n,
+                seed,
+            },
+            lora_one_lab::toy3d::Camera {
+                yaw: yaw.to_radians(),
+                pitch: pitch.to_radians(),
+            },
+            &out,
+        ),
         Cmd::Preset { name } => cli::preset_cmd(&name),
     };
     match result {

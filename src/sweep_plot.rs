@@ -389,8 +389,18 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The CLI's bundled font, for tests that draw text (no system fonts in CI).
+    #[cfg(feature = "cli")]
+    pub(crate) fn register_test_font() {
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../assets/DejaVuSans.ttf"),
+        );
+    }
 
     /// The pointer maps to the cell under it (x by column, y by row from the bottom).
     #[test]
@@ -422,12 +432,7 @@ mod tests {
         spec.base.steps = 20;
         let mut sw = Sweep::new(spec).unwrap();
         pollster::block_on(sw.run_to_end(&mut crate::CpuBackend::new(), 100, |_| {})).unwrap();
-        // the CLI's bundled font (no system fonts in CI)
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            include_bytes!("../assets/DejaVuSans.ttf"),
-        );
+        register_test_font();
         let mut svg = String::new();
         let g = {
             let root = SVGBackend::with_string(&mut svg, (800, 400)).into_drawing_area();
@@ -437,4 +442,22 @@ mod tests {
         assert!(g.x0 < g.x1 && g.y0 < g.y1 && g.x1 <= 800.0 && g.y1 <= 400.0);
         assert!(svg.contains("<rect") && svg.contains("median over the draws"));
     }
+}
+
+/// A marker's outline in pixel offsets (the circle as a 12-gon), centred `dx` right of the anchor.
+pub fn marker_outline(m: crate::style::Marker, size: f64, dx: i32) -> Vec<(i32, i32)> {
+    let v = m.vertices(0.0, 0.0, size);
+    let v = if v.is_empty() {
+        (0..12)
+            .map(|k| {
+                let a = k as f64 * std::f64::consts::TAU / 12.0;
+                (size * a.cos(), size * a.sin())
+            })
+            .collect()
+    } else {
+        v
+    };
+    v.into_iter()
+        .map(|(x, y)| (x.round() as i32 + dx, y.round() as i32))
+        .collect()
 }

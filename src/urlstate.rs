@@ -4,6 +4,7 @@
 
 use crate::config::{Config, ConfigError, Preset};
 use crate::sweep::{Axis, SweepPreset, SweepSpec};
+use crate::toy3d::{Camera, ToySpec};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// What `encodeURIComponent` leaves as is: A–Z a–z 0–9 - _ . ! ~ * ' ( ).
@@ -53,6 +54,7 @@ pub enum View {
     Phase,
     Lab,
     Sweep,
+    Toy,
 }
 
 impl View {
@@ -61,6 +63,7 @@ impl View {
             View::Phase => "phase",
             View::Lab => "lab",
             View::Sweep => "sweep",
+            View::Toy => "toy",
         }
     }
 }
@@ -161,6 +164,102 @@ impl SweepParams {
     }
 }
 
+/// The Fig. 3 toy view's parameters (URL form): the run and the camera, in degrees.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToyParams {
+    pub spec: ToySpec,
+    pub yaw_deg: f64,
+    pub pitch_deg: f64,
+}
+
+pub const TOY_KEYS: [&str; 7] = ["seeds", "steps", "eta", "n", "seed", "yaw", "pitch"];
+
+impl Default for ToyParams {
+    fn default() -> Self {
+        let c = Camera::default();
+        ToyParams {
+            spec: ToySpec {
+                seeds: 8,
+                ..ToySpec::default()
+            },
+            yaw_deg: (c.yaw.to_degrees() * 10.0).round() / 10.0,
+            pitch_deg: (c.pitch.to_degrees() * 10.0).round() / 10.0,
+        }
+    }
+}
+
+impl ToyParams {
+    pub fn camera(&self) -> Camera {
+        Camera {
+            yaw: self.yaw_deg.to_radians(),
+            pitch: self.pitch_deg.to_radians(),
+        }
+    }
+    /// Set the camera (angles kept to 0.1°, yaw in (−180, 180]).
+    pub fn set_camera(&mut self, c: Camera) {
+        let r = |x: f64| (x.to_degrees() * 10.0).round() / 10.0;
+        self.yaw_deg = r(crate::toy3d::wrap(c.yaw));
+        self.pitch_deg = r(c.pitch);
+    }
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let s = &self.spec;
+        vec![
+            ("seeds".into(), s.seeds.to_string()),
+            ("steps".into(), s.steps.to_string()),
+            ("eta".into(), format!("{}", s.eta)),
+            ("n".into(), s.n.to_string()),
+            ("seed".into(), s.seed.to_string()),
+            ("yaw".into(), format!("{}", self.yaw_deg)),
+            ("pitch".into(), format!("{}", self.pitch_deg)),
+        ]
+    }
+    /// Apply one URL pair; ranges are checked by `ToySpec::validate` when the toy runs, except
+    /// the camera's, checked here.
+    pub fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
+        let whole = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{k}: expected a whole number, got `{v}`"))
+        };
+        let num = |v: &str| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| format!("{k}: expected a number, got `{v}`"))
+        };
+        let size = |v: &str| whole(v).map(|x| x.min(usize::MAX as u64) as usize);
+        match k {
+            "seeds" => self.spec.seeds = size(v)?,
+            "steps" => self.spec.steps = size(v)?,
+            "n" => self.spec.n = size(v)?,
+            "seed" => self.spec.seed = whole(v)?,
+            "eta" => self.spec.eta = num(v)?,
+            "yaw" => {
+                let y = num(v)?;
+                if y.abs() > 360.0 {
+                    return Err(format!("yaw: must be in [-360, 360] degrees, got {y}"));
+                }
+                self.yaw_deg = y;
+            }
+            "pitch" => {
+                let p = num(v)?;
+                if p.abs() > 89.0 {
+                    return Err(format!("pitch: must be in [-89, 89] degrees, got {p}"));
+                }
+                self.pitch_deg = p;
+            }
+            _ => {
+                return Err(format!(
+                    "{k}: unknown parameter of the toy view; known: {}",
+                    TOY_KEYS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for SweepParams {
     fn default() -> Self {
         SweepParams::browser(SweepPreset::Fig2)
@@ -175,6 +274,7 @@ pub struct UrlState {
     pub phase: PhaseParams,
     pub lab: Config,
     pub sweep: SweepParams,
+    pub toy: ToyParams,
     pub preset: Option<Preset>,
     /// Dynamics lab: where to compute (`compute=auto|cpu|gpu`; auto when absent).
     pub compute: Compute,
@@ -208,10 +308,11 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
     let view = match get("view") {
         Some("lab") => View::Lab,
         Some("sweep") => View::Sweep,
+        Some("toy") => View::Toy,
         None | Some("phase") => View::Phase,
         Some(v) => {
             errors.push(clip(format!(
-                "view: expected phase, lab or sweep, got `{v}`"
+                "view: expected phase, lab, sweep or toy, got `{v}`"
             )));
             View::Phase
         }
@@ -234,6 +335,7 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
         )));
     }
     let mut phase = PhaseParams::default();
+    let mut toy = ToyParams::default();
     // the sweep view starts from its preset's browser size, then the other pairs apply
     let mut sweep = get("sweep")
         .and_then(SweepPreset::parse)
@@ -271,6 +373,11 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
                     errors.push(clip(e));
                 }
             }
+            View::Toy => {
+                if let Err(e) = toy.set(k, v) {
+                    errors.push(clip(e));
+                }
+            }
         }
     }
     let compute = match get("compute") {
@@ -288,21 +395,34 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
         phase,
         lab,
         sweep,
+        toy,
         preset,
         compute,
         errors,
     }
 }
 
-pub fn state_pairs(
-    view: View,
-    opts: PageOpts,
-    phase: &PhaseParams,
-    lab: &Config,
-    sweep: &SweepParams,
-    preset: Option<Preset>,
-    compute: Compute,
-) -> Vec<(String, String)> {
+impl Default for UrlState {
+    /// The page with no query string.
+    fn default() -> Self {
+        parse_state(&[])
+    }
+}
+
+/// The URL pairs of a state (its `errors` are not part of it).
+pub fn state_pairs(st: &UrlState) -> Vec<(String, String)> {
+    let UrlState {
+        view,
+        opts,
+        phase,
+        lab,
+        sweep,
+        toy,
+        preset,
+        compute,
+        ..
+    } = st;
+    let (view, opts, preset, compute) = (*view, *opts, *preset, *compute);
     let mut v = vec![("view".to_string(), view.key().to_string())];
     if opts.embed {
         v.push(("embed".into(), "1".into()));
@@ -330,6 +450,7 @@ pub fn state_pairs(
             }
             v.extend(sweep.to_pairs());
         }
+        View::Toy => v.extend(toy.to_pairs()),
     }
     v
 }
@@ -567,16 +688,35 @@ mod tests {
             steps: 77,
             theta: 0.25,
         };
-        for view in [View::Lab, View::Phase, View::Sweep] {
-            let q = to_query(&state_pairs(
+        let toy = ToyParams {
+            spec: ToySpec {
+                seeds: 5,
+                steps: 300,
+                eta: 0.05,
+                n: 6,
+                seed: 3,
+            },
+            yaw_deg: -120.5,
+            pitch_deg: 61.2,
+        };
+        let dt = ToyParams::default();
+        assert!(toy
+            .to_pairs()
+            .iter()
+            .zip(dt.to_pairs())
+            .all(|(a, b)| a.1 != b.1));
+        for view in [View::Lab, View::Phase, View::Sweep, View::Toy] {
+            let q = to_query(&state_pairs(&UrlState {
                 view,
                 opts,
-                &phase,
-                &lab,
-                &sweep,
-                None,
-                Compute::Cpu,
-            ));
+                phase: phase.clone(),
+                lab: lab.clone(),
+                sweep: sweep.clone(),
+                toy: toy.clone(),
+                preset: None,
+                compute: Compute::Cpu,
+                errors: vec![],
+            }));
             let s = parse_state(&parse_query(&format!("?{q}")));
             assert!(s.errors.is_empty(), "{:?}", s.errors);
             assert_eq!(s.view, view);
@@ -590,6 +730,10 @@ mod tests {
                 View::Sweep => {
                     assert_eq!(s.sweep, sweep);
                     assert!(s.sweep.spec().is_ok());
+                }
+                View::Toy => {
+                    assert_eq!(s.toy, toy);
+                    assert!(s.toy.spec.validate().is_ok());
                 }
             }
         }

@@ -5,7 +5,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use lora_one_lab::config::{Config, Preset};
-use lora_one_lab::urlstate::{parse_query, parse_state, state_pairs, to_query, View, KEYS};
+use lora_one_lab::urlstate::{
+    parse_query, parse_state, state_pairs, to_query, View, KEYS, SWEEP_KEYS, TOY_KEYS,
+};
 use lora_one_lab::{CpuBackend, Experiment, Report};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};
@@ -59,6 +61,8 @@ fn page_keys() -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .chain(KEYS.iter().map(|s| s.to_string()))
+    .chain(SWEEP_KEYS.iter().map(|s| s.to_string()))
+    .chain(TOY_KEYS.iter().map(|s| s.to_string()))
     .chain(config_keys())
     .collect()
 }
@@ -181,6 +185,10 @@ fn query() -> impl Strategy<Value = String> {
             prop::sample::select(vec![
                 "view=lab",
                 "view=phase",
+                "view=sweep",
+                "view=toy",
+                "yaw=-400",
+                "pitch=45",
                 "d=7",
                 "d=8",
                 "%E0%A4%A",
@@ -225,9 +233,7 @@ fn url_state_never_panics_names_the_field_and_round_trips() {
                 );
             }
             // what the page writes back into the address bar reads back as the same state
-            let back = to_query(&state_pairs(
-                s.view, s.opts, &s.phase, &s.lab, &s.sweep, s.preset, s.compute,
-            ));
+            let back = to_query(&state_pairs(&s));
             let s2 = parse_state(&parse_query(&back));
             prop_assert!(s2.errors.is_empty(), "{:?} from {back}", s2.errors);
             prop_assert_eq!(s2.view, s.view);
@@ -241,11 +247,10 @@ fn url_state_never_panics_names_the_field_and_round_trips() {
                     prop_assert_eq!(&s2.sweep, &s.sweep);
                     prop_assert_eq!(s2.compute, s.compute);
                 }
+                View::Toy => prop_assert_eq!(&s2.toy, &s.toy),
                 View::Phase => {
                     // the custom start is written to 4 decimals: the second trip is exact
-                    let back2 = to_query(&state_pairs(
-                        s2.view, s2.opts, &s2.phase, &s2.lab, &s2.sweep, s2.preset, s2.compute,
-                    ));
+                    let back2 = to_query(&state_pairs(&s2));
                     prop_assert_eq!(parse_state(&parse_query(&back2)).phase, s2.phase.clone());
                     prop_assert_eq!(s2.phase.start.is_some(), s.phase.start.is_some());
                 }

@@ -5,7 +5,7 @@
 use lora_one_lab::config::Preset;
 use lora_one_lab::web::phase_model::PhaseParams;
 use lora_one_lab::web::phase_view::PageOpts;
-use lora_one_lab::web::{parse_state, state_pairs, url, Compute, View};
+use lora_one_lab::web::{parse_state, state_pairs, url, Compute, UrlState, View};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -36,15 +36,14 @@ fn phase_parameters_round_trip() {
         autoplay: false,
     };
     let lab = Preset::Spectral.config();
-    let q = through_query(&state_pairs(
-        View::Phase,
+    let q = through_query(&state_pairs(&UrlState {
+        view: View::Phase,
         opts,
-        &p,
-        &lab,
-        &Default::default(),
-        None,
-        Compute::Auto,
-    ));
+        phase: p.clone(),
+        lab,
+        compute: Compute::Auto,
+        ..Default::default()
+    }));
     let s = parse_state(&q);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.view, View::Phase);
@@ -62,15 +61,13 @@ fn lab_parameters_round_trip() {
         large: false,
         autoplay: false,
     };
-    let q = through_query(&state_pairs(
-        View::Lab,
+    let q = through_query(&state_pairs(&UrlState {
+        view: View::Lab,
         opts,
-        &PhaseParams::default(),
-        &c,
-        &Default::default(),
-        None,
-        Compute::Gpu,
-    ));
+        lab: c.clone(),
+        compute: Compute::Gpu,
+        ..Default::default()
+    }));
     let s = parse_state(&q);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.view, View::Lab);

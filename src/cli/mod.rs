@@ -148,6 +148,38 @@ pub fn phase_cmd(
     Ok(())
 }
 
+/// `toy`: run the Fig. 3 toy and write its figure (.svg/.png) or its trajectories (.json).
+pub fn toy_cmd(
+    spec: &lora_one_lab::toy3d::ToySpec,
+    cam: lora_one_lab::toy3d::Camera,
+    out: &Path,
+) -> Result<(), CliError> {
+    let ext = extension(out, &["svg", "png", "json"])?;
+    if !(cam.yaw.is_finite() && cam.pitch.abs() <= 89f64.to_radians()) {
+        return Err(CliError::Usage(
+            "`--pitch`: must be in [-89, 89] degrees (and `--yaw` finite)".into(),
+        ));
+    }
+    let r = lora_one_lab::toy3d::run(spec)
+        .map_err(|e| CliError::Usage(format!("`--{}`: {}", e.field, e.message)))?;
+    if ext == "json" {
+        let text = serde_json::to_string(&r).expect("toy report serialises");
+        std::fs::write(out, text).map_err(|e| io_err(out, e))?;
+    } else {
+        plot::draw_toy(&r, cam, out, &ext)?;
+    }
+    for run in r.runs.iter().filter(|x| x.diverged_at.is_some()) {
+        eprintln!(
+            "draw {} ({}): diverged at step {}",
+            run.draw,
+            run.init.label(),
+            run.diverged_at.unwrap_or(0)
+        );
+    }
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
 pub fn plot_cmd(run: &Path, out: &Path) -> Result<(), CliError> {
     let ext = extension(out, &["svg", "png"])?;
     let text = std::fs::read_to_string(run).map_err(|e| io_err(run, e))?;

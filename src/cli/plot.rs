@@ -3,9 +3,10 @@
 use super::{io_err, CliError};
 use lora_one_lab::engine::Report;
 use lora_one_lab::phase::Portrait;
-use lora_one_lab::style::{self, Marker, RunStyle};
+use lora_one_lab::style::{self, RunStyle};
 use lora_one_lab::sweep::SweepReport;
 use lora_one_lab::sweep_plot;
+use lora_one_lab::sweep_plot::marker_outline as outline;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -51,24 +52,6 @@ where
         });
     }
     Ok(())
-}
-
-/// A marker's outline in pixel offsets (the circle as a 12-gon), centred `dx` right of the anchor.
-fn outline(m: Marker, size: f64, dx: i32) -> Vec<(i32, i32)> {
-    let v = m.vertices(0.0, 0.0, size);
-    let v = if v.is_empty() {
-        (0..12)
-            .map(|k| {
-                let a = k as f64 * std::f64::consts::TAU / 12.0;
-                (size * a.cos(), size * a.sin())
-            })
-            .collect()
-    } else {
-        v
-    };
-    v.into_iter()
-        .map(|(x, y)| (x.round() as i32 + dx, y.round() as i32))
-        .collect()
 }
 
 fn register_font() {
@@ -121,6 +104,21 @@ pub fn draw_sweep(r: &SweepReport, out: &Path, ext: &str) -> Result<(), CliError
         (1200, 420),
         |root| sweep_plot::draw(r, root, &sweep_plot::Theme::light()),
         |root| sweep_plot::draw(r, root, &sweep_plot::Theme::light()),
+    )
+}
+
+pub fn draw_toy(
+    r: &lora_one_lab::toy3d::ToyReport,
+    cam: lora_one_lab::toy3d::Camera,
+    out: &Path,
+    ext: &str,
+) -> Result<(), CliError> {
+    with_backend(
+        out,
+        ext,
+        (900, 760),
+        |root| lora_one_lab::toy_plot::draw(r, cam, root, &sweep_plot::Theme::light()),
+        |root| lora_one_lab::toy_plot::draw(r, cam, root, &sweep_plot::Theme::light()),
     )
 }
 

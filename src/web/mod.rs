@@ -17,6 +17,7 @@ pub mod phase_draw;
 pub mod phase_model;
 pub mod phase_view;
 pub mod sweep_view;
+pub mod toy_view;
 pub mod url;
 pub mod util;
 
@@ -26,9 +27,34 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use phase_view::{PageOpts, PhaseView};
 use sweep_view::SweepView;
+use toy_view::ToyView;
 use wasm_bindgen::prelude::*;
 
 pub use crate::urlstate::{parse_state, state_pairs, UrlState, View};
+
+/// Whether this bundle holds the phase portrait and the dynamics lab (see `bundle-*` in
+/// Cargo.toml: dist/ ships `app` and `studies`; `web` alone holds every view).
+pub const HAS_APP_VIEWS: bool = cfg!(feature = "bundle-app") || !cfg!(feature = "bundle-studies");
+/// Whether this bundle holds the sweeps and the Fig. 3 toy.
+pub const HAS_STUDY_VIEWS: bool = cfg!(feature = "bundle-studies") || !cfg!(feature = "bundle-app");
+
+/// Whether a view is in this bundle (otherwise showing it loads the page of the other bundle,
+/// with the whole state in the URL).
+pub fn in_bundle(v: View) -> bool {
+    match v {
+        View::Phase | View::Lab => HAS_APP_VIEWS,
+        View::Sweep | View::Toy => HAS_STUDY_VIEWS,
+    }
+}
+
+/// The bundle (`<name>.js` and `<name>_bg.wasm` in dist/) that shows a view; index.html makes
+/// the same choice.
+pub fn bundle_of(v: View) -> &'static str {
+    match v {
+        View::Phase | View::Lab => "app",
+        View::Sweep | View::Toy => "studies",
+    }
+}
 
 /// Entry point, called by index.html after the module is initialised.
 #[wasm_bindgen]
@@ -52,6 +78,7 @@ pub fn App() -> impl IntoView {
     let phase = RwSignal::new(init.phase.clone());
     let lab = RwSignal::new(init.lab.clone());
     let sweep = RwSignal::new(init.sweep.clone());
+    let toy = RwSignal::new(init.toy.clone());
     let preset = RwSignal::new(init.preset);
     let compute = RwSignal::new(init.compute);
     let lab_run = lab_view::LabRun::new();
@@ -66,8 +93,10 @@ pub fn App() -> impl IntoView {
         util::next_frame().await;
         let c = backend::choose().await;
         choice.set(c);
-        // the CPU engine's worker, loaded and warmed up while the visitor looks around
-        engine_worker::prewarm();
+        // the CPU engine's worker (the lab's), loaded and warmed up while the visitor looks around
+        if HAS_APP_VIEWS {
+            engine_worker::prewarm();
+        }
     });
     // Follow the system theme.
     if let Ok(Some(mq)) = window().match_media("(prefers-color-scheme: dark)") {
@@ -76,18 +105,28 @@ pub fn App() -> impl IntoView {
         mq.set_onchange(Some(cb.as_ref().unchecked_ref()));
         cb.forget();
     }
+    deck_keys(opts.embed);
     // URL state: replaced (never pushed) on every change.
     Effect::new(move |_| {
-        let pairs = state_pairs(
-            view_sig.get(),
+        let pairs = state_pairs(&UrlState {
+            view: view_sig.get(),
             opts,
-            &phase.get(),
-            &lab.get(),
-            &sweep.get(),
-            preset.get(),
-            compute.get(),
-        );
-        url::replace_query(&pairs);
+            phase: phase.get(),
+            lab: lab.get(),
+            sweep: sweep.get(),
+            toy: toy.get(),
+            preset: preset.get(),
+            compute: compute.get(),
+            errors: vec![],
+        });
+        if in_bundle(view_sig.get()) {
+            url::replace_query(&pairs);
+        } else {
+            // the other bundle's page, with the whole state in its URL
+            let _ = window()
+                .location()
+                .assign(&format!("?{}", url::to_query(&pairs)));
+        }
     });
     if let Some(body) = document().body() {
         let mut cls = Vec::new();
@@ -109,19 +148,21 @@ pub fn App() -> impl IntoView {
         });
     };
     let embed_snippet = move || {
-        let pairs = state_pairs(
-            view_sig.get(),
-            PageOpts {
+        let pairs = state_pairs(&UrlState {
+            view: view_sig.get(),
+            opts: PageOpts {
                 embed: true,
                 large: true,
                 autoplay: true,
             },
-            &phase.get(),
-            &lab.get(),
-            &sweep.get(),
-            preset.get(),
-            compute.get(),
-        );
+            phase: phase.get(),
+            lab: lab.get(),
+            sweep: sweep.get(),
+            toy: toy.get(),
+            preset: preset.get(),
+            compute: compute.get(),
+            errors: vec![],
+        });
         // reveal.js: data-src + data-preload, and `Reveal.initialize({ postMessage: true })` so
         // a clicker's PageDown/PageUp pressed inside the demo reach the deck
         format!(
@@ -162,6 +203,7 @@ pub fn App() -> impl IntoView {
                         {tab(View::Phase, "Phase portrait")}
                         {tab(View::Lab, "Dynamics lab")}
                         {tab(View::Sweep, "Sweeps")}
+                        {tab(View::Toy, "Fig. 3 toy")}
                     </nav>
                     {badge}
                     <button id="copy-link" on:click=copy_link>
@@ -174,9 +216,11 @@ pub fn App() -> impl IntoView {
             })}
             <main>
                 {move || match view_sig.get() {
+                    v if !in_bundle(v) => view! { <p class="loading" role="status">"Loading…"</p> }.into_any(),
                     View::Phase => view! { <PhaseView params=phase opts=opts dark=dark /> }.into_any(),
                     View::Lab => view! { <LabView cfg=lab preset=preset choice=choice compute=compute dark=dark large=opts.large run_state=lab_run /> }.into_any(),
                     View::Sweep => view! { <SweepView params=sweep choice=choice compute=compute dark=dark large=opts.large lab=lab lab_preset=preset view=view_sig /> }.into_any(),
+                    View::Toy => view! { <ToyView params=toy dark=dark large=opts.large embed=opts.embed /> }.into_any(),
                 }}
             </main>
             <Show when=move || opts.embed>
@@ -196,6 +240,39 @@ pub fn App() -> impl IntoView {
             </Show>
         </div>
     }
+}
+
+/// In a deck (reveal.js with `postMessage: true`), the keys a presenter's clicker sends go on to
+/// the deck, in every view, unless the demo uses them: form fields use all of them, and outside
+/// embed mode a focused canvas uses the arrows (the phase plot moves its start, the 3-D toy
+/// turns). Registered before the views' own listeners, which skip a key it has taken
+/// (`defaultPrevented`).
+fn deck_keys(embed: bool) {
+    let kh = window_event_listener(leptos::ev::keydown, move |e: web_sys::KeyboardEvent| {
+        let tag = e
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .map(|el| el.tag_name().to_ascii_lowercase())
+            .unwrap_or_default();
+        let deck = match e.key().as_str() {
+            "PageDown" => Some("next"),
+            "PageUp" => Some("prev"),
+            "ArrowRight" | "ArrowDown" if embed || tag != "canvas" => Some("next"),
+            "ArrowLeft" | "ArrowUp" if embed || tag != "canvas" => Some("prev"),
+            _ => None,
+        };
+        let field = matches!(tag.as_str(), "input" | "select" | "textarea");
+        if let (Some(method), false) = (deck, field) {
+            if let Ok(Some(parent)) = window().parent() {
+                if !js_sys::Object::is(parent.as_ref(), window().as_ref()) {
+                    e.prevent_default();
+                    let msg = format!(r#"{{"method":"{method}","args":[]}}"#);
+                    let _ = parent.post_message(&msg.into(), "*");
+                }
+            }
+        }
+    });
+    on_cleanup(move || kh.remove());
 }
 
 /// The badge text cut to one short line (the whole text is in its title).

@@ -242,34 +242,17 @@ pub fn PhaseView(
     };
     let toggle_method = move |i: usize| params.update(|p| p.show[i] = !p.show[i]);
 
-    // Keyboard shortcuts; a deck's navigation keys are passed on to it.
+    // Keyboard shortcuts (a deck's navigation keys are passed on by the app: `deck_keys`).
     let kh = window_event_listener(ev::keydown, move |e: web_sys::KeyboardEvent| {
+        if e.default_prevented() {
+            return;
+        }
         let tag = e
             .target()
             .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
             .map(|el| el.tag_name().to_ascii_lowercase())
             .unwrap_or_default();
-        // Embedded in a deck (reveal.js with `postMessage: true`): the keys a presenter's clicker
-        // sends go on to the deck, unless the demo uses them: form fields use all of them, and
-        // outside embed mode the focused plot moves the custom start with the arrows.
-        let deck = match e.key().as_str() {
-            "PageDown" => Some("next"),
-            "PageUp" => Some("prev"),
-            "ArrowRight" | "ArrowDown" if opts.embed || tag != "canvas" => Some("next"),
-            "ArrowLeft" | "ArrowUp" if opts.embed || tag != "canvas" => Some("prev"),
-            _ => None,
-        };
         let field = matches!(tag.as_str(), "input" | "select" | "textarea");
-        if let (Some(method), false) = (deck, field) {
-            if let Ok(Some(parent)) = window().parent() {
-                if !js_sys::Object::is(parent.as_ref(), window().as_ref()) {
-                    e.prevent_default();
-                    let msg = format!(r#"{{"method":"{method}","args":[]}}"#);
-                    let _ = parent.post_message(&msg.into(), "*");
-                    return;
-                }
-            }
-        }
         if field || tag == "button" {
             return;
         }
