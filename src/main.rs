@@ -125,7 +125,7 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// View rotation about the vertical (b) axis, degrees.
-        #[arg(long, default_value_t = 34.4, allow_hyphen_values = true)]
+        #[arg(long, default_value_t = 35.0, allow_hyphen_values = true)]
         yaw: f64,
         /// View elevation, degrees.
         #[arg(long, default_value_t = 20.0, allow_hyphen_values = true)]

@@ -263,8 +263,8 @@ pub struct Camera {
 impl Default for Camera {
     fn default() -> Self {
         Camera {
-            yaw: 0.6,
-            pitch: 0.35,
+            yaw: 35f64.to_radians(),
+            pitch: 20f64.to_radians(),
         }
     }
 }

@@ -69,6 +69,8 @@ async function download(page, selector) {
   return { name: dl.suggestedFilename(), text: fs.readFileSync(file, "utf8") };
 }
 
+/// What shows that a view has drawn.
+const READY = { phase: "#phase-canvas[data-ready='1']", lab: "#lab", sweep: "#sweep", toy: "#toy-canvas[data-runs]" };
 const q = (page) => new URL(page.url()).searchParams;
 const attr = (page, sel, a) => page.$eval(sel, (e, a) => e.getAttribute(a), a);
 
@@ -505,6 +507,37 @@ async function revealDeck() {
     await page.waitForTimeout(300);
     const rAt = await indexH(), rStep = await step(f), rPlay = await playing(f);
     check(rAt === 1 && rStep === 0 && !rPlay, "reveal.js: the demo's own keys (r: reset) stay in the demo", `slide ${rAt}, step ${rStep}, playing ${rPlay}`);
+
+    // the studies bundle's views embed too: no page chrome, the toy turns by dragging, and the
+    // clicker's keys pressed inside reach the deck
+    for (const [v, sel] of [["sweep", "#sweep-canvas"], ["toy", "#toy-canvas[data-runs]"]]) {
+      await go(1);
+      await page.$eval("#demo", (e, u) => { e.src = u; }, `${BASE}?view=${v}&embed=1&large=1`);
+      await page.waitForTimeout(500);
+      const g = await (await page.$("#demo")).contentFrame();
+      await g.waitForSelector(sel, { timeout: 30000 });
+      const chrome = await g.$$eval("header.top, .chrome", (els) => els.filter((e) => e.checkVisibility()).map((e) => e.tagName + "." + e.className));
+      let turned = true;
+      if (v === "toy") {
+        const y0 = Number(await g.$eval("#toy-canvas", (c) => c.dataset.yaw));
+        const b = await (await page.$("#demo")).boundingBox();
+        const cb = await g.$eval("#toy-canvas", (c) => { const r = c.getBoundingClientRect(); return { x: r.x + r.width / 2, y: r.y + r.height / 2 }; });
+        const s = b.width / 960;
+        await page.mouse.move(b.x + cb.x * s, b.y + cb.y * s);
+        await page.mouse.down();
+        await page.mouse.move(b.x + cb.x * s + 60, b.y + cb.y * s, { steps: 4 });
+        await page.mouse.up();
+        await page.waitForTimeout(200);
+        turned = Number(await g.$eval("#toy-canvas", (c) => c.dataset.yaw)) !== y0;
+      } else {
+        await g.click(sel, { position: { x: 40, y: 40 } });
+      }
+      await page.keyboard.press("PageDown");
+      await page.waitForTimeout(400);
+      const at = await indexH();
+      check(chrome.length === 0 && turned && at === 2, `reveal.js: the ${v} view embeds (no page chrome${v === "toy" ? ", drag turns it" : ""}, PageDown reaches the deck)`,
+        `chrome ${chrome.join(",")}; turned ${turned}; slide ${at}`);
+    }
   } finally {
     await ctx.close();
   }
@@ -521,14 +554,16 @@ async function phoneAndA11y() {
   const axeSrc = fs.readFileSync(path.resolve("node_modules/axe-core/axe.min.js"), "utf8");
   try {
     await page.setViewportSize({ width: 390, height: 844 });
-    for (const v of ["phase", "lab"]) {
+    for (const v of ["phase", "lab", "sweep", "toy"]) {
       await page.goto(`${BASE}?view=${v}`);
-      await page.waitForSelector(v === "lab" ? "#lab" : "#phase-canvas[data-ready='1']");
+      await page.waitForSelector(READY[v]);
       await page.waitForTimeout(400);
       const o = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth,
         wide: [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1 && getComputedStyle(e).position !== "fixed").slice(0, 5).map((e) => e.tagName + "." + e.className + "#" + e.id) }));
       check(o.sw <= o.cw, `phone 390 px: the ${v} view does not overflow`, `scrollWidth ${o.sw} vs ${o.cw}; ${o.wide.join(", ")}`);
     }
+    await page.goto(`${BASE}?view=lab`);
+    await page.waitForSelector(READY.lab);
     const order = await page.evaluate(() => {
       const y = (s) => { const e = document.querySelector(s); return e ? e.getBoundingClientRect().top + scrollY : -1; };
       return { run: y("#run"), charts: y(".charts"), form: y(".params") };
@@ -540,9 +575,9 @@ async function phoneAndA11y() {
     await page.setViewportSize({ width: 1280, height: 900 });
     for (const scheme of ["light", "dark"]) {
       await page.emulateMedia({ colorScheme: scheme });
-      for (const v of ["phase", "lab"]) {
-        await page.goto(`${BASE}?view=${v}&preset=spectral`);
-        await page.waitForSelector(v === "lab" ? "#lab" : "#phase-canvas[data-ready='1']");
+      for (const v of ["phase", "lab", "sweep", "toy"]) {
+        await page.goto(`${BASE}?view=${v}${v === "lab" ? "&preset=spectral" : ""}`);
+        await page.waitForSelector(READY[v]);
         if (v === "lab") {
           await page.click("#run");
           await page.waitForSelector("#lab[data-state=done]", { timeout: 120000 });
@@ -559,9 +594,9 @@ async function phoneAndA11y() {
     }
     await page.emulateMedia({ colorScheme: "light" });
     // keyboard alone: Tab reaches every control; the focused control shows a focus ring
-    for (const v of ["phase", "lab"]) {
+    for (const v of ["phase", "lab", "sweep", "toy"]) {
       await page.goto(`${BASE}?view=${v}`);
-      await page.waitForSelector(v === "lab" ? "#lab" : "#phase-canvas[data-ready='1']");
+      await page.waitForSelector(READY[v]);
       const want = await page.evaluate(() => {
         const els = [...document.querySelectorAll("button, input, select, textarea, summary, canvas[tabindex], a[href], [tabindex='0']")]
           .filter((e) => e.checkVisibility() && !e.disabled);
@@ -653,6 +688,57 @@ async function sweepView(page) {
     "a sweep cell opens in the dynamics lab with its configuration", page.url().slice(0, 200));
 }
 
+// The Fig. 3 toy (issue 8): drawn from the URL, the spectral start faster at the median, drag
+// and arrow keys rotate it, the camera is in the URL and survives a reload, SVG export, and the
+// tab from the other bundle's page reaches it.
+async function toyView(page) {
+  await page.goto(`${BASE}?view=toy&seeds=6&yaw=30&pitch=20`);
+  await page.waitForSelector("#toy-canvas[data-runs='12']", { timeout: 30000 });
+  const lora = await page.textContent("#toy-lora"), spec = await page.textContent("#toy-spectral");
+  const med = (s) => Number((s.match(/median ([0-9]+) steps/) || [])[1]);
+  check(med(spec) < med(lora), "Fig. 3 toy: the spectral start reaches the minimisers sooner (median over the draws)", `${spec} | ${lora}`);
+  const pixels = () => page.$eval("#toy-canvas", (c) => c.toDataURL());
+  const before = await pixels();
+  await page.$eval("#toy-canvas", (e) => e.scrollIntoView({ block: "center" }));
+  const box = await (await page.$("#toy-canvas")).boundingBox();
+  const [cx, cy] = [box.x + box.width / 2, box.y + box.height / 2];
+  await page.mouse.move(cx, cy);
+  await page.mouse.down();
+  for (let i = 1; i <= 6; i++) await page.mouse.move(cx + 20 * i, cy + 5 * i);
+  await page.mouse.up();
+  await page.waitForTimeout(300);
+  const cam = async () => [Number(await attr(page, "#toy-canvas", "data-yaw")), Number(await attr(page, "#toy-canvas", "data-pitch"))];
+  const [yaw, pitch] = await cam();
+  const after = await pixels();
+  check(Math.abs(yaw - 90) < 0.6 && Math.abs(pitch - 35) < 0.6 && after !== before && q(page).get("yaw") === "90" && q(page).get("pitch") === "35",
+    "Fig. 3 toy: dragging rotates the 3-D view, and the camera is in the URL", `yaw ${yaw}, pitch ${pitch}; ${page.url().split("?")[1]}`);
+  await page.focus("#toy-canvas");
+  await page.keyboard.press("ArrowLeft");
+  await page.keyboard.press("ArrowUp");
+  await page.waitForTimeout(200);
+  const [ky, kp] = await cam();
+  check(Math.abs(ky - 85) < 0.6 && Math.abs(kp - 30) < 0.6, "Fig. 3 toy: the arrow keys rotate it", `yaw ${ky}, pitch ${kp}`);
+  await page.goto(page.url());
+  await page.waitForSelector("#toy-canvas[data-runs='12']");
+  const [ry, rp] = await cam();
+  check(Math.abs(ry - 85) < 0.6 && Math.abs(rp - 30) < 0.6, "Fig. 3 toy: a reload shows the same view", `yaw ${ry}, pitch ${rp}`);
+  await page.screenshot({ path: path.join(SHOTS, "toy.png"), fullPage: true });
+  const svg = await download(page, "#toy-svg");
+  check(svg.name.endsWith(".svg") && svg.text.startsWith("<svg") && svg.text.includes("minimisers ab = β") && svg.text.includes("spectral init"),
+    "Fig. 3 toy: SVG export", `${svg.name}, ${svg.text.length} B`);
+  await page.fill("#toy-seeds", "0");
+  await page.press("#toy-seeds", "Enter");
+  await page.waitForTimeout(200);
+  const err = await page.$eval(".toy .field-error", (e) => e.textContent).catch(() => "");
+  check(/seeds/.test(err) && /1\.\.=256/.test(err), "Fig. 3 toy: bad input names the field and its range", err);
+  // from the app bundle's page, the tab loads the studies bundle with the view
+  await page.goto(`${BASE}?view=phase`);
+  await page.waitForSelector("#phase-canvas[data-ready='1']");
+  await page.click("#tab-toy");
+  await page.waitForSelector("#toy-canvas[data-runs]", { timeout: 30000 });
+  check(q(page).get("view") === "toy", "the Fig. 3 tab opens the toy from the phase portrait's page", page.url());
+}
+
 async function withoutWebGpu() {
   const ctx = await launch(false, 2);
   const page = ctx.pages()[0] || (await ctx.newPage());
@@ -707,6 +793,7 @@ async function withoutWebGpu() {
     await page.waitForTimeout(300);
     await page.screenshot({ path: path.join(SHOTS, "phase-dark.png") });
     await sweepView(page);
+    await toyView(page);
     await hostileUrls(page);
   } finally {
     await ctx.close();
