@@ -230,7 +230,14 @@ pub struct RunSummary {
     pub t_star: Option<usize>,
     /// Step of divergence.
     pub diverged: Option<usize>,
+    /// The run's curve, thinned to at most `CURVE_POINTS` points: (step, sin θ_A, ln risk)
+    /// (sin θ_A NaN where not recorded). Drawn when a sweep has one cell (the seeds spread).
+    #[serde(default)]
+    pub curve: Vec<[f64; 3]>,
 }
+
+/// Most points kept of a run's curve in a sweep report.
+pub const CURVE_POINTS: usize = 160;
 
 impl RunSummary {
     pub fn of(run: &RunResult, theta: f64, risk_threshold: f64) -> RunSummary {
@@ -258,6 +265,17 @@ impl RunSummary {
                 .find(|r| r.sin_a.is_some_and(|s| s <= theta))
                 .map(|r| r.step),
             diverged: run.diverged.as_ref().map(|d| d.step),
+            curve: {
+                let stride = recs.len().div_ceil(CURVE_POINTS - 1).max(1);
+                let mut c: Vec<[f64; 3]> = recs
+                    .iter()
+                    .step_by(stride)
+                    .chain(recs.last().filter(|_| (recs.len() - 1) % stride != 0))
+                    .map(|r| [r.step as f64, r.sin_a.unwrap_or(f64::NAN), r.risk.ln()])
+                    .collect();
+                c.dedup_by(|a, b| a[0] == b[0]);
+                c
+            },
         }
     }
 }

@@ -56,6 +56,9 @@ pub fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
+    if r.cells.len() == 1 && r.cells[0].runs.iter().any(|x| x.curve.len() > 1) {
+        return draw_spread(r, root, th);
+    }
     root.fill(&th.bg)?;
     let fs = |x: f64| (x * th.scale) as u32;
     let fg = th.fg;
@@ -190,6 +193,170 @@ where
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], fg.stroke_width(2))
                 });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(th.bg.mix(0.85))
+            .border_style(th.grid)
+            .label_font(("sans-serif", fs(12.0)).into_font().color(&fg))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Quantiles (10, 50, 90 %) at each step of the curves' `col` (1: sin θ_A, 2: ln risk) over
+/// the draws that recorded that step.
+pub fn curve_bands(runs: &[crate::sweep::RunSummary], col: usize) -> Vec<(f64, Spread)> {
+    let mut by_step: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    for r in runs {
+        for p in &r.curve {
+            if p[col].is_finite() {
+                by_step.entry(p[0] as u64).or_default().push(p[col]);
+            }
+        }
+    }
+    by_step
+        .into_iter()
+        .filter_map(|(t, v)| Spread::of(v.into_iter()).map(|s| (t as f64, s)))
+        .collect()
+}
+
+/// One cell's draws (the `seeds` preset): every draw's sin θ_A(t) and ln risk(t) as a thin line,
+/// the median over the draws bold with its 10–90 % band, θ and the median t*(θ) marked.
+pub fn draw_spread<DB: DrawingBackend>(
+    r: &SweepReport,
+    root: DrawingArea<DB, Shift>,
+    th: &Theme,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&th.bg)?;
+    let fs = |x: f64| (x * th.scale) as u32;
+    let fg = th.fg;
+    let cell = &r.cells[0];
+    let s = &r.spec;
+    let title = format!(
+        "{} draws at {} = {}{} · the spread of the curves · θ = {} · {}",
+        cell.runs.len(),
+        s.x.key,
+        cell.x,
+        match (&s.y, cell.y) {
+            (Some(a), Some(v)) => format!(", {} = {v}", a.key),
+            _ => String::new(),
+        },
+        s.theta,
+        r.backend
+    );
+    let (top, body) = root.split_vertically(fs(36.0));
+    top.titled(&title, ("sans-serif", fs(17.0)).into_font().color(&fg))?;
+    let vanilla = {
+        let (cr, cg, cb) = crate::style::rgb(crate::style::Method::Vanilla.colour());
+        RGBColor(cr, cg, cb)
+    };
+    let t_max = cell
+        .runs
+        .iter()
+        .filter_map(|x| x.curve.last().map(|p| p[0]))
+        .fold(1.0f64, f64::max);
+    let areas = body.split_evenly((1, 2));
+    let panels = [(1usize, "sin θ_A(t)"), (2, "ln risk(t)")];
+    for ((col, name), area) in panels.into_iter().zip(areas.iter()) {
+        let bands = curve_bands(&cell.runs, col);
+        let (mut lo, mut hi) = cell
+            .runs
+            .iter()
+            .flat_map(|x| x.curve.iter().map(move |p| p[col]))
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        if !lo.is_finite() {
+            (lo, hi) = (0.0, 1.0);
+        }
+        if col == 1 {
+            (lo, hi) = (0.0, hi.max(s.theta).min(1.0).max(lo + 1e-6));
+        }
+        let pad = 0.05 * (hi - lo).max(1e-9);
+        let mut chart = ChartBuilder::on(area)
+            .caption(name, ("sans-serif", fs(15.0)).into_font().color(&fg))
+            .margin(fs(10.0))
+            .x_label_area_size(fs(36.0))
+            .y_label_area_size(fs(52.0))
+            .build_cartesian_2d(0.0..t_max, (lo - pad)..(hi + pad))?;
+        chart
+            .configure_mesh()
+            .x_desc("step t")
+            .label_style(("sans-serif", fs(12.0)).into_font().color(&fg))
+            .axis_desc_style(("sans-serif", fs(12.0)).into_font().color(&fg))
+            .axis_style(fg)
+            .bold_line_style(th.grid)
+            .light_line_style(TRANSPARENT)
+            .draw()?;
+        let band: Vec<(f64, f64)> = bands
+            .iter()
+            .map(|(t, v)| (*t, v.q10))
+            .chain(bands.iter().rev().map(|(t, v)| (*t, v.q90)))
+            .collect();
+        if band.len() > 2 {
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    band,
+                    vanilla.mix(0.16).filled(),
+                )))?
+                .label("10–90 % of the draws")
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 18, y + 5)], vanilla.mix(0.3).filled())
+                });
+        }
+        let thin = vanilla.mix(0.35).stroke_width(1);
+        for (i, run) in cell.runs.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = run
+                .curve
+                .iter()
+                .filter(|p| p[col].is_finite())
+                .map(|p| (p[0], p[col]))
+                .collect();
+            let a = chart.draw_series(LineSeries::new(pts, thin))?;
+            if i == 0 {
+                a.label("one draw").legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], vanilla.mix(0.5).stroke_width(1))
+                });
+            }
+        }
+        let med: Vec<(f64, f64)> = bands.iter().map(|(t, v)| (*t, v.median)).collect();
+        chart
+            .draw_series(LineSeries::new(med, fg.stroke_width(fs(2.5))))?
+            .label("median")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], fg.stroke_width(3)));
+        if col == 1 {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, s.theta), (t_max, s.theta)],
+                    fs(6.0),
+                    fs(4.0),
+                    fg.mix(0.7).stroke_width(1),
+                ))?
+                .label(format!("θ = {}", s.theta))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], fg.stroke_width(1))
+                });
+            if let Some(ts) = cell.t_star {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(ts.median, lo - pad), (ts.median, hi + pad)],
+                        vanilla.stroke_width(fs(1.5)),
+                    )))?
+                    .label(format!("median t*(θ) = {}", ts.median))
+                    .legend(move |(x, y)| {
+                        PathElement::new(
+                            vec![(x + 9, y - 6), (x + 9, y + 6)],
+                            vanilla.stroke_width(2),
+                        )
+                    });
+            }
         }
         chart
             .configure_series_labels()
@@ -418,6 +585,51 @@ pub(crate) mod tests {
         assert_eq!(g.cell_at(350.0, 140.0), Some((2, 1)));
         assert_eq!(g.cell_at(99.0, 140.0), None);
         assert_eq!(g.cell_at(300.0, 251.0), None);
+    }
+
+    /// One cell (the seeds preset): every draw's curve, with the median and band over the
+    /// draws at each step.
+    #[cfg(feature = "cli")]
+    #[test]
+    fn one_cell_draws_the_spread_of_the_curves() {
+        use crate::sweep::{Sweep, SweepPreset};
+        let mut spec = SweepPreset::Seeds.spec();
+        spec.base.d = 12;
+        spec.base.k = 12;
+        spec.base.seeds = 5;
+        spec.base.steps = 400;
+        let mut sw = Sweep::new(spec).unwrap();
+        pollster::block_on(sw.run_to_end(&mut crate::CpuBackend::new(), 1000, |_| {})).unwrap();
+        let r = sw.report();
+        let runs = &r.cells[0].runs;
+        assert_eq!(runs.len(), 5);
+        for run in runs {
+            assert!(run.curve.len() > 50 && run.curve.len() <= crate::sweep::CURVE_POINTS);
+            assert_eq!(run.curve[0][0], 0.0);
+            assert_eq!(run.curve.last().unwrap()[0], 400.0);
+            assert!(run.curve.windows(2).all(|w| w[1][0] > w[0][0]));
+        }
+        let b = curve_bands(runs, 1);
+        assert_eq!(b.len(), runs[0].curve.len());
+        assert!(b
+            .iter()
+            .all(|(_, s)| s.q10 <= s.median && s.median <= s.q90 && s.n == 5));
+        register_test_font();
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (900, 360)).into_drawing_area();
+            draw(&r, root, &Theme::light()).unwrap();
+        }
+        assert!(
+            svg.contains("the spread of the curves")
+                && svg.contains("one draw")
+                && svg.contains("median")
+        );
+        assert!(
+            svg.matches("<polyline").count() >= 2 * 5 + 2,
+            "{} lines",
+            svg.matches("<polyline").count()
+        );
     }
 
     /// The heatmap draws (here into an SVG string) and reports where its grid lies.

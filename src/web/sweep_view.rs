@@ -152,6 +152,8 @@ pub fn SweepView(
             let _ = sweep_plot::draw(&r, be.into_drawing_area(), &th);
         }
         let _ = c.set_attribute("data-cells", &r.cells.len().to_string());
+        let spread = r.cells.len() == 1 && r.cells[0].runs.iter().any(|x| x.curve.len() > 1);
+        let _ = c.set_attribute("data-figure", if spread { "spread" } else { "cells" });
     });
 
     // a cell's configuration (its x and y set on the base), shown in the dynamics lab
@@ -327,6 +329,24 @@ pub fn SweepView(
             export::download_text("lora-one-lab-sweep.json", "application/json", &text);
         }
     };
+    let export_svg = move |_| {
+        let Some(r) = report.get_untracked() else {
+            return;
+        };
+        let mut svg = String::new();
+        let res = {
+            let root = SVGBackend::with_string(&mut svg, (1200, 420)).into_drawing_area();
+            sweep_plot::draw(
+                &r,
+                root,
+                &sweep_plot::Theme::for_page(dark.get_untracked(), 1.0),
+            )
+        };
+        match res {
+            Ok(()) => export::download_text("lora-one-lab-sweep.svg", "image/svg+xml", &svg),
+            Err(e) => error.set(Some(format!("SVG export: {e}"))),
+        }
+    };
     let export_csv = move |_| {
         if let Some(r) = report.get_untracked() {
             export::download_text(
@@ -394,6 +414,7 @@ pub fn SweepView(
             <div class="exports chrome" role="group" aria-label="Export">
                 <button on:click=move |_| { if let Some(c) = canvas.get_untracked() { export::download_canvas_png(&c, "lora-one-lab-sweep.png"); } }
                     prop:disabled=move || report.with(|r| r.is_none())>"Figure as PNG"</button>
+                <button id="sweep-svg" on:click=export_svg prop:disabled=move || report.with(|r| r.is_none())>"Figure as SVG"</button>
                 <button on:click=export_csv prop:disabled=move || report.with(|r| r.is_none())>"Sweep as CSV"</button>
                 <button on:click=export_json prop:disabled=move || report.with(|r| r.is_none())>"Sweep as JSON"</button>
             </div>

@@ -680,12 +680,26 @@ async function sweepView(page) {
   await page.waitForTimeout(300);
   check(heatCells === 14 && /alpha2 = .*d = .*min over t of sin θ_A [0-9]/.test(readout), "the 2-D sweep is a heatmap with a hover read-out",
     `${heatCells} cells; ${readout}`);
+  const ssvg = await download(page, "#sweep-svg");
+  check(ssvg.name.endsWith(".svg") && ssvg.text.startsWith("<svg") && ssvg.text.includes("min over t of sin θ_A"), "the sweep figure exports as SVG", `${ssvg.name}, ${ssvg.text.length} B`);
   // a cell opens in the lab: the 9th cell is α² = 1e-5 at d = 64
   await page.click("#sweep table.runs tbody tr:nth-child(9) button.open-lab");
   await page.waitForSelector("#lab");
   check(q(page).get("view") === "lab" && (await page.inputValue("#cfg-d")) === "64" && (await page.inputValue("#cfg-alpha2")) === "0.00001"
     && (await page.inputValue("#cfg-seeds")) === "2" && (await page.inputValue("#cfg-steps")) === "800",
     "a sweep cell opens in the dynamics lab with its configuration", page.url().slice(0, 200));
+  // the seeds preset: one setting, many draws, drawn as the spread of the curves
+  await page.goto(`${BASE}?view=sweep&sweep=seeds`);
+  await page.waitForSelector("#sweep");
+  const ts = Date.now();
+  await page.click("button.preset[data-sweep=seeds]");
+  await page.waitForSelector("#sweep[data-state=done]", { timeout: 60000 });
+  bench.sweep_seeds_browser_ms = Date.now() - ts;
+  const fig = await attr(page, "#sweep-canvas", "data-figure");
+  const draws = await page.$eval("#sweep table.runs tbody tr td:nth-child(7)", (e) => Number(e.textContent));
+  check(fig === "spread" && draws === 24 && bench.sweep_seeds_browser_ms <= 20000, "the seeds preset draws the spread of 24 draws' curves in ≤ 20 s",
+    `${fig}, ${draws} draws, ${bench.sweep_seeds_browser_ms} ms`);
+  await page.screenshot({ path: path.join(SHOTS, "sweep-seeds.png"), fullPage: true });
 }
 
 // The Fig. 3 toy (issue 8): drawn from the URL, the spectral start faster at the median, drag
