@@ -126,6 +126,11 @@ impl BackendChoice {
         }
     }
 
+    /// Whether the WebGPU probe is still under way.
+    pub fn is_probing(&self) -> bool {
+        matches!(self.gpu, GpuStatus::Probing)
+    }
+
     /// The backend one lab run uses: (GPU?, why the CPU when not).
     pub fn for_run(&self, compute: Compute, cfg: &crate::Config) -> (bool, Option<String>) {
         match compute {
@@ -280,4 +285,19 @@ pub async fn make_backend(use_gpu: bool) -> (AppBackend, Option<String>) {
 
 pub fn cpu_backend() -> AppBackend {
     AppBackend::Cpu(CpuBackend::new())
+}
+
+/// The backend choice once the page's WebGPU probe has finished (a run started in the first
+/// moments after load, e.g. with `compute=gpu` in the URL, waits for it rather than falling back
+/// to the CPU). Gives up waiting after 15 s and returns the choice as it is.
+pub async fn settled(choice: leptos::prelude::RwSignal<BackendChoice>) -> BackendChoice {
+    use leptos::prelude::GetUntracked;
+    let t0 = crate::web::util::now_ms();
+    loop {
+        let c = choice.get_untracked();
+        if !c.is_probing() || crate::web::util::now_ms() - t0 > 15_000.0 {
+            return c;
+        }
+        crate::web::util::sleep_ms(20).await;
+    }
 }

@@ -34,9 +34,9 @@ pub fn start(cfg: Config, choice: RwSignal<BackendChoice>, compute: Compute, run
     state.set(RunState::Running);
     progress.set(0.0);
     note.set(None);
-    let ch = choice.get_untracked();
-    let (use_gpu, cpu_why) = ch.for_run(compute, &c);
     spawn_local(async move {
+        let ch = super::backend::settled(choice).await;
+        let (use_gpu, cpu_why) = ch.for_run(compute, &c);
         // The CPU engine runs in a Web Worker (the page only folds in its updates); where the
         // worker cannot start, it runs here in time-sliced chunks as before.
         if !use_gpu {

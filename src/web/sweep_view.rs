@@ -80,10 +80,10 @@ pub fn SweepView(
         stop.set_value(false);
         state.set(State::Running);
         progress.set(0.0);
-        let (use_gpu, _) = choice
-            .get_untracked()
-            .for_run(compute.get_untracked(), &spec.base);
         spawn_local(async move {
+            let (use_gpu, _) = backend::settled(choice)
+                .await
+                .for_run(compute.get_untracked(), &spec.base);
             let (mut be, why) = backend::make_backend(use_gpu).await;
             if let Some(w) = why {
                 error.set(Some(w));

@@ -327,6 +327,21 @@ async function withWebGpu() {
     check(s2 < s1 + 10 && playing === "true", "embed: slide:start message restarts the animation", `step ${s1} → ${s2}, playing ${playing}`);
     await page.waitForTimeout(1500);
     await page.screenshot({ path: path.join(SHOTS, "embed.png") });
+
+    // the browser-sized sweeps on SwiftShader (compute=gpu): the batched WGSL path, timed
+    // (fig2 takes ~1.5 min there; E2E_SWIFTSHADER_ALL=1 also times the seeds preset)
+    const onSwift = process.env.E2E_SWIFTSHADER_ALL ? [["fig2", 14], ["seeds", 1]] : [["fig2", 14]];
+    for (const [preset, n] of onSwift) {
+      await page.goto(`${BASE}?view=sweep&sweep=${preset}&compute=gpu`);
+      await page.waitForSelector("#sweep");
+      const t = Date.now();
+      await page.click("#sweep-run");
+      await page.waitForSelector("#sweep[data-state=done]", { timeout: 300000 });
+      const ms = bench[`sweep_${preset}_swiftshader_ms`] = Date.now() - t;
+      const on = await page.$eval("#sweep .ran-on", (e) => e.textContent);
+      const cells = Number(await attr(page, "#sweep-canvas", "data-cells"));
+      check(cells === n && /GPU/i.test(on) && !/CPU/.test(on), `the ${preset} sweep runs on SwiftShader (compute=gpu)`, `${cells} cells in ${ms} ms, ${on}`);
+    }
   } finally {
     await ctx.close();
   }
