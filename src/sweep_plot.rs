@@ -555,6 +555,24 @@ where
     })
 }
 
+/// A marker's outline in pixel offsets (the circle as a 12-gon), centred `dx` right of the anchor.
+pub fn marker_outline(m: crate::style::Marker, size: f64, dx: i32) -> Vec<(i32, i32)> {
+    let v = m.vertices(0.0, 0.0, size);
+    let v = if v.is_empty() {
+        (0..12)
+            .map(|k| {
+                let a = k as f64 * std::f64::consts::TAU / 12.0;
+                (size * a.cos(), size * a.sin())
+            })
+            .collect()
+    } else {
+        v
+    };
+    v.into_iter()
+        .map(|(x, y)| (x.round() as i32 + dx, y.round() as i32))
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -656,20 +674,3 @@ pub(crate) mod tests {
     }
 }
 
-/// A marker's outline in pixel offsets (the circle as a 12-gon), centred `dx` right of the anchor.
-pub fn marker_outline(m: crate::style::Marker, size: f64, dx: i32) -> Vec<(i32, i32)> {
-    let v = m.vertices(0.0, 0.0, size);
-    let v = if v.is_empty() {
-        (0..12)
-            .map(|k| {
-                let a = k as f64 * std::f64::consts::TAU / 12.0;
-                (size * a.cos(), size * a.sin())
-            })
-            .collect()
-    } else {
-        v
-    };
-    v.into_iter()
-        .map(|(x, y)| (x.round() as i32 + dx, y.round() as i32))
-        .collect()
-}
