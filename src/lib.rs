@@ -5,6 +5,7 @@
 //! - [`init`]: vanilla LoRA, LoRA-GA and LoRA-One initialisations.
 //! - [`engine`]: the `Backend` trait and the chunked `Experiment` driver with SPEC §4 metrics.
 //! - [`cpu`]: the f64 nalgebra reference backend.
+//! - [`digits`]: SPEC §9 on the UCI handwritten digits (odd → even, the talk's table, Fig. 1(c)).
 //! - [`ensemble`]: medians and 10–90 % bands over the init draws of an ensemble (`seeds`).
 //! - [`linearised`]: the talk's linearised (power-iteration) dynamics near the saddle.
 //! - [`phase`]: the phase-portrait model of SPEC §6.
@@ -15,6 +16,9 @@
 
 pub mod config;
 pub mod cpu;
+pub mod digits;
+#[cfg(any(feature = "cli", feature = "web"))]
+pub mod digits_plot;
 pub mod engine;
 pub mod ensemble;
 pub mod init;

@@ -134,6 +134,19 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// SPEC §9 on real data: the UCI handwritten digits, pre-trained on the odd digits and
+    /// fine-tuned on the even ones (the talk's table, the curves, Fig. 1(c)).
+    Finetune {
+        /// digits (the only preset).
+        #[arg(long, default_value = "digits")]
+        preset: String,
+        /// Override a setting: --set key=value (repeatable), e.g. --set steps=200 --set rank=8.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Output: .json (the web export's schema), .csv (one row per record), .svg or .png.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print a preset's configuration as JSON.
     Preset { name: String },
 }
@@ -208,6 +221,9 @@ fn main() -> ExitCode {
             },
             &out,
         ),
+        Cmd::Finetune { preset, sets, out } => {
+            cli::finetune::main(cli::finetune::Args { preset, sets, out })
+        }
         Cmd::Preset { name } => cli::preset_cmd(&name),
     };
     match result {

@@ -29,6 +29,8 @@ pub enum Dash {
     Dashed,
     Dotted,
     LongDash,
+    /// Short dashes (PiSSA).
+    ShortDash,
 }
 
 impl Dash {
@@ -40,6 +42,7 @@ impl Dash {
             Dash::Dashed => &[8.0, 5.0],
             Dash::Dotted => &[2.0, 4.0],
             Dash::LongDash => &[16.0, 5.0],
+            Dash::ShortDash => &[4.0, 3.0],
         }
     }
     pub fn name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Dash {
             Dash::Dashed => "dashed",
             Dash::Dotted => "dotted",
             Dash::LongDash => "long-dashed",
+            Dash::ShortDash => "short-dashed",
         }
     }
 }

@@ -673,4 +673,3 @@ pub(crate) mod tests {
         assert!(svg.contains("<rect") && svg.contains("median over the draws"));
     }
 }
-

@@ -289,3 +289,78 @@ fn sweep_writes_json_csv_and_plots() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("`model`"));
 }
+
+/// `finetune --preset digits`: JSON (schema, table rows, landscape), CSV, a figure from the JSON
+/// by `plot`, the toy figure and its JSON; bad settings name the field.
+#[test]
+fn finetune_and_toy_write_files_and_plots() {
+    let dir = tmp("finetune");
+    let json = dir.join("digits.json");
+    let csv = dir.join("digits.csv");
+    for out in [&json, &csv] {
+        let o = bin()
+            .args([
+                "finetune",
+                "--set",
+                "seeds=1",
+                "--set",
+                "steps=20",
+                "--set",
+                "pre_steps=100",
+                "--out",
+            ])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("spectral init alone"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["schema"], "lora-one-lab/digits/1");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 9);
+    assert_eq!(v["landscape"]["ln_loss"].as_array().unwrap().len(), 25 * 25);
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert!(rows.starts_with("label,seed,step,") && rows.lines().count() == 1 + 6 * 5 + 1 + 2 * 2);
+    let svg = dir.join("digits.svg");
+    let o = bin()
+        .arg("plot")
+        .arg(&json)
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.contains("Fig. 1(c)") && s.contains("LoRA-One"));
+    fails_with(
+        &["finetune", "--set", "rank=99"],
+        "`rank`: must be in 1..=32, got 99",
+    );
+    fails_with(&["finetune", "--set", "bogus=1"], "`bogus`");
+    // the Fig. 3 toy
+    let toy = dir.join("fig3.svg");
+    let o = bin()
+        .args(["toy", "--seeds", "4", "--out"])
+        .arg(&toy)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(&toy)
+        .unwrap()
+        .contains("minimisers ab = β"));
+    let tj = dir.join("fig3.json");
+    let o = bin()
+        .args(["toy", "--seeds", "4", "--out"])
+        .arg(&tj)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tj).unwrap()).unwrap();
+    assert_eq!(v["runs"].as_array().unwrap().len(), 8);
+    fails_with(
+        &["toy", "--seeds", "0", "--out", "x.svg"],
+        "`--seeds`: must be in 1..=256",
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod dump;
+pub mod finetune;
 pub mod plot;
 pub mod run;
 pub mod sweep;
@@ -190,6 +191,14 @@ pub fn plot_cmd(run: &Path, out: &Path) -> Result<(), CliError> {
         let r: lora_one_lab::sweep::SweepReport = lora_one_lab::config::json_at_path(&text)
             .map_err(|e| CliError::Usage(format!("{}: not a sweep file: {e}", run.display())))?;
         plot::draw_sweep(&r, out, &ext)?;
+        eprintln!("wrote {}", out.display());
+        return Ok(());
+    }
+    // a fine-tuning file (`lora-one-lab finetune --out FILE.json`, the Digits view's export)
+    if text.contains(lora_one_lab::digits::SCHEMA) {
+        let r: lora_one_lab::digits::FtReport = lora_one_lab::config::json_at_path(&text)
+            .map_err(|e| CliError::Usage(format!("{}: not a digits file: {e}", run.display())))?;
+        plot::draw_digits(&r, out, &ext)?;
         eprintln!("wrote {}", out.display());
         return Ok(());
     }

@@ -107,6 +107,20 @@ pub fn draw_sweep(r: &SweepReport, out: &Path, ext: &str) -> Result<(), CliError
     )
 }
 
+pub fn draw_digits(
+    r: &lora_one_lab::digits::FtReport,
+    out: &Path,
+    ext: &str,
+) -> Result<(), CliError> {
+    with_backend(
+        out,
+        ext,
+        (1600, 560),
+        |root| lora_one_lab::digits_plot::draw(r, root, &sweep_plot::Theme::light()),
+        |root| lora_one_lab::digits_plot::draw(r, root, &sweep_plot::Theme::light()),
+    )
+}
+
 pub fn draw_toy(
     r: &lora_one_lab::toy3d::ToyReport,
     cam: lora_one_lab::toy3d::Camera,

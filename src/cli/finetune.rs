@@ -1,0 +1,120 @@
+//! `lora-one-lab finetune --preset digits`: SPEC §9 on the UCI handwritten digits — the talk's
+//! table (pre-trained, one step, the spectral init alone, LoRA per init, full fine-tuning), the
+//! curves and the Fig. 1(c) landscape; JSON (the web export's schema), CSV (one row per record),
+//! or a figure (.svg/.png).
+
+use super::{extension, io_err, plot, CliError};
+use lora_one_lab::digits::{self, Digits, FtConfig, FtMethod, FtReport};
+use std::path::PathBuf;
+
+pub struct Args {
+    pub preset: String,
+    pub sets: Vec<String>,
+    pub out: Option<PathBuf>,
+}
+
+pub fn build_config(args: &Args) -> Result<FtConfig, CliError> {
+    if args.preset != "digits" {
+        return Err(CliError::Usage(format!(
+            "`--preset`: unknown fine-tuning preset `{}`; expected digits",
+            args.preset
+        )));
+    }
+    let mut cfg = FtConfig::default();
+    for s in &args.sets {
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!(
+                "`--set {s}`: expected KEY=VALUE, e.g. --set steps=200"
+            ))
+        })?;
+        cfg.set(k, v)?;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn main(args: Args) -> Result<(), CliError> {
+    let cfg = build_config(&args)?;
+    let ext = match &args.out {
+        Some(p) => Some(extension(p, &["json", "csv", "svg", "png"])?),
+        None => None,
+    };
+    let data = Digits::embedded();
+    let t = std::time::Instant::now();
+    let r = digits::run(&data, &cfg, &FtMethod::defaults());
+    eprintln!(
+        "{} methods × {} seeds in {:.2} s",
+        FtMethod::defaults().len(),
+        cfg.seeds,
+        t.elapsed().as_secs_f64()
+    );
+    print_table(&r);
+    if let (Some(out), Some(ext)) = (&args.out, ext) {
+        match ext.as_str() {
+            "json" => {
+                let text = serde_json::to_string(&r).expect("report serialises");
+                std::fs::write(out, text).map_err(|e| io_err(out, e))?;
+            }
+            "csv" => std::fs::write(out, to_csv(&r)).map_err(|e| io_err(out, e))?,
+            _ => plot::draw_digits(&r, out, &ext)?,
+        }
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn print_table(r: &FtReport) {
+    for p in &r.pretraining {
+        println!(
+            "seed {}: pre-trained on odd digits, {:.1} % test accuracy there, {:.1} % on even digits ({:.0} ms)",
+            p.seed,
+            100.0 * p.odd_test_acc,
+            100.0 * p.even_test_acc,
+            p.ms
+        );
+    }
+    println!(
+        "{:<40} {:>22} {:>10} {:>10}",
+        "method", "test acc % (10–90 %)", "init ms", "train ms"
+    );
+    for row in digits::table(r) {
+        println!(
+            "{:<40} {:>7.1} ({:>5.1}–{:>5.1}) {:>10.1} {:>10.1}",
+            row.label,
+            100.0 * row.acc_median,
+            100.0 * row.acc_q10,
+            100.0 * row.acc_q90,
+            row.init_ms,
+            row.train_ms
+        );
+    }
+}
+
+/// One row per recorded step of every run.
+pub fn to_csv(r: &FtReport) -> String {
+    let mut s = String::from(
+        "label,seed,step,train_loss,test_loss,test_acc,sin_a1,sin_a2,sin_b1,sin_b2,eta_star,init_ms,train_ms\n",
+    );
+    let o = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:e}"));
+    for run in &r.runs {
+        for q in &run.records {
+            s.push_str(&format!(
+                "\"{}\",{},{},{:e},{:e},{},{},{},{},{},{},{:.3},{:.3}\n",
+                run.label,
+                run.seed,
+                q.step,
+                q.train_loss,
+                q.test_loss,
+                q.test_acc,
+                o(q.sin_a.map(|v| v[0])),
+                o(q.sin_a.map(|v| v[1])),
+                o(q.sin_b.map(|v| v[0])),
+                o(q.sin_b.map(|v| v[1])),
+                o(run.eta_star),
+                run.init_ms,
+                run.train_ms
+            ));
+        }
+    }
+    s
+}

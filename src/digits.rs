@@ -1,0 +1,1190 @@
+//! SPEC §9, real data: "one-step gradient can suffice" and Fig. 1(c), on the UCI optical
+//! handwritten digits (8×8 images, 1797 samples, pixel values 0–16; E. Alpaydin and C. Kaynak,
+//! UCI Machine Learning Repository, CC BY 4.0).
+//!
+//! **Model.** A bias-free two-layer ReLU network `logits = relu(X W1) W2` (paper layout: W1 is
+//! 64 × h, W2 is h × 5), softmax cross-entropy. **Task** (as the public odd→even demos): a
+//! *shared 5-way head*, class = digit / 2; pre-trained (seeded, Adam) on the odd digits,
+//! fine-tuned on the even ones, each split 70/30 into train and held-out test. Inputs are the
+//! pixels / 16, centred by the mean image of the whole set.
+//!
+//! **Methods**, all from the same pre-trained weights, both layers adapted:
+//! the pre-trained model; one full step `W − η*∇`; one rank-r step `W + η* P_r(G)` per layer (the
+//! spectral init alone); full fine-tuning with GD or Adam; LoRA with vanilla, LoRA-GA, LoRA-One or
+//! PiSSA factors, trained by GD, preconditioned GD or Adam. G = −∇ at the pre-trained weights on a
+//! batch of b fine-tuning samples; η* is the SPEC §9 grid value with the lowest loss on that batch
+//! after the step. LoRA-One's factors are `√η* U_r S_r^{1/2}`, `√η* S_r^{1/2} V_rᵀ`, so
+//! `A0B0 = η* P_r(G)`: at step 0 LoRA-One *is* the one rank-r step, and training goes on from there.
+
+use crate::ensemble::quantile;
+use crate::linalg::{exact_top_svd, orthonormalize, sin_theta, TopSvd};
+use crate::rng::Rng;
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+pub const N_SAMPLES: usize = 1797;
+pub const N_PIXELS: usize = 64;
+pub const N_CLASSES: usize = 5;
+
+/// The dataset: pixel values 0..=16 row by row, and the digit of each image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Digits {
+    pub pixels: Vec<[u8; N_PIXELS]>,
+    pub digit: Vec<u8>,
+}
+
+impl Digits {
+    /// The asset format (`assets/digits.bin`): 1797 × 64 pixel bytes, then 1797 digit bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Digits, String> {
+        if bytes.len() != N_SAMPLES * (N_PIXELS + 1) {
+            return Err(format!(
+                "digits data: expected {} bytes, got {}",
+                N_SAMPLES * (N_PIXELS + 1),
+                bytes.len()
+            ));
+        }
+        let (px, dg) = bytes.split_at(N_SAMPLES * N_PIXELS);
+        if let Some(p) = px.iter().find(|&&p| p > 16) {
+            return Err(format!("digits data: pixel value {p} outside 0..=16"));
+        }
+        if let Some(d) = dg.iter().find(|&&d| d > 9) {
+            return Err(format!("digits data: digit {d} outside 0..=9"));
+        }
+        Ok(Digits {
+            pixels: px
+                .chunks_exact(N_PIXELS)
+                .map(|c| c.try_into().expect("64 bytes"))
+                .collect(),
+            digit: dg.to_vec(),
+        })
+    }
+
+    /// The data shipped with the crate.
+    pub fn embedded() -> Digits {
+        Digits::parse(include_bytes!("../assets/digits.bin")).expect("the shipped asset is valid")
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v: Vec<u8> = self.pixels.iter().flatten().copied().collect();
+        v.extend_from_slice(&self.digit);
+        v
+    }
+}
+
+/// One task's split: inputs (n × 64) and classes (digit / 2).
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub train_x: DMatrix<f64>,
+    pub train_y: Vec<usize>,
+    pub test_x: DMatrix<f64>,
+    pub test_y: Vec<usize>,
+}
+
+/// Odd (pre-training) and even (fine-tuning) tasks, split with the seed: 70 % train, 30 % test.
+pub fn tasks(data: &Digits, seed: u64) -> (Split, Split) {
+    let n = data.digit.len();
+    let mut mean = [0.0f64; N_PIXELS];
+    for p in &data.pixels {
+        for (m, &v) in mean.iter_mut().zip(p) {
+            *m += v as f64 / 16.0;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed, STREAM_SPLIT);
+    shuffle(&mut order, &mut rng);
+    let split = |odd: bool| {
+        let idx: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| (data.digit[i] % 2 == 1) == odd)
+            .collect();
+        let n_train = (idx.len() as f64 * 0.7).round() as usize;
+        let mk = |ids: &[usize]| {
+            let x = DMatrix::from_fn(ids.len(), N_PIXELS, |r, c| {
+                data.pixels[ids[r]][c] as f64 / 16.0 - mean[c]
+            });
+            let y = ids.iter().map(|&i| (data.digit[i] / 2) as usize).collect();
+            (x, y)
+        };
+        let (train_x, train_y) = mk(&idx[..n_train]);
+        let (test_x, test_y) = mk(&idx[n_train..]);
+        Split {
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+        }
+    };
+    (split(true), split(false))
+}
+
+const STREAM_SPLIT: u64 = 101;
+const STREAM_NET: u64 = 102;
+const STREAM_BATCH: u64 = 103;
+const STREAM_VANILLA: u64 = 104;
+
+fn shuffle(v: &mut [usize], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        let j = ((rng.uniform_open0() * (i + 1) as f64) as usize).min(i);
+        v.swap(i, j);
+    }
+}
+
+/// The network's two weight matrices (paper layout: inputs × outputs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Net {
+    pub w: [DMatrix<f64>; 2],
+}
+
+/// Loss, accuracy and (optionally) the gradients of both layers.
+pub struct Eval {
+    pub loss: f64,
+    pub acc: f64,
+    pub grad: Option<[DMatrix<f64>; 2]>,
+}
+
+impl Net {
+    /// He-style seeded draw: W1 ~ N(0, 2/64), W2 ~ N(0, 1/h).
+    pub fn init(hidden: usize, seed: u64) -> Net {
+        let mut rng = Rng::new(seed, STREAM_NET);
+        let w1 = rng.normal_matrix(N_PIXELS, hidden, (2.0 / N_PIXELS as f64).sqrt());
+        let w2 = rng.normal_matrix(hidden, N_CLASSES, (1.0 / hidden as f64).sqrt());
+        Net { w: [w1, w2] }
+    }
+
+    /// Mean cross-entropy and accuracy on (x, y); with `grad`, ∇ of the loss for both layers.
+    pub fn eval(&self, x: &DMatrix<f64>, y: &[usize], grad: bool) -> Eval {
+        let n = x.nrows();
+        let z1 = x * &self.w[0];
+        let h = z1.map(|v| v.max(0.0));
+        let mut z2 = &h * &self.w[1];
+        let (mut loss, mut hits) = (0.0, 0usize);
+        for i in 0..n {
+            let mut row = z2.row_mut(i);
+            let m = row.max();
+            row.apply(|v| *v = (*v - m).exp());
+            let s = row.sum();
+            row.apply(|v| *v /= s);
+            loss -= row[y[i]].max(1e-300).ln();
+            let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            if best == y[i] {
+                hits += 1;
+            }
+        }
+        let loss = loss / n as f64;
+        let acc = hits as f64 / n as f64;
+        let grad = grad.then(|| {
+            // z2 now holds the softmax P; dZ2 = (P − Y)/n
+            let mut dz2 = z2;
+            for i in 0..n {
+                dz2[(i, y[i])] -= 1.0;
+            }
+            dz2 /= n as f64;
+            let g2 = h.transpose() * &dz2;
+            let mut dz1 = dz2 * self.w[1].transpose();
+            dz1.zip_apply(&z1, |d, z| {
+                if z <= 0.0 {
+                    *d = 0.0
+                }
+            });
+            let g1 = x.transpose() * dz1;
+            [g1, g2]
+        });
+        Eval { loss, acc, grad }
+    }
+
+    fn plus(&self, d: &[DMatrix<f64>; 2], s: f64) -> Net {
+        Net {
+            w: [&self.w[0] + &d[0] * s, &self.w[1] + &d[1] * s],
+        }
+    }
+}
+
+/// Adam state for a list of matrices (β1 0.9, β2 0.999, ε 1e-8).
+struct Adam {
+    m: Vec<DMatrix<f64>>,
+    v: Vec<DMatrix<f64>>,
+    t: i32,
+}
+
+impl Adam {
+    fn new(shapes: &[&DMatrix<f64>]) -> Adam {
+        let z = |p: &&DMatrix<f64>| DMatrix::zeros(p.nrows(), p.ncols());
+        Adam {
+            m: shapes.iter().map(z).collect(),
+            v: shapes.iter().map(z).collect(),
+            t: 0,
+        }
+    }
+    fn step(&mut self, params: &mut [&mut DMatrix<f64>], grads: &[DMatrix<f64>], lr: f64) {
+        self.t += 1;
+        let (b1, b2) = (0.9f64, 0.999f64);
+        let c1 = 1.0 - b1.powi(self.t);
+        let c2 = 1.0 - b2.powi(self.t);
+        for (k, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            self.m[k].zip_apply(g, |m, g| *m = b1 * *m + (1.0 - b1) * g);
+            self.v[k].zip_apply(g, |v, g| *v = b2 * *v + (1.0 - b2) * g * g);
+            let (m, v) = (&self.m[k], &self.v[k]);
+            for ((pi, mi), vi) in p.iter_mut().zip(m.iter()).zip(v.iter()) {
+                *pi -= lr * (mi / c1) / ((vi / c2).sqrt() + 1e-8);
+            }
+        }
+    }
+}
+
+/// Fine-tuning settings (the `digits` preset's defaults are sized for the browser).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FtConfig {
+    pub seed: u64,
+    /// Repeats with seeds seed, seed+1, …: each its own split, pre-training and draws.
+    pub seeds: usize,
+    pub hidden: usize,
+    pub rank: usize,
+    /// Pre-training: Adam steps (full batch) and rate.
+    pub pre_steps: usize,
+    pub pre_lr: f64,
+    /// Fine-tuning: steps, GD rate, Adam rate (full batch of the even train split).
+    pub steps: usize,
+    pub lr: f64,
+    pub adam_lr: f64,
+    /// Gradient batch for G and η* (0: the whole fine-tuning train split).
+    pub batch: usize,
+    /// Vanilla LoRA: A0 ~ N(0, α²).
+    pub alpha2: f64,
+    pub gamma_ga: f64,
+    /// Preconditioned GD damping λ.
+    pub damping: f64,
+    pub record_every: usize,
+}
+
+impl Default for FtConfig {
+    fn default() -> Self {
+        FtConfig {
+            seed: 0,
+            seeds: 3,
+            hidden: 32,
+            rank: 4,
+            pre_steps: 300,
+            pre_lr: 1e-2,
+            steps: 100,
+            lr: 0.5,
+            adam_lr: 1e-2,
+            batch: 0,
+            alpha2: 1.0 / N_PIXELS as f64,
+            gamma_ga: 16.0,
+            damping: 1e-3,
+            record_every: 5,
+        }
+    }
+}
+
+pub const FT_KEYS: [&str; 14] = [
+    "seed",
+    "seeds",
+    "hidden",
+    "rank",
+    "pre_steps",
+    "pre_lr",
+    "steps",
+    "lr",
+    "adam_lr",
+    "batch",
+    "alpha2",
+    "gamma_ga",
+    "damping",
+    "record_every",
+];
+
+impl FtConfig {
+    /// Set one field from text (CLI `--set`, URL); the range is checked by `validate`.
+    pub fn set(&mut self, k: &str, v: &str) -> Result<(), crate::ConfigError> {
+        let err = |m: String| crate::ConfigError::new(k, m);
+        let whole = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| err(format!("expected a whole number, got `{v}`")))
+        };
+        let num = |v: &str| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| err(format!("expected a number, got `{v}`")))
+        };
+        let size = |v: &str| whole(v).map(|x| x.min(u32::MAX as u64) as usize);
+        match k {
+            "seed" => self.seed = whole(v)?,
+            "seeds" => self.seeds = size(v)?,
+            "hidden" => self.hidden = size(v)?,
+            "rank" => self.rank = size(v)?,
+            "pre_steps" => self.pre_steps = size(v)?,
+            "pre_lr" => self.pre_lr = num(v)?,
+            "steps" => self.steps = size(v)?,
+            "lr" => self.lr = num(v)?,
+            "adam_lr" => self.adam_lr = num(v)?,
+            "batch" => self.batch = size(v)?,
+            "alpha2" => self.alpha2 = num(v)?,
+            "gamma_ga" => self.gamma_ga = num(v)?,
+            "damping" => self.damping = num(v)?,
+            "record_every" => self.record_every = size(v)?,
+            _ => {
+                return Err(err(format!(
+                    "unknown parameter of the digits task; known: {}",
+                    FT_KEYS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The first field out of range, named with its range.
+    pub fn validate(&self) -> Result<(), crate::ConfigError> {
+        let bad = |k: &str, m: String| Err(crate::ConfigError::new(k, m));
+        let int = |k: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                bad(k, format!("must be in {lo}..={hi}, got {v}"))
+            }
+        };
+        let real = |k: &str, v: f64, lo: f64, hi: f64| {
+            if v.is_finite() && v > lo && v <= hi {
+                Ok(())
+            } else {
+                bad(k, format!("must be in ({lo}, {hi}], got {v}"))
+            }
+        };
+        int("seeds", self.seeds, 1, 32)?;
+        int("hidden", self.hidden, 2, 512)?;
+        int("rank", self.rank, 1, self.hidden.min(N_PIXELS))?;
+        int("pre_steps", self.pre_steps, 0, 20_000)?;
+        real("pre_lr", self.pre_lr, 0.0, 1.0)?;
+        int("steps", self.steps, 0, 20_000)?;
+        real("lr", self.lr, 0.0, 100.0)?;
+        real("adam_lr", self.adam_lr, 0.0, 1.0)?;
+        int("batch", self.batch, 0, N_SAMPLES)?;
+        real("alpha2", self.alpha2, 0.0, 100.0)?;
+        real("gamma_ga", self.gamma_ga, 0.0, 1e6)?;
+        if !(self.damping.is_finite() && self.damping >= 0.0 && self.damping <= 1.0) {
+            return bad(
+                "damping",
+                format!("must be in [0, 1], got {}", self.damping),
+            );
+        }
+        int("record_every", self.record_every, 1, 20_000)
+    }
+
+    /// Work in multiply-adds (pre-training, every method's steps, the landscape), for progress
+    /// and for refusing what a tab cannot finish.
+    pub fn work(&self, methods: usize) -> f64 {
+        let n = N_SAMPLES as f64 * 0.35; // one task's train split
+        let per_pass = n * (N_PIXELS * self.hidden + self.hidden * N_CLASSES) as f64;
+        self.seeds as f64 * (3.0 * per_pass * (self.pre_steps + methods * self.steps) as f64)
+            + (PLANE_GRID * PLANE_GRID) as f64 * per_pass
+    }
+}
+
+/// The η* grid of SPEC §9 (the paper's Table 2).
+pub const ETA_GRID: [f64; 11] = [10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 5e-3, 1e-3, 5e-4, 1e-4];
+
+/// LoRA's initial factors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdapterInit {
+    Vanilla,
+    LoraGa,
+    LoraOne,
+    Pissa,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FtOpt {
+    Gd,
+    Precond,
+    Adam,
+}
+
+/// One row of the talk's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum FtMethod {
+    Pretrained,
+    OneStepFull,
+    OneStepRank,
+    Full { opt: FtOpt },
+    Lora { init: AdapterInit, opt: FtOpt },
+}
+
+impl FtMethod {
+    /// The default preset's methods.
+    pub fn defaults() -> Vec<FtMethod> {
+        use AdapterInit::*;
+        let mut v = vec![
+            FtMethod::Pretrained,
+            FtMethod::OneStepFull,
+            FtMethod::OneStepRank,
+            FtMethod::Full { opt: FtOpt::Gd },
+            FtMethod::Full { opt: FtOpt::Adam },
+        ];
+        for init in [Vanilla, LoraGa, LoraOne, Pissa] {
+            v.push(FtMethod::Lora {
+                init,
+                opt: FtOpt::Gd,
+            });
+        }
+        v
+    }
+    pub fn label(&self) -> String {
+        let opt = |o: &FtOpt| match o {
+            FtOpt::Gd => "GD",
+            FtOpt::Precond => "precond. GD",
+            FtOpt::Adam => "Adam",
+        };
+        match self {
+            FtMethod::Pretrained => "pre-trained".into(),
+            FtMethod::OneStepFull => "one full step W − η*∇".into(),
+            FtMethod::OneStepRank => "spectral init alone W + η*P_r(G)".into(),
+            FtMethod::Full { opt: o } => format!("full fine-tuning ({})", opt(o)),
+            FtMethod::Lora { init, opt: o } => format!(
+                "LoRA_r {} ({})",
+                match init {
+                    AdapterInit::Vanilla => "vanilla",
+                    AdapterInit::LoraGa => "LoRA-GA",
+                    AdapterInit::LoraOne => "LoRA-One",
+                    AdapterInit::Pissa => "PiSSA",
+                },
+                opt(o)
+            ),
+        }
+    }
+}
+
+/// One recorded step of one method.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FtRecord {
+    pub step: usize,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    /// Per layer: sin θ between the adapter's top-r column space of A and G's top-r left
+    /// singular subspace (LoRA only).
+    pub sin_a: Option<[f64; 2]>,
+    /// Likewise between B's row space and G's top-r right singular subspace.
+    pub sin_b: Option<[f64; 2]>,
+}
+
+/// One method on one seed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FtRun {
+    pub method: FtMethod,
+    pub label: String,
+    pub seed: u64,
+    pub test_acc: f64,
+    pub test_loss: f64,
+    /// G and its SVD (the spectral methods), and η*'s grid search where used.
+    pub init_ms: f64,
+    pub train_ms: f64,
+    /// η* where the method uses it.
+    pub eta_star: Option<f64>,
+    pub records: Vec<FtRecord>,
+    /// Flattened (W1, W2) − W_pre at each record, projected on the landscape plane (set later).
+    #[serde(default)]
+    pub plane_path: Vec<[f64; 2]>,
+    pub diverged_at: Option<usize>,
+    /// The flattened weight changes at each record (for the plane; not exported).
+    #[serde(skip)]
+    pub deltas: Vec<Vec<f64>>,
+}
+
+/// What the pre-training reached (per seed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pretraining {
+    pub seed: u64,
+    pub odd_test_acc: f64,
+    pub even_test_acc: f64,
+    pub ms: f64,
+}
+
+/// Fig. 1(c): log-loss (fine-tuning train split) on the plane through W_pre spanned by the top
+/// two principal directions of the full-FT (GD) path of the first seed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Landscape {
+    pub u: Vec<f64>,
+    pub v: Vec<f64>,
+    /// ln loss, row-major over (v, u).
+    pub ln_loss: Vec<f64>,
+    /// Share of the path's variance the two directions hold.
+    pub explained: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FtReport {
+    pub schema: String,
+    pub config: FtConfig,
+    pub pretraining: Vec<Pretraining>,
+    pub runs: Vec<FtRun>,
+    pub landscape: Option<Landscape>,
+}
+
+pub const SCHEMA: &str = "lora-one-lab/digits/1";
+
+fn flatten(d: &[DMatrix<f64>; 2]) -> Vec<f64> {
+    d[0].iter().chain(d[1].iter()).copied().collect()
+}
+
+/// Pre-train on the odd digits (full-batch Adam from the seeded draw).
+pub fn pretrain(cfg: &FtConfig, odd: &Split, seed: u64) -> Net {
+    let mut net = Net::init(cfg.hidden, seed);
+    let mut adam = Adam::new(&[&net.w[0], &net.w[1]]);
+    for _ in 0..cfg.pre_steps {
+        let g = net
+            .eval(&odd.train_x, &odd.train_y, true)
+            .grad
+            .expect("grad");
+        let [w1, w2] = &mut net.w;
+        adam.step(&mut [w1, w2], &g, cfg.pre_lr);
+    }
+    net
+}
+
+/// The adapter of one layer: frozen weight, factors.
+struct Adapter {
+    frozen: DMatrix<f64>,
+    a: DMatrix<f64>,
+    b: DMatrix<f64>,
+}
+
+fn adapter_init(
+    init: AdapterInit,
+    w: &DMatrix<f64>,
+    g: &TopSvd,
+    cfg: &FtConfig,
+    eta_star: f64,
+    rng: &mut Rng,
+) -> Adapter {
+    let r = cfg.rank.min(w.nrows()).min(w.ncols());
+    let (din, dout) = w.shape();
+    let scaled = |u: &DMatrix<f64>, s: &[f64], v: &DMatrix<f64>, k: f64| {
+        let mut a = u.columns(0, r).into_owned();
+        let mut b = v.columns(0, r).transpose();
+        for (i, &si) in s.iter().enumerate().take(r) {
+            let f = (k * si).max(0.0).sqrt();
+            a.column_mut(i).scale_mut(f);
+            b.row_mut(i).scale_mut(f);
+        }
+        (a, b)
+    };
+    match init {
+        AdapterInit::Vanilla => Adapter {
+            frozen: w.clone(),
+            a: rng.normal_matrix(din, r, cfg.alpha2.sqrt()),
+            b: DMatrix::zeros(r, dout),
+        },
+        AdapterInit::LoraOne => {
+            let (a, b) = scaled(&g.u, &g.s, &g.v, eta_star);
+            Adapter {
+                frozen: w.clone(),
+                a,
+                b,
+            }
+        }
+        AdapterInit::LoraGa => {
+            let c = (dout as f64).powf(0.25) / cfg.gamma_ga.sqrt();
+            let a = g.u.columns(0, r) * (-c);
+            // directions r+1..2r where G has them (a thin G: fewer)
+            let avail = g.v.ncols().saturating_sub(r).min(r);
+            let mut b = DMatrix::zeros(r, dout);
+            for i in 0..avail {
+                b.row_mut(i).copy_from(&(g.v.column(r + i).transpose() * c));
+            }
+            let frozen = w - &a * &b;
+            Adapter { frozen, a, b }
+        }
+        AdapterInit::Pissa => {
+            let sv = exact_top_svd(w, r);
+            let (a, b) = scaled(&sv.u, &sv.s, &sv.v, 1.0);
+            let frozen = w - &a * &b;
+            Adapter { frozen, a, b }
+        }
+    }
+}
+
+/// Run every method on every seed, then the landscape of the first seed.
+pub fn run(data: &Digits, cfg: &FtConfig, methods: &[FtMethod]) -> FtReport {
+    let mut runs = Vec::new();
+    let mut pre = Vec::new();
+    let mut landscape = None;
+    for s in 0..cfg.seeds {
+        let seed = cfg.seed + s as u64;
+        let (odd, even) = tasks(data, seed);
+        let t0 = web_time::Instant::now();
+        let net = pretrain(cfg, &odd, seed);
+        pre.push(Pretraining {
+            seed,
+            odd_test_acc: net.eval(&odd.test_x, &odd.test_y, false).acc,
+            even_test_acc: net.eval(&even.test_x, &even.test_y, false).acc,
+            ms: t0.elapsed().as_secs_f64() * 1e3,
+        });
+        let mut seed_runs: Vec<FtRun> = methods
+            .iter()
+            .map(|m| fine_tune(&net, &even, cfg, *m, seed))
+            .collect();
+        if s == 0 {
+            landscape = plane(&net, &even, &mut seed_runs);
+        }
+        runs.extend(seed_runs);
+    }
+    FtReport {
+        schema: SCHEMA.into(),
+        config: cfg.clone(),
+        pretraining: pre,
+        runs,
+        landscape,
+    }
+}
+
+/// The gradient batch: the first b of a seeded permutation of the train split (all when b = 0).
+fn gradient_batch(even: &Split, cfg: &FtConfig, seed: u64) -> (DMatrix<f64>, Vec<usize>) {
+    let n = even.train_x.nrows();
+    if cfg.batch == 0 || cfg.batch >= n {
+        return (even.train_x.clone(), even.train_y.clone());
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    shuffle(&mut order, &mut Rng::new(seed, STREAM_BATCH));
+    let ids = &order[..cfg.batch];
+    (
+        DMatrix::from_fn(ids.len(), N_PIXELS, |r, c| even.train_x[(ids[r], c)]),
+        ids.iter().map(|&i| even.train_y[i]).collect(),
+    )
+}
+
+/// The η* of the grid with the lowest loss on the batch after `net + η·dir`.
+fn grid_search(net: &Net, dir: &[DMatrix<f64>; 2], bx: &DMatrix<f64>, by: &[usize]) -> f64 {
+    let mut best = (f64::INFINITY, ETA_GRID[ETA_GRID.len() - 1]);
+    for &eta in &ETA_GRID {
+        let l = net.plus(dir, eta).eval(bx, by, false).loss;
+        if l.is_finite() && l < best.0 {
+            best = (l, eta);
+        }
+    }
+    best.1
+}
+
+fn record(net: &Net, even: &Split, step: usize, sines: Option<([f64; 2], [f64; 2])>) -> FtRecord {
+    let tr = net.eval(&even.train_x, &even.train_y, false);
+    let te = net.eval(&even.test_x, &even.test_y, false);
+    FtRecord {
+        step,
+        train_loss: tr.loss,
+        test_loss: te.loss,
+        test_acc: te.acc,
+        sin_a: sines.map(|s| s.0),
+        sin_b: sines.map(|s| s.1),
+    }
+}
+
+/// One method from the pre-trained net on the even task.
+pub fn fine_tune(pre: &Net, even: &Split, cfg: &FtConfig, method: FtMethod, seed: u64) -> FtRun {
+    let t0 = web_time::Instant::now();
+    let (bx, by) = gradient_batch(even, cfg, seed);
+    let needs_g = !matches!(
+        method,
+        FtMethod::Pretrained
+            | FtMethod::Full { .. }
+            | FtMethod::Lora {
+                init: AdapterInit::Vanilla | AdapterInit::Pissa,
+                ..
+            }
+    );
+    // the one-step gradient and its top-r SVD per layer (also the subspaces of the sin θ metric)
+    let grad = pre.eval(&bx, &by, true).grad.expect("grad");
+    let neg: [DMatrix<f64>; 2] = [-&grad[0], -&grad[1]];
+    let r = cfg.rank;
+    let need = 2 * r;
+    let svd: [TopSvd; 2] = [exact_top_svd(&neg[0], need), exact_top_svd(&neg[1], need)];
+    let mut eta_star = None;
+    let mut init_ms = 0.0;
+    let mut records = Vec::new();
+    let mut net = pre.clone();
+    let mut diverged_at = None;
+    let mut paths: Vec<Vec<f64>> = Vec::new();
+    let every = cfg.record_every.max(1);
+    let delta = |n: &Net| flatten(&[&n.w[0] - &pre.w[0], &n.w[1] - &pre.w[1]]);
+    match method {
+        FtMethod::Pretrained => {
+            records.push(record(&net, even, 0, None));
+            paths.push(delta(&net));
+        }
+        FtMethod::OneStepFull | FtMethod::OneStepRank => {
+            let dir: [DMatrix<f64>; 2] = if method == FtMethod::OneStepFull {
+                neg.clone()
+            } else {
+                [rank_r(&svd[0], r), rank_r(&svd[1], r)]
+            };
+            let e = grid_search(pre, &dir, &bx, &by);
+            eta_star = Some(e);
+            init_ms = t0.elapsed().as_secs_f64() * 1e3;
+            records.push(record(pre, even, 0, None));
+            paths.push(delta(pre));
+            net = pre.plus(&dir, e);
+            records.push(record(&net, even, 1, None));
+            paths.push(delta(&net));
+        }
+        FtMethod::Full { opt } => {
+            let mut adam = Adam::new(&[&net.w[0], &net.w[1]]);
+            for t in 0..=cfg.steps {
+                if t % every == 0 || t == cfg.steps {
+                    let rec = record(&net, even, t, None);
+                    if !rec.train_loss.is_finite() {
+                        diverged_at = Some(t);
+                        break;
+                    }
+                    records.push(rec);
+                    paths.push(delta(&net));
+                }
+                if t == cfg.steps {
+                    break;
+                }
+                let g = net
+                    .eval(&even.train_x, &even.train_y, true)
+                    .grad
+                    .expect("grad");
+                match opt {
+                    FtOpt::Adam => {
+                        let [w1, w2] = &mut net.w;
+                        adam.step(&mut [w1, w2], &g, cfg.adam_lr);
+                    }
+                    _ => net = net.plus(&g, -cfg.lr),
+                }
+            }
+        }
+        FtMethod::Lora { init, opt } => {
+            let e = if needs_g {
+                let dir = [rank_r(&svd[0], r), rank_r(&svd[1], r)];
+                grid_search(pre, &dir, &bx, &by)
+            } else {
+                1.0
+            };
+            if init == AdapterInit::LoraOne {
+                eta_star = Some(e);
+            }
+            let mut rng = Rng::new(seed, STREAM_VANILLA);
+            let mut ad: Vec<Adapter> = (0..2)
+                .map(|l| adapter_init(init, &pre.w[l], &svd[l], cfg, e, &mut rng))
+                .collect();
+            init_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let bases: Vec<(DMatrix<f64>, DMatrix<f64>)> = svd
+                .iter()
+                .map(|s| {
+                    let k = r.min(s.s.len());
+                    (
+                        s.u.columns(0, k).into_owned(),
+                        s.v.columns(0, k).into_owned(),
+                    )
+                })
+                .collect();
+            let mut adam = Adam::new(&[&ad[0].a, &ad[0].b, &ad[1].a, &ad[1].b]);
+            let eff = |ad: &[Adapter]| Net {
+                w: [
+                    &ad[0].frozen + &ad[0].a * &ad[0].b,
+                    &ad[1].frozen + &ad[1].a * &ad[1].b,
+                ],
+            };
+            let sines = |ad: &[Adapter]| {
+                let mut sa = [1.0; 2];
+                let mut sb = [1.0; 2];
+                for l in 0..2 {
+                    if ad[l].a.norm() > 0.0 {
+                        sa[l] = sin_theta(&bases[l].0, &orthonormalize(&ad[l].a));
+                    }
+                    if ad[l].b.norm() > 0.0 {
+                        sb[l] = sin_theta(&bases[l].1, &orthonormalize(&ad[l].b.transpose()));
+                    }
+                }
+                (sa, sb)
+            };
+            for t in 0..=cfg.steps {
+                net = eff(&ad);
+                if t % every == 0 || t == cfg.steps {
+                    let rec = record(&net, even, t, Some(sines(&ad)));
+                    if !rec.train_loss.is_finite() {
+                        diverged_at = Some(t);
+                        break;
+                    }
+                    records.push(rec);
+                    paths.push(delta(&net));
+                }
+                if t == cfg.steps {
+                    break;
+                }
+                let g = net
+                    .eval(&even.train_x, &even.train_y, true)
+                    .grad
+                    .expect("grad");
+                // ∇_A = ∇_W Bᵀ, ∇_B = Aᵀ ∇_W (simultaneous)
+                let ga: Vec<DMatrix<f64>> = (0..2).map(|l| &g[l] * ad[l].b.transpose()).collect();
+                let gb: Vec<DMatrix<f64>> = (0..2).map(|l| ad[l].a.transpose() * &g[l]).collect();
+                match opt {
+                    FtOpt::Gd => {
+                        for l in 0..2 {
+                            ad[l].a -= &ga[l] * cfg.lr;
+                            ad[l].b -= &gb[l] * cfg.lr;
+                        }
+                    }
+                    FtOpt::Precond => {
+                        for l in 0..2 {
+                            let eye = DMatrix::<f64>::identity(ad[l].a.ncols(), ad[l].a.ncols());
+                            let bbt = &ad[l].b * ad[l].b.transpose() + &eye * cfg.damping;
+                            let ata = ad[l].a.transpose() * &ad[l].a + &eye * cfg.damping;
+                            let pa = crate::linalg::spd_solve(&bbt, &ga[l].transpose())
+                                .map(|x| x.transpose());
+                            let pb = crate::linalg::spd_solve(&ata, &gb[l]);
+                            if let (Some(pa), Some(pb)) = (pa, pb) {
+                                ad[l].a -= pa * cfg.lr;
+                                ad[l].b -= pb * cfg.lr;
+                            }
+                        }
+                    }
+                    FtOpt::Adam => {
+                        let grads = [ga[0].clone(), gb[0].clone(), ga[1].clone(), gb[1].clone()];
+                        let (l0, l1) = ad.split_at_mut(1);
+                        let (a0, b0) = (&mut l0[0].a, &mut l0[0].b);
+                        let (a1, b1) = (&mut l1[0].a, &mut l1[0].b);
+                        adam.step(&mut [a0, b0, a1, b1], &grads, cfg.adam_lr);
+                    }
+                }
+            }
+        }
+    }
+    let train_ms = t0.elapsed().as_secs_f64() * 1e3 - init_ms;
+    let last = records
+        .last()
+        .cloned()
+        .unwrap_or_else(|| record(pre, even, 0, None));
+    FtRun {
+        method,
+        label: method.label(),
+        seed,
+        test_acc: last.test_acc,
+        test_loss: last.test_loss,
+        init_ms,
+        train_ms,
+        eta_star,
+        records,
+        plane_path: Vec::new(),
+        diverged_at,
+        deltas: paths,
+    }
+}
+
+/// P_r(G) from its top SVD.
+fn rank_r(g: &TopSvd, r: usize) -> DMatrix<f64> {
+    let r = r.min(g.s.len());
+    let mut u = g.u.columns(0, r).into_owned();
+    for i in 0..r {
+        u.column_mut(i).scale_mut(g.s[i]);
+    }
+    u * g.v.columns(0, r).transpose()
+}
+
+/// Grid points per side of the landscape.
+pub const PLANE_GRID: usize = 25;
+
+/// Fig. 1(c)'s plane and the loss on it; fills each run's `plane_path` and drops its deltas.
+/// The plane goes through W_pre along the top two right singular vectors of the full-FT (GD)
+/// path `W_t − W_pre` (an uncentred PCA: the path starts at W_pre, so the plane holds it from its
+/// start). None without a `Full { Gd }` run of at least 3 records.
+fn plane(pre: &Net, even: &Split, runs: &mut [FtRun]) -> Option<Landscape> {
+    let full = runs
+        .iter()
+        .find(|r| r.method == FtMethod::Full { opt: FtOpt::Gd } && r.deltas.len() >= 3)?;
+    let p = full.deltas[0].len();
+    let d = DMatrix::from_fn(full.deltas.len(), p, |i, j| full.deltas[i][j]);
+    let total = d.norm_squared();
+    let sv = exact_top_svd(&d, 2);
+    if sv.s.len() < 2 || total <= 0.0 {
+        return None;
+    }
+    let explained = (sv.s[0].powi(2) + sv.s[1].powi(2)) / total;
+    let (e1, e2) = (sv.v.column(0).into_owned(), sv.v.column(1).into_owned());
+    let dot = |x: &[f64], e: &nalgebra::DVector<f64>| {
+        x.iter().zip(e.iter()).map(|(a, b)| a * b).sum::<f64>()
+    };
+    let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+    for r in runs.iter_mut() {
+        r.plane_path = r
+            .deltas
+            .iter()
+            .map(|x| [dot(x, &e1), dot(x, &e2)])
+            .collect();
+        for q in &r.plane_path {
+            for k in 0..2 {
+                if q[k].is_finite() {
+                    lo[k] = lo[k].min(q[k]);
+                    hi[k] = hi[k].max(q[k]);
+                }
+            }
+        }
+        r.deltas.clear();
+    }
+    let axis = |k: usize| {
+        let span = (hi[k] - lo[k]).max(1e-3);
+        let (a, b) = (lo[k] - 0.15 * span, hi[k] + 0.15 * span);
+        (0..PLANE_GRID)
+            .map(|i| a + (b - a) * i as f64 / (PLANE_GRID - 1) as f64)
+            .collect::<Vec<f64>>()
+    };
+    let (u, v) = (axis(0), axis(1));
+    let (h, c) = (pre.w[0].ncols(), pre.w[1].ncols());
+    let mut ln_loss = Vec::with_capacity(PLANE_GRID * PLANE_GRID);
+    for &y in &v {
+        for &x in &u {
+            let dir = &e1 * x + &e2 * y;
+            let w1 = &pre.w[0]
+                + DMatrix::from_column_slice(N_PIXELS, h, &dir.as_slice()[..N_PIXELS * h]);
+            let w2 = &pre.w[1] + DMatrix::from_column_slice(h, c, &dir.as_slice()[N_PIXELS * h..]);
+            let l = Net { w: [w1, w2] }
+                .eval(&even.train_x, &even.train_y, false)
+                .loss;
+            ln_loss.push(l.ln());
+        }
+    }
+    Some(Landscape {
+        u,
+        v,
+        ln_loss,
+        explained,
+    })
+}
+
+/// Per method label: the test accuracy's 10/50/90 % over seeds and the median times.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableRow {
+    pub label: String,
+    pub acc_q10: f64,
+    pub acc_median: f64,
+    pub acc_q90: f64,
+    pub init_ms: f64,
+    pub train_ms: f64,
+    pub seeds: usize,
+}
+
+pub fn table(r: &FtReport) -> Vec<TableRow> {
+    let mut labels: Vec<String> = Vec::new();
+    for run in &r.runs {
+        if !labels.contains(&run.label) {
+            labels.push(run.label.clone());
+        }
+    }
+    labels
+        .into_iter()
+        .map(|l| {
+            let rs: Vec<&FtRun> = r.runs.iter().filter(|x| x.label == l).collect();
+            let sorted = |f: fn(&FtRun) -> f64| {
+                let mut v: Vec<f64> = rs.iter().map(|x| f(x)).collect();
+                v.sort_by(f64::total_cmp);
+                v
+            };
+            let acc = sorted(|x| x.test_acc);
+            TableRow {
+                label: l,
+                acc_q10: quantile(&acc, 0.1),
+                acc_median: quantile(&acc, 0.5),
+                acc_q90: quantile(&acc, 0.9),
+                init_ms: quantile(&sorted(|x| x.init_ms), 0.5),
+                train_ms: quantile(&sorted(|x| x.train_ms), 0.5),
+                seeds: rs.len(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> FtConfig {
+        FtConfig {
+            seeds: 1,
+            hidden: 16,
+            pre_steps: 150,
+            steps: 30,
+            ..FtConfig::default()
+        }
+    }
+
+    /// Both layers' gradients against central differences.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let data = Digits::embedded();
+        let (odd, _) = tasks(&data, 3);
+        let x = odd.train_x.rows(0, 40).into_owned();
+        let y = &odd.train_y[..40];
+        let net = Net::init(12, 3);
+        let g = net.eval(&x, y, true).grad.unwrap();
+        let h = 1e-6;
+        for (l, gl) in g.iter().enumerate() {
+            for &(i, j) in &[(0usize, 0usize), (5, 3), (11, 4)] {
+                let (i, j) = (i % net.w[l].nrows(), j % net.w[l].ncols());
+                let mut p = net.clone();
+                p.w[l][(i, j)] += h;
+                let mut m = net.clone();
+                m.w[l][(i, j)] -= h;
+                let fd = (p.eval(&x, y, false).loss - m.eval(&x, y, false).loss) / (2.0 * h);
+                assert!(
+                    (fd - gl[(i, j)]).abs() < 1e-6,
+                    "layer {l} ({i},{j}): {fd} vs {}",
+                    gl[(i, j)]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn splits_are_seeded_and_disjoint_by_parity() {
+        let data = Digits::embedded();
+        let (odd, even) = tasks(&data, 0);
+        let n = odd.train_y.len() + odd.test_y.len() + even.train_y.len() + even.test_y.len();
+        assert_eq!(n, N_SAMPLES);
+        assert!(odd
+            .train_y
+            .iter()
+            .chain(&even.test_y)
+            .all(|&c| c < N_CLASSES));
+        let (odd2, _) = tasks(&data, 0);
+        assert_eq!(odd.train_x, odd2.train_x);
+        let (odd3, _) = tasks(&data, 1);
+        assert_ne!(odd.train_x, odd3.train_x);
+    }
+
+    /// Pre-training on the odd digits reaches ≥ 90 % held-out accuracy; the pre-trained net is
+    /// far worse on the even digits (the fine-tuning task is a real shift).
+    #[test]
+    fn pretraining_learns_the_odd_digits() {
+        let data = Digits::embedded();
+        let cfg = FtConfig::default();
+        let (odd, even) = tasks(&data, 0);
+        let net = pretrain(&cfg, &odd, 0);
+        let a = net.eval(&odd.test_x, &odd.test_y, false).acc;
+        let b = net.eval(&even.test_x, &even.test_y, false).acc;
+        assert!(a >= 0.9, "odd test accuracy {a}");
+        assert!(b < a - 0.2, "even test accuracy {b} vs odd {a}");
+    }
+
+    /// LoRA-One's A0B0 is η*·P_r(G) of its layer, so at step 0 it is the one rank-r step; that
+    /// step lowers the fine-tuning loss.
+    #[test]
+    fn lora_one_starts_at_the_rank_r_step_which_lowers_the_loss() {
+        let data = Digits::embedded();
+        let cfg = FtConfig {
+            steps: 0,
+            ..small()
+        };
+        let (odd, even) = tasks(&data, 0);
+        let pre = pretrain(&cfg, &odd, 0);
+        let one = fine_tune(&pre, &even, &cfg, FtMethod::OneStepRank, 0);
+        let lo = fine_tune(
+            &pre,
+            &even,
+            &cfg,
+            FtMethod::Lora {
+                init: AdapterInit::LoraOne,
+                opt: FtOpt::Gd,
+            },
+            0,
+        );
+        assert_eq!(one.eta_star, lo.eta_star);
+        let (a, b) = (&one.records[1], &lo.records[0]);
+        assert!((a.train_loss - b.train_loss).abs() < 1e-12 && a.test_acc == b.test_acc);
+        assert!(one.records[1].train_loss < one.records[0].train_loss);
+        // and the factors themselves: A0B0 = η* P_r(G) layer by layer
+        let (bx, by) = (even.train_x.clone(), even.train_y.clone());
+        let g = pre.eval(&bx, &by, true).grad.unwrap();
+        let mut rng = Rng::new(0, 0);
+        for (l, gl) in g.iter().enumerate() {
+            let neg = -gl;
+            let sv = exact_top_svd(&neg, 2 * cfg.rank);
+            let e = one.eta_star.unwrap();
+            let ad = adapter_init(AdapterInit::LoraOne, &pre.w[l], &sv, &cfg, e, &mut rng);
+            let want = rank_r(&sv, cfg.rank) * e;
+            assert!((&ad.a * &ad.b - &want).norm() < 1e-10 * want.norm().max(1.0));
+        }
+    }
+
+    /// PiSSA and LoRA-GA leave the t = 0 model unchanged (offset); vanilla too (B0 = 0).
+    #[test]
+    fn offset_inits_keep_the_pretrained_model_at_step_0() {
+        let data = Digits::embedded();
+        let cfg = FtConfig {
+            steps: 0,
+            ..small()
+        };
+        let (odd, even) = tasks(&data, 0);
+        let pre = pretrain(&cfg, &odd, 0);
+        let base = fine_tune(&pre, &even, &cfg, FtMethod::Pretrained, 0).records[0].clone();
+        for init in [
+            AdapterInit::Vanilla,
+            AdapterInit::LoraGa,
+            AdapterInit::Pissa,
+        ] {
+            let r = fine_tune(
+                &pre,
+                &even,
+                &cfg,
+                FtMethod::Lora {
+                    init,
+                    opt: FtOpt::Gd,
+                },
+                0,
+            );
+            assert!(
+                (r.records[0].train_loss - base.train_loss).abs() < 1e-10,
+                "{init:?}"
+            );
+        }
+    }
+
+    /// Seeded: the whole report is reproducible bit for bit; fine-tuning helps; the landscape
+    /// holds every run's projected path.
+    #[test]
+    fn runs_are_reproducible_and_fine_tuning_helps() {
+        let data = Digits::embedded();
+        let cfg = small();
+        let m = FtMethod::defaults();
+        let a = run(&data, &cfg, &m);
+        let b = run(&data, &cfg, &m);
+        let strip = |r: &FtReport| {
+            let mut r = r.clone();
+            for x in &mut r.runs {
+                x.init_ms = 0.0;
+                x.train_ms = 0.0;
+            }
+            for p in &mut r.pretraining {
+                p.ms = 0.0;
+            }
+            r
+        };
+        assert_eq!(strip(&a), strip(&b));
+        let acc = |label: &str| {
+            a.runs
+                .iter()
+                .find(|r| r.label.starts_with(label))
+                .unwrap()
+                .test_acc
+        };
+        assert!(acc("full fine-tuning (GD)") > acc("pre-trained") + 0.2);
+        assert!(acc("spectral init alone") > acc("pre-trained"));
+        let l = a.landscape.as_ref().expect("landscape");
+        assert_eq!(l.ln_loss.len(), PLANE_GRID * PLANE_GRID);
+        assert!(l.explained > 0.5 && l.explained <= 1.0 + 1e-12);
+        assert!(a
+            .runs
+            .iter()
+            .filter(|r| r.seed == 0)
+            .all(|r| r.plane_path.len() == r.records.len()));
+        let t = table(&a);
+        assert_eq!(t.len(), m.len());
+    }
+}
