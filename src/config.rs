@@ -642,6 +642,7 @@ impl Config {
 
     /// Set one field from its text form (`--set key=value`, URL query pairs).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let raw_key = key;
         let key = key.trim();
         let v = value.trim();
         fn num<T: std::str::FromStr>(key: &str, v: &str, what: &str) -> Result<T, ConfigError> {
@@ -749,10 +750,11 @@ impl Config {
             }
             "divergence_factor" => self.divergence_factor = float(key, v)?,
             _ => {
+                // named as given (a key of only spaces would otherwise be named by nothing)
                 return Err(ConfigError::new(
-                    key,
+                    if key.is_empty() { raw_key } else { key },
                     format!("unknown parameter; known: {}", Config::KEYS.join(", ")),
-                ))
+                ));
             }
         }
         Ok(())

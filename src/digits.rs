@@ -338,6 +338,27 @@ impl FtConfig {
         Ok(())
     }
 
+    /// The URL / `--set` form of every field.
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        let v: [String; 14] = [
+            self.seed.to_string(),
+            self.seeds.to_string(),
+            self.hidden.to_string(),
+            self.rank.to_string(),
+            self.pre_steps.to_string(),
+            format!("{}", self.pre_lr),
+            self.steps.to_string(),
+            format!("{}", self.lr),
+            format!("{}", self.adam_lr),
+            self.batch.to_string(),
+            format!("{}", self.alpha2),
+            format!("{}", self.gamma_ga),
+            format!("{}", self.damping),
+            self.record_every.to_string(),
+        ];
+        FT_KEYS.iter().map(|k| k.to_string()).zip(v).collect()
+    }
+
     /// The first field out of range, named with its range.
     pub fn validate(&self) -> Result<(), crate::ConfigError> {
         let bad = |k: &str, m: String| Err(crate::ConfigError::new(k, m));
@@ -610,38 +631,147 @@ fn adapter_init(
         }
     }
 }
-
 /// Run every method on every seed, then the landscape of the first seed.
 pub fn run(data: &Digits, cfg: &FtConfig, methods: &[FtMethod]) -> FtReport {
-    let mut runs = Vec::new();
-    let mut pre = Vec::new();
-    let mut landscape = None;
-    for s in 0..cfg.seeds {
-        let seed = cfg.seed + s as u64;
-        let (odd, even) = tasks(data, seed);
-        let t0 = web_time::Instant::now();
-        let net = pretrain(cfg, &odd, seed);
-        pre.push(Pretraining {
-            seed,
-            odd_test_acc: net.eval(&odd.test_x, &odd.test_y, false).acc,
-            even_test_acc: net.eval(&even.test_x, &even.test_y, false).acc,
-            ms: t0.elapsed().as_secs_f64() * 1e3,
-        });
-        let mut seed_runs: Vec<FtRun> = methods
-            .iter()
-            .map(|m| fine_tune(&net, &even, cfg, *m, seed))
-            .collect();
-        if s == 0 {
-            landscape = plane(&net, &even, &mut seed_runs);
-        }
-        runs.extend(seed_runs);
+    let mut r = FtRunner::new(data.clone(), cfg.clone(), methods.to_vec());
+    while !r.done() {
+        r.step(f64::INFINITY);
     }
-    FtReport {
-        schema: SCHEMA.into(),
-        config: cfg.clone(),
-        pretraining: pre,
-        runs,
-        landscape,
+    r.report()
+}
+
+/// Pre-training steps per chunk of the runner.
+const PRE_CHUNK: usize = 10;
+
+/// The same computation as [`run`], in chunks: `step(budget_ms)` works until the budget has passed
+/// (one pre-training chunk or one method at a time), so a page can draw and answer between chunks;
+/// `report` gives the finished part at any moment.
+pub struct FtRunner {
+    data: Digits,
+    cfg: FtConfig,
+    methods: Vec<FtMethod>,
+    seed_i: usize,
+    split: Option<(Split, Split)>,
+    pre: Option<(Net, Adam, usize, f64)>,
+    net: Option<Net>,
+    method_i: usize,
+    seed_runs: Vec<FtRun>,
+    out: FtReport,
+}
+
+impl FtRunner {
+    pub fn new(data: Digits, cfg: FtConfig, methods: Vec<FtMethod>) -> FtRunner {
+        let out = FtReport {
+            schema: SCHEMA.into(),
+            config: cfg.clone(),
+            pretraining: Vec::new(),
+            runs: Vec::new(),
+            landscape: None,
+        };
+        FtRunner {
+            data,
+            cfg,
+            methods,
+            seed_i: 0,
+            split: None,
+            pre: None,
+            net: None,
+            method_i: 0,
+            seed_runs: Vec::new(),
+            out,
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.seed_i >= self.cfg.seeds
+    }
+
+    /// Fraction of the work done (pre-training steps and method steps, weighted alike).
+    pub fn progress(&self) -> f64 {
+        let per_seed = (self.cfg.pre_steps + self.methods.len() * self.cfg.steps.max(1)) as f64;
+        let pre = match (&self.pre, &self.net) {
+            (_, Some(_)) => self.cfg.pre_steps,
+            (Some(p), None) => p.2,
+            _ => 0,
+        } as f64;
+        let here = pre + (self.method_i * self.cfg.steps.max(1)) as f64;
+        ((self.seed_i as f64 * per_seed + here) / (self.cfg.seeds as f64 * per_seed)).min(1.0)
+    }
+
+    /// Work until `budget_ms` has passed (at least one unit).
+    pub fn step(&mut self, budget_ms: f64) {
+        let t0 = web_time::Instant::now();
+        while !self.done() {
+            self.unit();
+            if t0.elapsed().as_secs_f64() * 1e3 >= budget_ms {
+                break;
+            }
+        }
+    }
+
+    fn unit(&mut self) {
+        let seed = self.cfg.seed + self.seed_i as u64;
+        if self.split.is_none() {
+            self.split = Some(tasks(&self.data, seed));
+        }
+        let (odd, even) = self.split.as_ref().expect("split");
+        if self.net.is_none() {
+            let t = web_time::Instant::now();
+            let (mut net, mut adam, mut done, ms) = self.pre.take().unwrap_or_else(|| {
+                let net = Net::init(self.cfg.hidden, seed);
+                let adam = Adam::new(&[&net.w[0], &net.w[1]]);
+                (net, adam, 0, 0.0)
+            });
+            let n = PRE_CHUNK.min(self.cfg.pre_steps - done);
+            for _ in 0..n {
+                let g = net
+                    .eval(&odd.train_x, &odd.train_y, true)
+                    .grad
+                    .expect("grad");
+                let [w1, w2] = &mut net.w;
+                adam.step(&mut [w1, w2], &g, self.cfg.pre_lr);
+            }
+            done += n;
+            let ms = ms + t.elapsed().as_secs_f64() * 1e3;
+            if done >= self.cfg.pre_steps {
+                self.out.pretraining.push(Pretraining {
+                    seed,
+                    odd_test_acc: net.eval(&odd.test_x, &odd.test_y, false).acc,
+                    even_test_acc: net.eval(&even.test_x, &even.test_y, false).acc,
+                    ms,
+                });
+                self.net = Some(net);
+            } else {
+                self.pre = Some((net, adam, done, ms));
+            }
+            return;
+        }
+        let net = self.net.as_ref().expect("pre-trained net");
+        if self.method_i < self.methods.len() {
+            let m = self.methods[self.method_i];
+            self.seed_runs
+                .push(fine_tune(net, even, &self.cfg, m, seed));
+            self.method_i += 1;
+            return;
+        }
+        // the seed is finished: its landscape (first seed), then the next seed
+        let mut runs = std::mem::take(&mut self.seed_runs);
+        if self.seed_i == 0 {
+            self.out.landscape = plane(net, even, &mut runs);
+        }
+        for r in &mut runs {
+            r.deltas.clear();
+        }
+        self.out.runs.extend(runs);
+        self.seed_i += 1;
+        self.method_i = 0;
+        self.split = None;
+        self.net = None;
+    }
+
+    /// Everything finished so far (every finished seed's runs; the landscape once seed 0 is done).
+    pub fn report(&self) -> FtReport {
+        self.out.clone()
     }
 }
 
@@ -959,6 +1089,35 @@ fn plane(pre: &Net, even: &Split, runs: &mut [FtRun]) -> Option<Landscape> {
     })
 }
 
+/// One CSV row per recorded step of every run.
+pub fn to_csv(r: &FtReport) -> String {
+    let mut s = String::from(
+        "label,seed,step,train_loss,test_loss,test_acc,sin_a1,sin_a2,sin_b1,sin_b2,eta_star,init_ms,train_ms\n",
+    );
+    let o = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:e}"));
+    for run in &r.runs {
+        for q in &run.records {
+            s.push_str(&format!(
+                "\"{}\",{},{},{:e},{:e},{},{},{},{},{},{},{:.3},{:.3}\n",
+                run.label,
+                run.seed,
+                q.step,
+                q.train_loss,
+                q.test_loss,
+                q.test_acc,
+                o(q.sin_a.map(|v| v[0])),
+                o(q.sin_a.map(|v| v[1])),
+                o(q.sin_b.map(|v| v[0])),
+                o(q.sin_b.map(|v| v[1])),
+                o(run.eta_star),
+                run.init_ms,
+                run.train_ms
+            ));
+        }
+    }
+    s
+}
+
 /// Per method label: the test accuracy's 10/50/90 % over seeds and the median times.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableRow {
@@ -1111,6 +1270,38 @@ mod tests {
             let want = rank_r(&sv, cfg.rank) * e;
             assert!((&ad.a * &ad.b - &want).norm() < 1e-10 * want.norm().max(1.0));
         }
+    }
+
+    /// Chunking changes no result: a runner stepped one unit at a time (with partial reports
+    /// that only grow) equals `run`.
+    #[test]
+    fn chunked_runner_equals_run() {
+        let data = Digits::embedded();
+        let cfg = FtConfig {
+            seeds: 2,
+            steps: 10,
+            ..small()
+        };
+        let m = FtMethod::defaults();
+        let mut r = FtRunner::new(data.clone(), cfg.clone(), m.clone());
+        let (mut units, mut last) = (0, 0.0);
+        while !r.done() {
+            r.step(0.0);
+            units += 1;
+            let p = r.progress();
+            assert!(p >= last);
+            last = p;
+            assert!(r.report().runs.len() <= 2 * m.len());
+        }
+        assert!(units > 2 * (m.len() + cfg.pre_steps / PRE_CHUNK));
+        let strip = |mut x: FtReport| {
+            x.runs
+                .iter_mut()
+                .for_each(|y| (y.init_ms, y.train_ms) = (0.0, 0.0));
+            x.pretraining.iter_mut().for_each(|p| p.ms = 0.0);
+            x
+        };
+        assert_eq!(strip(r.report()), strip(run(&data, &cfg, &m)));
     }
 
     /// PiSSA and LoRA-GA leave the t = 0 model unchanged (offset); vanilla too (B0 = 0).

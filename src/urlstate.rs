@@ -55,6 +55,7 @@ pub enum View {
     Lab,
     Sweep,
     Toy,
+    Digits,
 }
 
 impl View {
@@ -64,6 +65,7 @@ impl View {
             View::Lab => "lab",
             View::Sweep => "sweep",
             View::Toy => "toy",
+            View::Digits => "digits",
         }
     }
 }
@@ -275,6 +277,8 @@ pub struct UrlState {
     pub lab: Config,
     pub sweep: SweepParams,
     pub toy: ToyParams,
+    /// The Digits view's settings (SPEC §9).
+    pub digits: crate::digits::FtConfig,
     pub preset: Option<Preset>,
     /// Dynamics lab: where to compute (`compute=auto|cpu|gpu`; auto when absent).
     pub compute: Compute,
@@ -309,10 +313,11 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
         Some("lab") => View::Lab,
         Some("sweep") => View::Sweep,
         Some("toy") => View::Toy,
+        Some("digits") => View::Digits,
         None | Some("phase") => View::Phase,
         Some(v) => {
             errors.push(clip(format!(
-                "view: expected phase, lab, sweep or toy, got `{v}`"
+                "view: expected phase, lab, sweep, toy or digits, got `{v}`"
             )));
             View::Phase
         }
@@ -336,6 +341,7 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
     }
     let mut phase = PhaseParams::default();
     let mut toy = ToyParams::default();
+    let mut digits = crate::digits::FtConfig::default();
     // the sweep view starts from its preset's browser size, then the other pairs apply
     let mut sweep = get("sweep")
         .and_then(SweepPreset::parse)
@@ -378,6 +384,11 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
                     errors.push(clip(e));
                 }
             }
+            View::Digits => {
+                if let Err(e) = digits.set(k, v) {
+                    errors.push(clip(format!("{}: {}", e.field, e.message)));
+                }
+            }
         }
     }
     let compute = match get("compute") {
@@ -396,6 +407,7 @@ pub fn parse_state(pairs: &[(String, String)]) -> UrlState {
         lab,
         sweep,
         toy,
+        digits,
         preset,
         compute,
         errors,
@@ -418,6 +430,7 @@ pub fn state_pairs(st: &UrlState) -> Vec<(String, String)> {
         lab,
         sweep,
         toy,
+        digits,
         preset,
         compute,
         ..
@@ -451,6 +464,7 @@ pub fn state_pairs(st: &UrlState) -> Vec<(String, String)> {
             v.extend(sweep.to_pairs());
         }
         View::Toy => v.extend(toy.to_pairs()),
+        View::Digits => v.extend(digits.to_pairs()),
     }
     v
 }
@@ -705,7 +719,29 @@ mod tests {
             .iter()
             .zip(dt.to_pairs())
             .all(|(a, b)| a.1 != b.1));
-        for view in [View::Lab, View::Phase, View::Sweep, View::Toy] {
+        let digits = crate::digits::FtConfig {
+            seed: 4,
+            seeds: 2,
+            hidden: 24,
+            rank: 3,
+            pre_steps: 120,
+            pre_lr: 0.02,
+            steps: 60,
+            lr: 0.25,
+            adam_lr: 0.005,
+            batch: 64,
+            alpha2: 0.03,
+            gamma_ga: 8.0,
+            damping: 0.01,
+            record_every: 3,
+        };
+        let dd = crate::digits::FtConfig::default();
+        assert!(digits
+            .to_pairs()
+            .iter()
+            .zip(dd.to_pairs())
+            .all(|(a, b)| a.1 != b.1));
+        for view in [View::Lab, View::Phase, View::Sweep, View::Toy, View::Digits] {
             let q = to_query(&state_pairs(&UrlState {
                 view,
                 opts,
@@ -713,6 +749,7 @@ mod tests {
                 lab: lab.clone(),
                 sweep: sweep.clone(),
                 toy: toy.clone(),
+                digits: digits.clone(),
                 preset: None,
                 compute: Compute::Cpu,
                 errors: vec![],
@@ -734,6 +771,10 @@ mod tests {
                 View::Toy => {
                     assert_eq!(s.toy, toy);
                     assert!(s.toy.spec.validate().is_ok());
+                }
+                View::Digits => {
+                    assert_eq!(s.digits, digits);
+                    assert!(s.digits.validate().is_ok());
                 }
             }
         }

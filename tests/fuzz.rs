@@ -63,6 +63,7 @@ fn page_keys() -> Vec<String> {
     .chain(KEYS.iter().map(|s| s.to_string()))
     .chain(SWEEP_KEYS.iter().map(|s| s.to_string()))
     .chain(TOY_KEYS.iter().map(|s| s.to_string()))
+    .chain(lora_one_lab::digits::FT_KEYS.iter().map(|s| s.to_string()))
     .chain(config_keys())
     .collect()
 }
@@ -149,7 +150,7 @@ fn config_form_never_panics_and_names_the_field() {
             for (k, v) in &pairs {
                 if let Err(e) = c.set(k, v) {
                     prop_assert!(
-                        e.field == k.trim() || keys.contains(&e.field),
+                        e.field == k.trim() || e.field == *k || keys.contains(&e.field),
                         "error for key `{k}` names `{}`",
                         e.field
                     );
@@ -187,6 +188,8 @@ fn query() -> impl Strategy<Value = String> {
                 "view=phase",
                 "view=sweep",
                 "view=toy",
+                "view=digits",
+                "rank=99",
                 "yaw=-400",
                 "pitch=45",
                 "d=7",
@@ -248,6 +251,7 @@ fn url_state_never_panics_names_the_field_and_round_trips() {
                     prop_assert_eq!(s2.compute, s.compute);
                 }
                 View::Toy => prop_assert_eq!(&s2.toy, &s.toy),
+                View::Digits => prop_assert_eq!(&s2.digits, &s.digits),
                 View::Phase => {
                     // the custom start is written to 4 decimals: the second trip is exact
                     let back2 = to_query(&state_pairs(&s2));

@@ -55,7 +55,7 @@ pub fn main(args: Args) -> Result<(), CliError> {
                 let text = serde_json::to_string(&r).expect("report serialises");
                 std::fs::write(out, text).map_err(|e| io_err(out, e))?;
             }
-            "csv" => std::fs::write(out, to_csv(&r)).map_err(|e| io_err(out, e))?,
+            "csv" => std::fs::write(out, digits::to_csv(&r)).map_err(|e| io_err(out, e))?,
             _ => plot::draw_digits(&r, out, &ext)?,
         }
         eprintln!("wrote {}", out.display());
@@ -88,33 +88,4 @@ fn print_table(r: &FtReport) {
             row.train_ms
         );
     }
-}
-
-/// One row per recorded step of every run.
-pub fn to_csv(r: &FtReport) -> String {
-    let mut s = String::from(
-        "label,seed,step,train_loss,test_loss,test_acc,sin_a1,sin_a2,sin_b1,sin_b2,eta_star,init_ms,train_ms\n",
-    );
-    let o = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:e}"));
-    for run in &r.runs {
-        for q in &run.records {
-            s.push_str(&format!(
-                "\"{}\",{},{},{:e},{:e},{},{},{},{},{},{},{:.3},{:.3}\n",
-                run.label,
-                run.seed,
-                q.step,
-                q.train_loss,
-                q.test_loss,
-                q.test_acc,
-                o(q.sin_a.map(|v| v[0])),
-                o(q.sin_a.map(|v| v[1])),
-                o(q.sin_b.map(|v| v[0])),
-                o(q.sin_b.map(|v| v[1])),
-                o(run.eta_star),
-                run.init_ms,
-                run.train_ms
-            ));
-        }
-    }
-    s
 }
