@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod controls;
+pub mod digits_view;
 pub mod engine_worker;
 pub mod explain;
 pub mod export;
@@ -22,6 +23,7 @@ pub mod url;
 pub mod util;
 
 pub use backend::{BackendChoice, Compute};
+use digits_view::DigitsView;
 use lab_view::LabView;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -43,7 +45,7 @@ pub const HAS_STUDY_VIEWS: bool = cfg!(feature = "bundle-studies") || !cfg!(feat
 pub fn in_bundle(v: View) -> bool {
     match v {
         View::Phase | View::Lab => HAS_APP_VIEWS,
-        View::Sweep | View::Toy => HAS_STUDY_VIEWS,
+        View::Sweep | View::Toy | View::Digits => HAS_STUDY_VIEWS,
     }
 }
 
@@ -52,7 +54,7 @@ pub fn in_bundle(v: View) -> bool {
 pub fn bundle_of(v: View) -> &'static str {
     match v {
         View::Phase | View::Lab => "app",
-        View::Sweep | View::Toy => "studies",
+        View::Sweep | View::Toy | View::Digits => "studies",
     }
 }
 
@@ -79,6 +81,7 @@ pub fn App() -> impl IntoView {
     let lab = RwSignal::new(init.lab.clone());
     let sweep = RwSignal::new(init.sweep.clone());
     let toy = RwSignal::new(init.toy.clone());
+    let digits = RwSignal::new(init.digits.clone());
     let preset = RwSignal::new(init.preset);
     let compute = RwSignal::new(init.compute);
     let lab_run = lab_view::LabRun::new();
@@ -115,6 +118,7 @@ pub fn App() -> impl IntoView {
             lab: lab.get(),
             sweep: sweep.get(),
             toy: toy.get(),
+            digits: digits.get(),
             preset: preset.get(),
             compute: compute.get(),
             errors: vec![],
@@ -159,6 +163,7 @@ pub fn App() -> impl IntoView {
             lab: lab.get(),
             sweep: sweep.get(),
             toy: toy.get(),
+            digits: digits.get(),
             preset: preset.get(),
             compute: compute.get(),
             errors: vec![],
@@ -204,6 +209,7 @@ pub fn App() -> impl IntoView {
                         {tab(View::Lab, "Dynamics lab")}
                         {tab(View::Sweep, "Sweeps")}
                         {tab(View::Toy, "Fig. 3 toy")}
+                        {tab(View::Digits, "Digits")}
                     </nav>
                     {badge}
                     <button id="copy-link" on:click=copy_link>
@@ -221,6 +227,7 @@ pub fn App() -> impl IntoView {
                     View::Lab => view! { <LabView cfg=lab preset=preset choice=choice compute=compute dark=dark large=opts.large run_state=lab_run /> }.into_any(),
                     View::Sweep => view! { <SweepView params=sweep choice=choice compute=compute dark=dark large=opts.large lab=lab lab_preset=preset view=view_sig /> }.into_any(),
                     View::Toy => view! { <ToyView params=toy dark=dark large=opts.large embed=opts.embed /> }.into_any(),
+                    View::Digits => view! { <DigitsView params=digits dark=dark large=opts.large /> }.into_any(),
                 }}
             </main>
             <Show when=move || opts.embed>

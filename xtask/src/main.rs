@@ -307,6 +307,9 @@ fn build(root: &Path) -> Res<PathBuf> {
         return Err("www/index.html is missing".into());
     }
     check_relative_urls(&dist)?;
+    // the Digits view's data, fetched when that view opens (not part of any first load)
+    fs::copy(root.join("assets/digits.bin"), dist.join("digits.bin"))
+        .map_err(|e| format!("cannot copy assets/digits.bin: {e}"))?;
 
     let mut total = 0u64;
     let mut total_gz = 0u64;
