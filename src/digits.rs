@@ -17,7 +17,7 @@
 //! `A0B0 = η* P_r(G)`: at step 0 LoRA-One *is* the one rank-r step, and training goes on from there.
 
 use crate::ensemble::quantile;
-use crate::linalg::{exact_top_svd, orthonormalize, sin_theta, TopSvd};
+use crate::linalg::{canonicalize, exact_top_svd, orthonormalize, sin_theta, TopSvd};
 use crate::rng::Rng;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
@@ -163,10 +163,10 @@ impl Net {
         for i in 0..n {
             let mut row = z2.row_mut(i);
             let m = row.max();
-            row.apply(|v| *v = (*v - m).exp());
+            row.apply(|v| *v = libm::exp(*v - m));
             let s = row.sum();
             row.apply(|v| *v /= s);
-            loss -= row[y[i]].max(1e-300).ln();
+            loss -= libm::log(row[y[i]].max(1e-300));
             let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
             if best == y[i] {
                 hits += 1;
@@ -612,7 +612,7 @@ fn adapter_init(
             }
         }
         AdapterInit::LoraGa => {
-            let c = (dout as f64).powf(0.25) / cfg.gamma_ga.sqrt();
+            let c = libm::pow(dout as f64, 0.25) / cfg.gamma_ga.sqrt();
             let a = g.u.columns(0, r) * (-c);
             // directions r+1..2r where G has them (a thin G: fewer)
             let avail = g.v.ncols().saturating_sub(r).min(r);
@@ -625,7 +625,7 @@ fn adapter_init(
         }
         AdapterInit::Pissa => {
             let sv = exact_top_svd(w, r);
-            let (a, b) = scaled(&sv.u, &sv.s, &sv.v, 1.0);
+            let (a, b) = scaled(&sv.u, &sv.s, &sv.v, 1.0); // A0B0 = P_r(W): signs cancel
             let frozen = w - &a * &b;
             Adapter { frozen, a, b }
         }
@@ -642,6 +642,8 @@ pub fn run(data: &Digits, cfg: &FtConfig, methods: &[FtMethod]) -> FtReport {
 
 /// Pre-training steps per chunk of the runner.
 const PRE_CHUNK: usize = 10;
+/// Landscape rows per chunk of the runner.
+const PLANE_ROWS_PER_UNIT: usize = 3;
 
 /// The same computation as [`run`], in chunks: `step(budget_ms)` works until the budget has passed
 /// (one pre-training chunk or one method at a time), so a page can draw and answer between chunks;
@@ -656,6 +658,8 @@ pub struct FtRunner {
     net: Option<Net>,
     method_i: usize,
     seed_runs: Vec<FtRun>,
+    /// Seed 0's landscape while its rows are computed.
+    grid: Option<PlaneGrid>,
     out: FtReport,
 }
 
@@ -678,6 +682,7 @@ impl FtRunner {
             net: None,
             method_i: 0,
             seed_runs: Vec::new(),
+            grid: None,
             out,
         }
     }
@@ -754,11 +759,24 @@ impl FtRunner {
             self.method_i += 1;
             return;
         }
-        // the seed is finished: its landscape (first seed), then the next seed
-        let mut runs = std::mem::take(&mut self.seed_runs);
+        // the seed's runs are done: seed 0's landscape, a few rows per unit, then the next seed
         if self.seed_i == 0 {
-            self.out.landscape = plane(net, even, &mut runs);
+            if self.grid.is_none() && self.out.landscape.is_none() {
+                self.grid = plane(&mut self.seed_runs);
+            }
+            if let Some(g) = self.grid.as_mut() {
+                for _ in 0..PLANE_ROWS_PER_UNIT {
+                    if !g.done() {
+                        g.row(net, even);
+                    }
+                }
+                if !g.done() {
+                    return;
+                }
+                self.out.landscape = self.grid.take().map(|g| g.land);
+            }
         }
+        let mut runs = std::mem::take(&mut self.seed_runs);
         for r in &mut runs {
             r.deltas.clear();
         }
@@ -833,7 +851,9 @@ pub fn fine_tune(pre: &Net, even: &Split, cfg: &FtConfig, method: FtMethod, seed
     let neg: [DMatrix<f64>; 2] = [-&grad[0], -&grad[1]];
     let r = cfg.rank;
     let need = 2 * r;
-    let svd: [TopSvd; 2] = [exact_top_svd(&neg[0], need), exact_top_svd(&neg[1], need)];
+    // canonical signs and completions: LoRA-GA pairs u_i with v_{r+i}, so an arbitrary sign
+    // would make its start (and result) depend on the platform's eigensolver
+    let svd: [TopSvd; 2] = [0, 1].map(|l| canonicalize(exact_top_svd(&neg[l], need), seed).0);
     let mut eta_star = None;
     let mut init_ms = 0.0;
     let mut records = Vec::new();
@@ -1022,11 +1042,12 @@ fn rank_r(g: &TopSvd, r: usize) -> DMatrix<f64> {
 /// Grid points per side of the landscape.
 pub const PLANE_GRID: usize = 25;
 
-/// Fig. 1(c)'s plane and the loss on it; fills each run's `plane_path` and drops its deltas.
-/// The plane goes through W_pre along the top two right singular vectors of the full-FT (GD)
-/// path `W_t − W_pre` (an uncentred PCA: the path starts at W_pre, so the plane holds it from its
-/// start). None without a `Full { Gd }` run of at least 3 records.
-fn plane(pre: &Net, even: &Split, runs: &mut [FtRun]) -> Option<Landscape> {
+/// Fig. 1(c)'s plane, set up: fills each run's `plane_path` and drops its deltas; the loss grid
+/// is then filled row by row (`PlaneGrid::row`). The plane goes through W_pre along the top two
+/// right singular vectors of the full-FT (GD) path `W_t − W_pre` (an uncentred PCA: the path
+/// starts at W_pre, so the plane holds it from its start). None without a `Full { Gd }` run of at
+/// least 3 records.
+fn plane(runs: &mut [FtRun]) -> Option<PlaneGrid> {
     let full = runs
         .iter()
         .find(|r| r.method == FtMethod::Full { opt: FtOpt::Gd } && r.deltas.len() >= 3)?;
@@ -1066,27 +1087,44 @@ fn plane(pre: &Net, even: &Split, runs: &mut [FtRun]) -> Option<Landscape> {
             .map(|i| a + (b - a) * i as f64 / (PLANE_GRID - 1) as f64)
             .collect::<Vec<f64>>()
     };
-    let (u, v) = (axis(0), axis(1));
-    let (h, c) = (pre.w[0].ncols(), pre.w[1].ncols());
-    let mut ln_loss = Vec::with_capacity(PLANE_GRID * PLANE_GRID);
-    for &y in &v {
-        for &x in &u {
-            let dir = &e1 * x + &e2 * y;
+    Some(PlaneGrid {
+        e: [e1, e2],
+        land: Landscape {
+            u: axis(0),
+            v: axis(1),
+            ln_loss: Vec::with_capacity(PLANE_GRID * PLANE_GRID),
+            explained,
+        },
+    })
+}
+
+/// The landscape being filled: the plane's directions and the rows done so far.
+struct PlaneGrid {
+    e: [nalgebra::DVector<f64>; 2],
+    land: Landscape,
+}
+
+impl PlaneGrid {
+    fn done(&self) -> bool {
+        self.land.ln_loss.len() >= self.land.u.len() * self.land.v.len()
+    }
+    /// The next row of ln loss (fine-tuning train split) at W_pre + u e1 + v e2.
+    fn row(&mut self, pre: &Net, even: &Split) {
+        let j = self.land.ln_loss.len() / self.land.u.len();
+        let y = self.land.v[j];
+        let (h, c) = (pre.w[0].ncols(), pre.w[1].ncols());
+        for k in 0..self.land.u.len() {
+            let x = self.land.u[k];
+            let dir = &self.e[0] * x + &self.e[1] * y;
             let w1 = &pre.w[0]
                 + DMatrix::from_column_slice(N_PIXELS, h, &dir.as_slice()[..N_PIXELS * h]);
             let w2 = &pre.w[1] + DMatrix::from_column_slice(h, c, &dir.as_slice()[N_PIXELS * h..]);
             let l = Net { w: [w1, w2] }
                 .eval(&even.train_x, &even.train_y, false)
                 .loss;
-            ln_loss.push(l.ln());
+            self.land.ln_loss.push(libm::log(l));
         }
     }
-    Some(Landscape {
-        u,
-        v,
-        ln_loss,
-        explained,
-    })
 }
 
 /// One CSV row per recorded step of every run.

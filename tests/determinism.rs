@@ -30,3 +30,27 @@ fn seeded_draws_are_bit_identical_everywhere() {
     assert_eq!(bits_hash(&p.samples().0), GOLDEN_X, "X");
     assert_eq!(bits_hash(&p.w0), GOLDEN_W0, "W0");
 }
+
+/// The digits task (SPEC §9): the shipped data, the seeded split and the seeded network draw.
+#[test]
+fn digits_split_and_net_draw_are_bit_identical_everywhere() {
+    use lora_one_lab::digits::{tasks, Digits, Net};
+    let d = Digits::embedded();
+    let (odd, even) = tasks(&d, 3);
+    let net = Net::init(32, 3);
+    let got = [
+        bits_hash(&odd.train_x),
+        bits_hash(&even.test_x),
+        bits_hash(&net.w[0]),
+        bits_hash(&net.w[1]),
+    ];
+    assert_eq!(got, GOLDEN_DIGITS, "{got:#x?}");
+}
+
+/// Computed once on x86_64 Linux.
+const GOLDEN_DIGITS: [u64; 4] = [
+    0x623429fa74e5ba5c,
+    0x5f835f2c4e26cb20,
+    0xe2890ffb67d4e51b,
+    0xd6b58e0038c607e6,
+];
