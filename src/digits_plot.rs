@@ -74,8 +74,11 @@ where
     let (w, _) = body.dim_in_pixel();
     let (left, rest) = body.split_horizontally(w * 36 / 100);
     let (mid, right) = rest.split_horizontally(w * 32 / 100);
+    let (_, hgt) = mid.dim_in_pixel();
+    let (mid_top, mid_bottom) = mid.split_vertically(hgt * 55 / 100);
     bars(r, &left, th)?;
-    curves(r, &mid, th)?;
+    curves(r, &mid_top, th)?;
+    alignment(r, &mid_bottom, th)?;
     landscape(r, &right, th)?;
     root.present()?;
     Ok(())
@@ -199,6 +202,72 @@ where
             }
             _ => {
                 chart.draw_series(LineSeries::new(pts, style))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fig. 1(b)/Fig. 2 on a real model: sin θ between the adapter's A_t and the one-step
+/// gradient's top-r left subspace, per layer (layer 1 bold, layer 2 thin), seed median.
+fn alignment<DB: DrawingBackend>(
+    r: &FtReport,
+    area: &DrawingArea<DB, Shift>,
+    th: &Theme,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let fs = |x: f64| (x * th.scale) as u32;
+    let fg = th.fg;
+    let t_max = r.config.steps.max(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "LoRA: sin θ(A_t, top-r of G) per layer",
+            ("sans-serif", fs(14.0)).into_font().color(&fg),
+        )
+        .margin(fs(8.0))
+        .x_label_area_size(fs(30.0))
+        .y_label_area_size(fs(40.0))
+        .build_cartesian_2d(0.0..t_max, 0.0..1.0f64)?;
+    chart
+        .configure_mesh()
+        .x_desc("step (layer 1 bold, layer 2 thin)")
+        .label_style(("sans-serif", fs(11.0)).into_font().color(&fg))
+        .axis_desc_style(("sans-serif", fs(11.0)).into_font().color(&fg))
+        .axis_style(fg)
+        .bold_line_style(th.grid)
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+    for row in table(r) {
+        let runs = series_of(r, &row.label);
+        let m = runs[0].method;
+        if !matches!(m, FtMethod::Lora { .. }) {
+            continue;
+        }
+        let (col, dash) = method_style(&m, fg);
+        for (layer, width) in [(0usize, 2.0), (1, 1.0)] {
+            let pts: Vec<(f64, f64)> = runs[0]
+                .records
+                .iter()
+                .enumerate()
+                .filter_map(|(k, q)| {
+                    let mut v: Vec<f64> = runs
+                        .iter()
+                        .filter_map(|x| x.records.get(k).and_then(|q| q.sin_a).map(|s| s[layer]))
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    (!v.is_empty()).then(|| (q.step as f64, crate::ensemble::quantile(&v, 0.5)))
+                })
+                .collect();
+            let style = col.stroke_width(fs(width).max(1));
+            match dash.pattern() {
+                [on, off, ..] => {
+                    chart.draw_series(DashedLineSeries::new(pts, fs(*on), fs(*off), style))?;
+                }
+                _ => {
+                    chart.draw_series(LineSeries::new(pts, style))?;
+                }
             }
         }
     }

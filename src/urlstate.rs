@@ -734,6 +734,7 @@ mod tests {
             gamma_ga: 8.0,
             damping: 0.01,
             record_every: 3,
+            lora_opt: crate::digits::FtOpt::Adam,
         };
         let dd = crate::digits::FtConfig::default();
         assert!(digits

@@ -41,10 +41,10 @@ pub fn main(args: Args) -> Result<(), CliError> {
     };
     let data = Digits::embedded();
     let t = std::time::Instant::now();
-    let r = digits::run(&data, &cfg, &FtMethod::defaults());
+    let r = digits::run(&data, &cfg, &FtMethod::for_config(&cfg));
     eprintln!(
         "{} methods × {} seeds in {:.2} s",
-        FtMethod::defaults().len(),
+        FtMethod::for_config(&cfg).len(),
         cfg.seeds,
         t.elapsed().as_secs_f64()
     );

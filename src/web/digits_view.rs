@@ -102,7 +102,7 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
         stop.set_value(false);
         state.set(State::Running);
         progress.set(0.0);
-        let methods = FtMethod::defaults();
+        let methods = FtMethod::for_config(&cfg);
         spawn_local(async move {
             let t0 = util::now_ms();
             let mut r = FtRunner::new((*d).clone(), cfg, methods);
