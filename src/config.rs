@@ -24,15 +24,30 @@ pub enum InitKind {
     Vanilla,
     LoraGa,
     LoraOne,
+    /// PiSSA (SPEC §2): the adapter from W0's own top singular pairs, with the offset.
+    Pissa,
 }
 
 impl InitKind {
+    /// The talk's three (the presets' default).
     pub const ALL: [InitKind; 3] = [InitKind::Vanilla, InitKind::LoraGa, InitKind::LoraOne];
+    /// Every init the engine has (PiSSA, the peer in the paper's Table 2, on request).
+    pub const EVERY: [InitKind; 4] = [
+        InitKind::Vanilla,
+        InitKind::LoraGa,
+        InitKind::LoraOne,
+        InitKind::Pissa,
+    ];
+    /// Whether the frozen weight becomes `W0 − A0B0` (the t = 0 output unchanged).
+    pub fn has_offset(self) -> bool {
+        matches!(self, InitKind::LoraGa | InitKind::Pissa)
+    }
     pub fn name(self) -> &'static str {
         match self {
             InitKind::Vanilla => "vanilla",
             InitKind::LoraGa => "lora-ga",
             InitKind::LoraOne => "lora-one",
+            InitKind::Pissa => "pissa",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -40,6 +55,7 @@ impl InitKind {
             "vanilla" | "lora" => Some(InitKind::Vanilla),
             "lora-ga" | "ga" => Some(InitKind::LoraGa),
             "lora-one" | "one" => Some(InitKind::LoraOne),
+            "pissa" => Some(InitKind::Pissa),
             _ => None,
         }
     }
@@ -585,7 +601,7 @@ impl Config {
         add(dk_field, "SVD of G", svd);
         let plans = self.runs();
         let runs = u(plans.len());
-        let offset_runs = u(plans.iter().filter(|p| p.init == InitKind::LoraGa).count());
+        let offset_runs = u(plans.iter().filter(|p| p.init.has_offset()).count());
         // A, B, their gradients and the step's temporaries (d×r and r×k each)
         add(
             "seeds",
@@ -731,7 +747,9 @@ impl Config {
                     let kind = InitKind::parse(s).ok_or_else(|| {
                         ConfigError::new(
                             key,
-                            format!("unknown init `{s}`; expected vanilla, lora-ga or lora-one"),
+                            format!(
+                                "unknown init `{s}`; expected vanilla, lora-ga, lora-one or pissa"
+                            ),
                         )
                     })?;
                     if !out.contains(&kind) {

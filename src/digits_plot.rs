@@ -35,7 +35,10 @@ pub fn method_style(m: &FtMethod, fg: RGBColor) -> (RGBColor, Dash) {
                 c(style::Method::LoraOne.colour()),
                 style::Method::LoraOne.dash(),
             ),
-            AdapterInit::Pissa => (c(style::PURPLE), Dash::ShortDash),
+            AdapterInit::Pissa => (
+                c(style::Method::Pissa.colour()),
+                style::Method::Pissa.dash(),
+            ),
         },
     }
 }

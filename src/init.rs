@@ -1,5 +1,5 @@
-//! The three initialisations of SPEC §2, built on the host from the canonical truncated SVD of G
-//! (the SVD itself runs on the backend).
+//! The initialisations of SPEC §2, built on the host from the canonical truncated SVD of G (the
+//! SVD itself runs on the backend); PiSSA from W0's top-r SVD (formed on the host).
 
 use crate::config::{Config, InitKind, RunPlan};
 use crate::linalg::TopSvd;
@@ -11,7 +11,8 @@ use nalgebra::DMatrix;
 pub struct InitFactors {
     pub a0: DMatrix<f64>,
     pub b0: DMatrix<f64>,
-    /// LoRA-GA: the frozen weight becomes `W0 − A0B0` so the t = 0 prediction is unchanged.
+    /// LoRA-GA and PiSSA: the frozen weight becomes `W0 − A0B0` so the t = 0 prediction is
+    /// unchanged.
     pub offset: bool,
 }
 
@@ -77,6 +78,36 @@ pub fn lora_ga(cfg: &Config, g: &TopSvd) -> InitFactors {
     }
 }
 
+/// PiSSA (SPEC §2): `A0 = U_W[:, 1:r] S_W^{1/2}`, `B0 = S_W^{1/2} V_W[:, 1:r]ᵀ` from W0's top-r
+/// SVD, with the offset `W0 ← W0 − A0B0`: the adapter holds W0's principal part, not the task's
+/// gradient (the contrast with LoRA-One is the point).
+pub fn pissa(cfg: &Config, w0: &TopSvd) -> InitFactors {
+    let r = cfg.r.min(w0.s.len());
+    let mut a0 = w0.u.columns(0, r).into_owned();
+    let mut b0 = w0.v.columns(0, r).transpose();
+    for i in 0..r {
+        let f = w0.s[i].max(0.0).sqrt();
+        a0.column_mut(i).scale_mut(f);
+        b0.row_mut(i).scale_mut(f);
+    }
+    InitFactors {
+        a0,
+        b0,
+        offset: true,
+    }
+}
+
+/// W0's top-r SVD for PiSSA, on the host: exact for small problems, else the randomised subspace
+/// iteration (the CPU twin of the GPU's), seeded.
+pub fn w0_svd(cfg: &Config, w0: &DMatrix<f64>) -> TopSvd {
+    let t = if cfg.d + cfg.k <= 600 {
+        crate::linalg::exact_top_svd(w0, cfg.r)
+    } else {
+        crate::linalg::subspace_top_svd(w0, cfg.r, 8, 6, cfg.seed)
+    };
+    crate::linalg::canonicalize(t, cfg.seed).0
+}
+
 /// How many singular triplets of G the configured inits need (at least r* for the metrics).
 pub fn svd_rank_needed(cfg: &Config) -> usize {
     let mut m = cfg.r_star.max(cfg.r);
@@ -86,11 +117,13 @@ pub fn svd_rank_needed(cfg: &Config) -> usize {
     m.min(cfg.d.min(cfg.k))
 }
 
-pub fn build(cfg: &Config, plan: &RunPlan, g: &TopSvd) -> InitFactors {
+/// A run's factors; `w0` is W0's top-r SVD (`w0_svd`), needed by PiSSA only.
+pub fn build(cfg: &Config, plan: &RunPlan, g: &TopSvd, w0: Option<&TopSvd>) -> InitFactors {
     match plan.init {
         InitKind::Vanilla => vanilla_draw(cfg, plan.alpha2.unwrap_or(cfg.alpha2[0]), plan.draw),
         InitKind::LoraOne => lora_one(cfg, g),
         InitKind::LoraGa => lora_ga(cfg, g),
+        InitKind::Pissa => pissa(cfg, w0.expect("PiSSA needs W0's SVD")),
     }
 }
 
@@ -101,5 +134,6 @@ pub fn label(kind: InitKind, alpha2: Option<f64>) -> String {
         (InitKind::Vanilla, None) => "vanilla".into(),
         (InitKind::LoraGa, _) => "LoRA-GA".into(),
         (InitKind::LoraOne, _) => "LoRA-One".into(),
+        (InitKind::Pissa, _) => "PiSSA".into(),
     }
 }

@@ -14,6 +14,9 @@ pub const YELLOW: &str = "#F0E442";
 pub const BLUE: &str = "#0072B2";
 pub const VERMILLION: &str = "#D55E00";
 pub const PURPLE: &str = "#CC79A7";
+/// PiSSA's colour (Paul Tol's bright purple): apart from the Okabe–Ito colours the talk's
+/// methods and vanilla's α² shades use.
+pub const WINE: &str = "#AA3377";
 /// A neutral grey for things that are not a method (legend keys of line styles).
 pub const GREY: &str = "#888888";
 
@@ -63,6 +66,7 @@ pub enum Marker {
     Square,
     Triangle,
     Diamond,
+    TriangleDown,
 }
 
 impl Marker {
@@ -86,6 +90,11 @@ impl Marker {
                 (x - s, y + 0.7 * s),
             ],
             Marker::Diamond => vec![(x, y - 1.2 * s), (x + s, y), (x, y + 1.2 * s), (x - s, y)],
+            Marker::TriangleDown => vec![
+                (x, y + 1.15 * s),
+                (x + s, y - 0.7 * s),
+                (x - s, y - 0.7 * s),
+            ],
         }
     }
     pub fn name(self) -> &'static str {
@@ -94,6 +103,7 @@ impl Marker {
             Marker::Square => "square",
             Marker::Triangle => "triangle",
             Marker::Diamond => "diamond",
+            Marker::TriangleDown => "down-triangle",
         }
     }
 }
@@ -105,6 +115,8 @@ pub enum Method {
     LoraGa,
     LoraOne,
     Custom,
+    /// PiSSA (not one of the talk's three; not in `ALL`, the phase portrait's set).
+    Pissa,
 }
 
 impl Method {
@@ -122,6 +134,7 @@ impl Method {
             InitKind::Vanilla => Method::Vanilla,
             InitKind::LoraGa => Method::LoraGa,
             InitKind::LoraOne => Method::LoraOne,
+            InitKind::Pissa => Method::Pissa,
         }
     }
     pub fn label(self) -> &'static str {
@@ -130,6 +143,7 @@ impl Method {
             Method::LoraGa => "LoRA-GA",
             Method::LoraOne => "LoRA-One",
             Method::Custom => "Custom start",
+            Method::Pissa => "PiSSA",
         }
     }
     /// "#RRGGBB".
@@ -139,6 +153,7 @@ impl Method {
             Method::LoraGa => BLUE,
             Method::LoraOne => GREEN,
             Method::Custom => SKY,
+            Method::Pissa => WINE,
         }
     }
     pub fn dash(self) -> Dash {
@@ -147,6 +162,7 @@ impl Method {
             Method::LoraGa => Dash::LongDash,
             Method::LoraOne => Dash::Solid,
             Method::Custom => Dash::Dotted,
+            Method::Pissa => Dash::ShortDash,
         }
     }
     pub fn marker(self) -> Marker {
@@ -155,6 +171,7 @@ impl Method {
             Method::LoraGa => Marker::Square,
             Method::LoraOne => Marker::Circle,
             Method::Custom => Marker::Diamond,
+            Method::Pissa => Marker::TriangleDown,
         }
     }
 }

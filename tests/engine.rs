@@ -102,6 +102,52 @@ fn lora_one_normalised_variant_scales_as_specified() {
     assert!((s[0] - 1.0 / 128.0).abs() < 1e-12, "{s:?}");
 }
 
+/// PiSSA (SPEC §2): A0B0 = P_r(W0) with the offset, so the t = 0 prediction is W0's; it runs
+/// end to end from `inits=…,pissa` with its own label and style.
+#[test]
+fn pissa_is_w0s_principal_part_with_the_offset() {
+    let mut c = Preset::Spectral.config();
+    c.set("inits", "lora-one,pissa").unwrap();
+    assert_eq!(c.inits, vec![InitKind::LoraOne, InitKind::Pissa]);
+    let p = Problem::generate(&c).unwrap();
+    let w0 = init::w0_svd(&c, &p.w0);
+    let f = init::pissa(&c, &w0);
+    assert!(f.offset);
+    let exact = linalg::exact_top_svd(&p.w0, c.r);
+    let mut pr = exact.u.clone();
+    for i in 0..c.r {
+        pr.column_mut(i).scale_mut(exact.s[i]);
+    }
+    let pr = pr * exact.v.transpose();
+    assert!((&f.a0 * &f.b0 - &pr).norm() < 1e-9 * pr.norm());
+    // balanced factors: AᵀA = BBᵀ = S_r
+    assert!((f.a0.transpose() * &f.a0 - &f.b0 * f.b0.transpose()).norm() < 1e-9 * pr.norm());
+    let mut be = CpuBackend::new();
+    block_on(be.load(&p)).unwrap();
+    let st = StepSettings::from_config(&c);
+    let pi = block_on(be.start(&f, &st)).unwrap();
+    let van = block_on(be.start(&init::vanilla(&c, 1e-3), &st)).unwrap();
+    let (l_pi, l_van) = (pi.snapshots[0].loss, van.snapshots[0].loss);
+    assert!((l_pi - l_van).abs() < 1e-9 * l_van, "{l_pi} vs {l_van}");
+    // end to end, with a smaller step (the adapter is W0's large principal part)
+    c.eta = 0.01;
+    c.steps = 50;
+    let rep = run(&c);
+    let r = rep.runs.iter().find(|r| r.init == InitKind::Pissa).unwrap();
+    assert_eq!(r.label, "PiSSA");
+    assert_eq!(r.records.len(), 51);
+    assert!(r.diverged.is_none());
+    assert_eq!(
+        lora_one_lab::style::Method::from_init(InitKind::Pissa).label(),
+        "PiSSA"
+    );
+    assert!(c
+        .set("inits", "pissa,bogus")
+        .unwrap_err()
+        .message
+        .contains("pissa"));
+}
+
 #[test]
 fn lora_ga_offset_keeps_the_initial_prediction() {
     let c = Preset::Spectral.config();
@@ -643,7 +689,7 @@ fn one_run_diverging_leaves_the_others_untouched() {
                 s.eta = 50.0; // this one diverges
             }
             lora_one_lab::engine::RunSpec {
-                init: init::build(&c, plan, &g),
+                init: init::build(&c, plan, &g, None),
                 settings: s,
             }
         })

@@ -140,8 +140,12 @@ fn batched_matches_cpu_across_shapes_ranks_and_optimisers() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
     let mut cases = Vec::new();
     for opt in [Optimiser::Gd, Optimiser::Preconditioned] {
-        // B = 3: one run per init
+        // B = 3: one run per init of the talk's three; B = 4 with PiSSA
         cases.push(cfg(33, 21, 8, 3, opt));
+        let mut c = cfg(31, 23, 4, 2, opt);
+        c.inits = InitKind::EVERY.to_vec();
+        c.eta *= 0.2; // PiSSA's adapter is W0's large principal part
+        cases.push(c);
         cases.push(cfg(9, 7, 1, 1, opt));
         // B = 64: 62 vanilla draws + LoRA-GA + LoRA-One
         let mut c = cfg(37, 29, 4, 2, opt);
@@ -157,7 +161,7 @@ fn batched_matches_cpu_across_shapes_ranks_and_optimisers() {
     }
     for (i, c) in cases.iter().enumerate() {
         let b = c.runs().len();
-        assert!([1, 3, 64].contains(&b), "batch of {b}");
+        assert!([1, 3, 4, 64].contains(&b), "batch of {b}");
         // packs in workgroup memory (the adapter's limit), and every other case in storage
         let opts = GpuOptions {
             batched_wg_bytes: (i % 2 == 1).then_some(0),

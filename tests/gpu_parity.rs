@@ -387,7 +387,7 @@ fn small_configs_parity_shapes_and_forms() {
                     cfg.eta = if opt == Optimiser::Gd { 0.05 } else { 0.2 };
                     cfg.steps = 30;
                     cfg.record_every = 3;
-                    cfg.inits = InitKind::ALL.to_vec();
+                    cfg.inits = InitKind::EVERY.to_vec();
                     if 2 * r > d.min(k) {
                         cfg.inits = vec![InitKind::Vanilla, InitKind::LoraOne];
                     }

@@ -49,8 +49,13 @@ pub fn dump(dir: &Path, exp: &Experiment, cpu: &CpuBackend) -> Result<Vec<String
         put("Sigma_hat.npy", s)?;
     }
     if let Some(svd) = exp.g_svd() {
+        let w0 = p
+            .cfg
+            .inits
+            .contains(&lora_one_lab::InitKind::Pissa)
+            .then(|| init::w0_svd(&p.cfg, &p.w0));
         for plan in p.cfg.runs() {
-            let f = init::build(&p.cfg, &plan, svd);
+            let f = init::build(&p.cfg, &plan, svd, w0.as_ref());
             let kind = plan.init;
             let mut tag = match plan.alpha2 {
                 Some(a) => format!("{}_alpha2_{a:e}", kind.name()),

@@ -122,7 +122,7 @@ pub fn LabParams(
             .into_any(),
             Field::Inits => view! {
                 <span class="inits" id=id.clone() role="group" aria-label="initialisations">
-                    {InitKind::ALL.iter().map(|&k| {
+                    {InitKind::EVERY.iter().map(|&k| {
                         view! {
                             <label>
                                 <input type="checkbox"
@@ -132,7 +132,7 @@ pub fn LabParams(
                                         let mut list = cfg.with_untracked(|c| c.inits.clone());
                                         list.retain(|x| *x != k);
                                         if on { list.push(k); }
-                                        list.sort_by_key(|x| InitKind::ALL.iter().position(|y| y == x));
+                                        list.sort_by_key(|x| InitKind::EVERY.iter().position(|y| y == x));
                                         let s = list.iter().map(|x| x.name()).collect::<Vec<_>>().join(",");
                                         set_field("inits", s);
                                     } />
