@@ -56,6 +56,20 @@ pub fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
+    draw_at(r, root, th, None)
+}
+
+/// The figure with the landscape's paths drawn up to step `upto` (None: whole), a dot at each
+/// method's point at that step and a marker line on the curves: the animation of Fig. 1(c).
+pub fn draw_at<DB: DrawingBackend>(
+    r: &FtReport,
+    root: DrawingArea<DB, Shift>,
+    th: &Theme,
+    upto: Option<usize>,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
     root.fill(&th.bg)?;
     let fs = |x: f64| (x * th.scale) as u32;
     let fg = th.fg;
@@ -80,9 +94,9 @@ where
     let (_, hgt) = mid.dim_in_pixel();
     let (mid_top, mid_bottom) = mid.split_vertically(hgt * 55 / 100);
     bars(r, &left, th)?;
-    curves(r, &mid_top, th)?;
+    curves(r, &mid_top, th, upto)?;
     alignment(r, &mid_bottom, th)?;
-    landscape(r, &right, th)?;
+    landscape(r, &right, th, upto)?;
     root.present()?;
     Ok(())
 }
@@ -150,6 +164,7 @@ fn curves<DB: DrawingBackend>(
     r: &FtReport,
     area: &DrawingArea<DB, Shift>,
     th: &Theme,
+    upto: Option<usize>,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
@@ -175,6 +190,12 @@ where
         .bold_line_style(th.grid)
         .light_line_style(TRANSPARENT)
         .draw()?;
+    if let Some(t) = upto {
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(t as f64, 0.0), (t as f64, 1.0)],
+            fg.mix(0.6).stroke_width(1),
+        )))?;
+    }
     for row in table(r) {
         let runs = series_of(r, &row.label);
         let m = runs[0].method;
@@ -281,6 +302,7 @@ fn landscape<DB: DrawingBackend>(
     r: &FtReport,
     area: &DrawingArea<DB, Shift>,
     th: &Theme,
+    upto: Option<usize>,
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
@@ -343,7 +365,14 @@ where
         .filter(|x| x.seed == seed0 && x.plane_path.len() > 1)
     {
         let (col, dash) = method_style(&run.method, RGBColor(255, 255, 255));
-        let pts: Vec<(f64, f64)> = run.plane_path.iter().map(|p| (p[0], p[1])).collect();
+        // the path up to the animation's step (records carry their steps)
+        let pts: Vec<(f64, f64)> = run
+            .plane_path
+            .iter()
+            .zip(&run.records)
+            .filter(|(_, q)| upto.is_none_or(|t| q.step <= t))
+            .map(|(p, _)| (p[0], p[1]))
+            .collect();
         let style = col.stroke_width(fs(2.0));
         let end = *pts.last().unwrap_or(&(0.0, 0.0));
         match dash.pattern() {

@@ -1,6 +1,7 @@
 //! The shipped digits asset (`assets/digits.bin`, read by `Digits::embedded`) equals smartcore's
 //! copy of the UCI optical handwritten digits, pixel for pixel and label for label.
 //! `REGENERATE_DIGITS=1 cargo test --test digits_data` rewrites the asset from smartcore.
+#![cfg(not(target_arch = "wasm32"))]
 
 use lora_one_lab::digits::{Digits, N_PIXELS, N_SAMPLES};
 use std::path::Path;

@@ -143,11 +143,44 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
         }
     });
 
+    // the animation of the landscape's paths: None shows them whole
+    let anim: RwSignal<Option<usize>> = RwSignal::new(None);
+    let playing = RwSignal::new(false);
+    let play = move |_| {
+        if playing.get_untracked() {
+            playing.set(false);
+            return;
+        }
+        let Some(steps) = report.with_untracked(|r| r.as_ref().map(|r| r.config.steps.max(1)))
+        else {
+            return;
+        };
+        playing.set(true);
+        spawn_local(async move {
+            // about 4 s from W_pre to the end
+            let t0 = util::now_ms();
+            loop {
+                let now = util::next_frame_or(40).await;
+                if !playing.try_get_untracked().unwrap_or(false) {
+                    break;
+                }
+                let t = (((now - t0) / 4000.0) * steps as f64).round() as usize;
+                if t >= steps {
+                    anim.set(None);
+                    playing.set(false);
+                    break;
+                }
+                anim.set(Some(t));
+            }
+        });
+    };
+
     let canvas = NodeRef::<Canvas>::new();
     let wrap = NodeRef::<Div>::new();
     Effect::new(move |_| {
         let r = report.get();
         let dk = dark.get();
+        let upto = anim.get();
         let (Some(r), Some(c), Some(d)) = (r, canvas.get(), wrap.get()) else {
             return;
         };
@@ -156,11 +189,12 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
         let scale = util::size_canvas(&c, w, h);
         let th = crate::sweep_plot::Theme::for_page(dk, scale * if large { 1.3 } else { 1.0 });
         if let Some(be) = CanvasBackend::with_canvas_object(c.clone()) {
-            if let Err(e) = digits_plot::draw(&r, be.into_drawing_area(), &th) {
+            if let Err(e) = digits_plot::draw_at(&r, be.into_drawing_area(), &th, upto) {
                 let _ = c.set_attribute("data-error", &e.to_string());
             }
         }
         let _ = c.set_attribute("data-runs", &r.runs.len().to_string());
+        let _ = c.set_attribute("data-step", &upto.map_or("end".into(), |t| t.to_string()));
         let _ = c.set_attribute(
             "data-landscape",
             &r.landscape
@@ -303,6 +337,23 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
             <p class="small" id="digits-pre">{pre_line}</p>
             <div class="chart" node_ref=wrap>
                 <canvas id="digits-canvas" node_ref=canvas role="img" aria-label=alt></canvas>
+            </div>
+            <div class="runbar">
+                <button id="digits-play" on:click=play prop:disabled=none aria-pressed=move || playing.get().to_string()>
+                    {move || if playing.get() { "❚❚ Pause the paths" } else { "▶ Play the paths" }}
+                </button>
+                <label for="digits-step">"step"</label>
+                <input type="range" id="digits-step" min="0"
+                    prop:max=move || report.with(|r| r.as_ref().map_or(1, |r| r.config.steps.max(1)).to_string())
+                    prop:value=move || anim.get().unwrap_or_else(|| report.with(|r| r.as_ref().map_or(1, |r| r.config.steps.max(1)))).to_string()
+                    prop:disabled=none
+                    on:input=move |e| {
+                        playing.set(false);
+                        let v = event_target_value(&e).parse::<usize>().ok();
+                        let max = report.with_untracked(|r| r.as_ref().map_or(1, |r| r.config.steps.max(1)));
+                        anim.set(v.filter(|&t| t < max));
+                    } />
+                <span class="small">{move || anim.get().map_or("all steps".to_string(), |t| format!("step {t}"))}</span>
             </div>
             <div class="table-wrap" tabindex="0" role="region" aria-label="The talk's table (scrolls sideways)">
                 <table class="runs" id="digits-table" aria-label="Test accuracy on the even digits per method">

@@ -525,7 +525,7 @@ async function revealDeck() {
 
     // the studies bundle's views embed too: no page chrome, the toy turns by dragging, and the
     // clicker's keys pressed inside reach the deck
-    for (const [v, sel] of [["sweep", "#sweep-canvas"], ["toy", "#toy-canvas[data-runs]"]]) {
+    for (const [v, sel] of [["sweep", "#sweep-canvas"], ["toy", "#toy-canvas[data-runs]"], ["digits", "#digits[data-state=done]"]]) {
       await go(1);
       await page.$eval("#demo", (e, u) => { e.src = u; }, `${BASE}?view=${v}&embed=1&large=1`);
       await page.waitForTimeout(500);
@@ -545,7 +545,7 @@ async function revealDeck() {
         await page.waitForTimeout(200);
         turned = Number(await g.$eval("#toy-canvas", (c) => c.dataset.yaw)) !== y0;
       } else {
-        await g.click(sel, { position: { x: 40, y: 40 } });
+        await g.click(v === "digits" ? "#digits-canvas" : sel, { position: { x: 40, y: 40 } });
       }
       await page.keyboard.press("PageDown");
       await page.waitForTimeout(400);
@@ -811,6 +811,13 @@ async function digitsView(page) {
   const svg = await download(page, "#digits-svg");
   check(svg.text.startsWith("<svg") && svg.text.includes("Fig. 1(c)"), "Digits: SVG export", `${svg.name}, ${svg.text.length} B`);
   await page.screenshot({ path: path.join(SHOTS, "digits.png"), fullPage: true });
+  // the landscape's paths animate: Play walks the step from W_pre to the end
+  await page.click("#digits-play");
+  await page.waitForTimeout(1500);
+  const mid = await attr(page, "#digits-canvas", "data-step");
+  await page.waitForFunction(() => document.querySelector("#digits-canvas").dataset.step === "end", null, { timeout: 10000 }).catch(() => {});
+  const end = await attr(page, "#digits-canvas", "data-step");
+  check(/^[0-9]+$/.test(mid) && Number(mid) > 0 && Number(mid) < 100 && end === "end", "Digits: Play animates the paths on the landscape", `mid-way step ${mid}, then ${end}`);
   await page.click("#digits-settings summary");
   await page.fill("#dg-rank", "99");
   await page.press("#dg-rank", "Enter");
