@@ -684,6 +684,8 @@ pub fn run(data: &Digits, cfg: &FtConfig, methods: &[FtMethod]) -> FtReport {
 const PRE_CHUNK: usize = 10;
 /// Landscape rows per chunk of the runner.
 const PLANE_ROWS_PER_UNIT: usize = 3;
+/// Fine-tuning steps per chunk of the runner.
+const TUNE_CHUNK: usize = 10;
 
 /// The same computation as [`run`], in chunks: `step(budget_ms)` works until the budget has passed
 /// (one pre-training chunk or one method at a time), so a page can draw and answer between chunks;
@@ -700,6 +702,8 @@ pub struct FtRunner {
     seed_runs: Vec<FtRun>,
     /// Seed 0's landscape while its rows are computed.
     grid: Option<PlaneGrid>,
+    /// The method being trained.
+    tuner: Option<Tuner>,
     out: FtReport,
 }
 
@@ -723,6 +727,7 @@ impl FtRunner {
             method_i: 0,
             seed_runs: Vec::new(),
             grid: None,
+            tuner: None,
             out,
         }
     }
@@ -739,7 +744,8 @@ impl FtRunner {
             (Some(p), None) => p.2,
             _ => 0,
         } as f64;
-        let here = pre + (self.method_i * self.cfg.steps.max(1)) as f64;
+        let within = self.tuner.as_ref().map_or(0, |t| t.t.min(self.cfg.steps));
+        let here = pre + (self.method_i * self.cfg.steps.max(1) + within) as f64;
         ((self.seed_i as f64 * per_seed + here) / (self.cfg.seeds as f64 * per_seed)).min(1.0)
     }
 
@@ -794,9 +800,15 @@ impl FtRunner {
         let net = self.net.as_ref().expect("pre-trained net");
         if self.method_i < self.methods.len() {
             let m = self.methods[self.method_i];
-            self.seed_runs
-                .push(fine_tune(net, even, &self.cfg, m, seed));
-            self.method_i += 1;
+            let tu = self
+                .tuner
+                .get_or_insert_with(|| Tuner::new(net, even, &self.cfg, m, seed));
+            tu.advance(net, even, &self.cfg, TUNE_CHUNK);
+            if tu.finished {
+                let tu = self.tuner.take().expect("tuner");
+                self.seed_runs.push(tu.finish(net, even));
+                self.method_i += 1;
+            }
             return;
         }
         // the seed's runs are done: seed 0's landscape, a few rows per unit, then the next seed
@@ -825,6 +837,11 @@ impl FtRunner {
         self.method_i = 0;
         self.split = None;
         self.net = None;
+    }
+
+    /// How many runs the report holds now (it grows a seed at a time).
+    pub fn finished_runs(&self) -> usize {
+        self.out.runs.len()
     }
 
     /// Everything finished so far (every finished seed's runs; the landscape once seed 0 is done).
@@ -875,197 +892,282 @@ fn record(net: &Net, even: &Split, step: usize, sines: Option<([f64; 2], [f64; 2
 
 /// One method from the pre-trained net on the even task.
 pub fn fine_tune(pre: &Net, even: &Split, cfg: &FtConfig, method: FtMethod, seed: u64) -> FtRun {
-    let t0 = web_time::Instant::now();
-    let (bx, by) = gradient_batch(even, cfg, seed);
-    let needs_g = !matches!(
-        method,
-        FtMethod::Pretrained
-            | FtMethod::Full { .. }
-            | FtMethod::Lora {
-                init: AdapterInit::Vanilla | AdapterInit::Pissa,
-                ..
-            }
-    );
-    // the one-step gradient and its top-r SVD per layer (also the subspaces of the sin θ metric)
-    let grad = pre.eval(&bx, &by, true).grad.expect("grad");
-    let neg: [DMatrix<f64>; 2] = [-&grad[0], -&grad[1]];
-    let r = cfg.rank;
-    let need = 2 * r;
-    // canonical signs and completions: LoRA-GA pairs u_i with v_{r+i}, so an arbitrary sign
-    // would make its start (and result) depend on the platform's eigensolver
-    let svd: [TopSvd; 2] = [0, 1].map(|l| canonicalize(exact_top_svd(&neg[l], need), seed).0);
-    let mut eta_star = None;
-    let mut init_ms = 0.0;
-    let mut records = Vec::new();
-    let mut net = pre.clone();
-    let mut diverged_at = None;
-    let mut paths: Vec<Vec<f64>> = Vec::new();
-    let every = cfg.record_every.max(1);
-    let delta = |n: &Net| flatten(&[&n.w[0] - &pre.w[0], &n.w[1] - &pre.w[1]]);
-    match method {
-        FtMethod::Pretrained => {
-            records.push(record(&net, even, 0, None));
-            paths.push(delta(&net));
-        }
-        FtMethod::OneStepFull | FtMethod::OneStepRank => {
-            let dir: [DMatrix<f64>; 2] = if method == FtMethod::OneStepFull {
-                neg.clone()
-            } else {
-                [rank_r(&svd[0], r), rank_r(&svd[1], r)]
-            };
-            let e = grid_search(pre, &dir, &bx, &by);
-            eta_star = Some(e);
-            init_ms = t0.elapsed().as_secs_f64() * 1e3;
-            records.push(record(pre, even, 0, None));
-            paths.push(delta(pre));
-            net = pre.plus(&dir, e);
-            records.push(record(&net, even, 1, None));
-            paths.push(delta(&net));
-        }
-        FtMethod::Full { opt } => {
-            let mut adam = Adam::new(&[&net.w[0], &net.w[1]]);
-            for t in 0..=cfg.steps {
-                if t % every == 0 || t == cfg.steps {
-                    let rec = record(&net, even, t, None);
-                    if !rec.train_loss.is_finite() {
-                        diverged_at = Some(t);
-                        break;
-                    }
-                    records.push(rec);
-                    paths.push(delta(&net));
+    let mut t = Tuner::new(pre, even, cfg, method, seed);
+    while !t.finished {
+        t.advance(pre, even, cfg, usize::MAX);
+    }
+    t.finish(pre, even)
+}
+
+/// What a fine-tuning method trains.
+enum Trained {
+    /// Nothing (the pre-trained model, the one-step methods: done at set-up).
+    Nothing,
+    Full {
+        net: Net,
+        adam: Adam,
+        opt: FtOpt,
+    },
+    Lora {
+        ad: Vec<Adapter>,
+        adam: Adam,
+        opt: FtOpt,
+        /// G's top-r left and right bases per layer (the sin θ metric).
+        bases: Vec<(DMatrix<f64>, DMatrix<f64>)>,
+    },
+}
+
+/// One method, resumable: `advance(n)` takes up to n optimiser steps (the runner's chunks), with
+/// the same arithmetic as one uninterrupted loop.
+struct Tuner {
+    method: FtMethod,
+    seed: u64,
+    t: usize,
+    eta_star: Option<f64>,
+    init_ms: f64,
+    train_ms: f64,
+    trained: Trained,
+    records: Vec<FtRecord>,
+    paths: Vec<Vec<f64>>,
+    diverged_at: Option<usize>,
+    finished: bool,
+}
+
+fn delta_of(pre: &Net, n: &Net) -> Vec<f64> {
+    flatten(&[&n.w[0] - &pre.w[0], &n.w[1] - &pre.w[1]])
+}
+
+fn effective(ad: &[Adapter]) -> Net {
+    Net {
+        w: [
+            &ad[0].frozen + &ad[0].a * &ad[0].b,
+            &ad[1].frozen + &ad[1].a * &ad[1].b,
+        ],
+    }
+}
+
+impl Tuner {
+    /// G and its SVD, η* and the factors (or the whole method, for those without training).
+    fn new(pre: &Net, even: &Split, cfg: &FtConfig, method: FtMethod, seed: u64) -> Tuner {
+        let t0 = web_time::Instant::now();
+        let (bx, by) = gradient_batch(even, cfg, seed);
+        let needs_g = !matches!(
+            method,
+            FtMethod::Pretrained
+                | FtMethod::Full { .. }
+                | FtMethod::Lora {
+                    init: AdapterInit::Vanilla | AdapterInit::Pissa,
+                    ..
                 }
-                if t == cfg.steps {
+        );
+        // the one-step gradient and its top-r SVD per layer (also the sin θ metric's subspaces)
+        let grad = pre.eval(&bx, &by, true).grad.expect("grad");
+        let neg: [DMatrix<f64>; 2] = [-&grad[0], -&grad[1]];
+        let r = cfg.rank;
+        // canonical signs and completions: LoRA-GA pairs u_i with v_{r+i}, so an arbitrary
+        // sign would make its start (and result) depend on the platform's eigensolver
+        let svd: [TopSvd; 2] = [0, 1].map(|l| canonicalize(exact_top_svd(&neg[l], 2 * r), seed).0);
+        let mut tu = Tuner {
+            method,
+            seed,
+            t: 0,
+            eta_star: None,
+            init_ms: 0.0,
+            train_ms: 0.0,
+            trained: Trained::Nothing,
+            records: Vec::new(),
+            paths: Vec::new(),
+            diverged_at: None,
+            finished: false,
+        };
+        match method {
+            FtMethod::Pretrained => {
+                tu.records.push(record(pre, even, 0, None));
+                tu.paths.push(delta_of(pre, pre));
+                tu.finished = true;
+            }
+            FtMethod::OneStepFull | FtMethod::OneStepRank => {
+                let dir: [DMatrix<f64>; 2] = if method == FtMethod::OneStepFull {
+                    neg.clone()
+                } else {
+                    [rank_r(&svd[0], r), rank_r(&svd[1], r)]
+                };
+                let e = grid_search(pre, &dir, &bx, &by);
+                tu.eta_star = Some(e);
+                tu.init_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let t1 = web_time::Instant::now();
+                tu.records.push(record(pre, even, 0, None));
+                tu.paths.push(delta_of(pre, pre));
+                let net = pre.plus(&dir, e);
+                tu.records.push(record(&net, even, 1, None));
+                tu.paths.push(delta_of(pre, &net));
+                tu.train_ms = t1.elapsed().as_secs_f64() * 1e3;
+                tu.finished = true;
+            }
+            FtMethod::Full { opt } => {
+                let net = pre.clone();
+                let adam = Adam::new(&[&net.w[0], &net.w[1]]);
+                tu.trained = Trained::Full { net, adam, opt };
+            }
+            FtMethod::Lora { init, opt } => {
+                let e = if needs_g {
+                    let dir = [rank_r(&svd[0], r), rank_r(&svd[1], r)];
+                    grid_search(pre, &dir, &bx, &by)
+                } else {
+                    1.0
+                };
+                if init == AdapterInit::LoraOne {
+                    tu.eta_star = Some(e);
+                }
+                let mut rng = Rng::new(seed, STREAM_VANILLA);
+                let ad: Vec<Adapter> = (0..2)
+                    .map(|l| adapter_init(init, &pre.w[l], &svd[l], cfg, e, &mut rng))
+                    .collect();
+                tu.init_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let bases = svd
+                    .iter()
+                    .map(|s| {
+                        let k = r.min(s.s.len());
+                        (
+                            s.u.columns(0, k).into_owned(),
+                            s.v.columns(0, k).into_owned(),
+                        )
+                    })
+                    .collect();
+                let adam = Adam::new(&[&ad[0].a, &ad[0].b, &ad[1].a, &ad[1].b]);
+                tu.trained = Trained::Lora {
+                    ad,
+                    adam,
+                    opt,
+                    bases,
+                };
+            }
+        }
+        tu
+    }
+
+    /// Up to `n` more steps (records every `record_every` and at the end, as one loop would).
+    fn advance(&mut self, pre: &Net, even: &Split, cfg: &FtConfig, n: usize) {
+        let t0 = web_time::Instant::now();
+        let every = cfg.record_every.max(1);
+        let mut left = n;
+        while !self.finished && left > 0 {
+            let t = self.t;
+            let (net, sines) = match &self.trained {
+                Trained::Nothing => {
+                    self.finished = true;
                     break;
                 }
-                let g = net
-                    .eval(&even.train_x, &even.train_y, true)
-                    .grad
-                    .expect("grad");
-                match opt {
+                Trained::Full { net, .. } => (net.clone(), None),
+                Trained::Lora { ad, bases, .. } => {
+                    let mut sa = [1.0; 2];
+                    let mut sb = [1.0; 2];
+                    if t % every == 0 || t == cfg.steps {
+                        for l in 0..2 {
+                            if ad[l].a.norm() > 0.0 {
+                                sa[l] = sin_theta(&bases[l].0, &orthonormalize(&ad[l].a));
+                            }
+                            if ad[l].b.norm() > 0.0 {
+                                sb[l] =
+                                    sin_theta(&bases[l].1, &orthonormalize(&ad[l].b.transpose()));
+                            }
+                        }
+                    }
+                    (effective(ad), Some((sa, sb)))
+                }
+            };
+            if t % every == 0 || t == cfg.steps {
+                let rec = record(&net, even, t, sines);
+                if !rec.train_loss.is_finite() {
+                    self.diverged_at = Some(t);
+                    self.finished = true;
+                    break;
+                }
+                self.records.push(rec);
+                self.paths.push(delta_of(pre, &net));
+            }
+            if t == cfg.steps {
+                self.finished = true;
+                break;
+            }
+            let g = net
+                .eval(&even.train_x, &even.train_y, true)
+                .grad
+                .expect("grad");
+            match &mut self.trained {
+                Trained::Nothing => {}
+                Trained::Full { net, adam, opt } => match opt {
                     FtOpt::Adam => {
                         let [w1, w2] = &mut net.w;
                         adam.step(&mut [w1, w2], &g, cfg.adam_lr);
                     }
-                    _ => net = net.plus(&g, -cfg.lr),
-                }
-            }
-        }
-        FtMethod::Lora { init, opt } => {
-            let e = if needs_g {
-                let dir = [rank_r(&svd[0], r), rank_r(&svd[1], r)];
-                grid_search(pre, &dir, &bx, &by)
-            } else {
-                1.0
-            };
-            if init == AdapterInit::LoraOne {
-                eta_star = Some(e);
-            }
-            let mut rng = Rng::new(seed, STREAM_VANILLA);
-            let mut ad: Vec<Adapter> = (0..2)
-                .map(|l| adapter_init(init, &pre.w[l], &svd[l], cfg, e, &mut rng))
-                .collect();
-            init_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let bases: Vec<(DMatrix<f64>, DMatrix<f64>)> = svd
-                .iter()
-                .map(|s| {
-                    let k = r.min(s.s.len());
-                    (
-                        s.u.columns(0, k).into_owned(),
-                        s.v.columns(0, k).into_owned(),
-                    )
-                })
-                .collect();
-            let mut adam = Adam::new(&[&ad[0].a, &ad[0].b, &ad[1].a, &ad[1].b]);
-            let eff = |ad: &[Adapter]| Net {
-                w: [
-                    &ad[0].frozen + &ad[0].a * &ad[0].b,
-                    &ad[1].frozen + &ad[1].a * &ad[1].b,
-                ],
-            };
-            let sines = |ad: &[Adapter]| {
-                let mut sa = [1.0; 2];
-                let mut sb = [1.0; 2];
-                for l in 0..2 {
-                    if ad[l].a.norm() > 0.0 {
-                        sa[l] = sin_theta(&bases[l].0, &orthonormalize(&ad[l].a));
-                    }
-                    if ad[l].b.norm() > 0.0 {
-                        sb[l] = sin_theta(&bases[l].1, &orthonormalize(&ad[l].b.transpose()));
-                    }
-                }
-                (sa, sb)
-            };
-            for t in 0..=cfg.steps {
-                net = eff(&ad);
-                if t % every == 0 || t == cfg.steps {
-                    let rec = record(&net, even, t, Some(sines(&ad)));
-                    if !rec.train_loss.is_finite() {
-                        diverged_at = Some(t);
-                        break;
-                    }
-                    records.push(rec);
-                    paths.push(delta(&net));
-                }
-                if t == cfg.steps {
-                    break;
-                }
-                let g = net
-                    .eval(&even.train_x, &even.train_y, true)
-                    .grad
-                    .expect("grad");
-                // ∇_A = ∇_W Bᵀ, ∇_B = Aᵀ ∇_W (simultaneous)
-                let ga: Vec<DMatrix<f64>> = (0..2).map(|l| &g[l] * ad[l].b.transpose()).collect();
-                let gb: Vec<DMatrix<f64>> = (0..2).map(|l| ad[l].a.transpose() * &g[l]).collect();
-                match opt {
-                    FtOpt::Gd => {
-                        for l in 0..2 {
-                            ad[l].a -= &ga[l] * cfg.lr;
-                            ad[l].b -= &gb[l] * cfg.lr;
-                        }
-                    }
-                    FtOpt::Precond => {
-                        for l in 0..2 {
-                            let eye = DMatrix::<f64>::identity(ad[l].a.ncols(), ad[l].a.ncols());
-                            let bbt = &ad[l].b * ad[l].b.transpose() + &eye * cfg.damping;
-                            let ata = ad[l].a.transpose() * &ad[l].a + &eye * cfg.damping;
-                            let pa = crate::linalg::spd_solve(&bbt, &ga[l].transpose())
-                                .map(|x| x.transpose());
-                            let pb = crate::linalg::spd_solve(&ata, &gb[l]);
-                            if let (Some(pa), Some(pb)) = (pa, pb) {
-                                ad[l].a -= pa * cfg.lr;
-                                ad[l].b -= pb * cfg.lr;
+                    _ => *net = net.plus(&g, -cfg.lr),
+                },
+                Trained::Lora { ad, adam, opt, .. } => {
+                    // ∇_A = ∇_W Bᵀ, ∇_B = Aᵀ ∇_W (simultaneous)
+                    let ga: Vec<DMatrix<f64>> =
+                        (0..2).map(|l| &g[l] * ad[l].b.transpose()).collect();
+                    let gb: Vec<DMatrix<f64>> =
+                        (0..2).map(|l| ad[l].a.transpose() * &g[l]).collect();
+                    match opt {
+                        FtOpt::Gd => {
+                            for l in 0..2 {
+                                ad[l].a -= &ga[l] * cfg.lr;
+                                ad[l].b -= &gb[l] * cfg.lr;
                             }
                         }
-                    }
-                    FtOpt::Adam => {
-                        let grads = [ga[0].clone(), gb[0].clone(), ga[1].clone(), gb[1].clone()];
-                        let (l0, l1) = ad.split_at_mut(1);
-                        let (a0, b0) = (&mut l0[0].a, &mut l0[0].b);
-                        let (a1, b1) = (&mut l1[0].a, &mut l1[0].b);
-                        adam.step(&mut [a0, b0, a1, b1], &grads, cfg.adam_lr);
+                        FtOpt::Precond => {
+                            for l in 0..2 {
+                                let k = ad[l].a.ncols();
+                                let eye = DMatrix::<f64>::identity(k, k);
+                                let bbt = &ad[l].b * ad[l].b.transpose() + &eye * cfg.damping;
+                                let ata = ad[l].a.transpose() * &ad[l].a + &eye * cfg.damping;
+                                let pa = crate::linalg::spd_solve(&bbt, &ga[l].transpose())
+                                    .map(|x| x.transpose());
+                                let pb = crate::linalg::spd_solve(&ata, &gb[l]);
+                                if let (Some(pa), Some(pb)) = (pa, pb) {
+                                    ad[l].a -= pa * cfg.lr;
+                                    ad[l].b -= pb * cfg.lr;
+                                }
+                            }
+                        }
+                        FtOpt::Adam => {
+                            let grads =
+                                [ga[0].clone(), gb[0].clone(), ga[1].clone(), gb[1].clone()];
+                            let (l0, l1) = ad.split_at_mut(1);
+                            let (a0, b0) = (&mut l0[0].a, &mut l0[0].b);
+                            let (a1, b1) = (&mut l1[0].a, &mut l1[0].b);
+                            adam.step(&mut [a0, b0, a1, b1], &grads, cfg.adam_lr);
+                        }
                     }
                 }
             }
+            self.t += 1;
+            left -= 1;
         }
+        self.train_ms += t0.elapsed().as_secs_f64() * 1e3;
     }
-    let train_ms = t0.elapsed().as_secs_f64() * 1e3 - init_ms;
-    let last = records
-        .last()
-        .cloned()
-        .unwrap_or_else(|| record(pre, even, 0, None));
-    FtRun {
-        method,
-        label: method.label(),
-        seed,
-        test_acc: last.test_acc,
-        test_loss: last.test_loss,
-        init_ms,
-        train_ms,
-        eta_star,
-        records,
-        plane_path: Vec::new(),
-        diverged_at,
-        deltas: paths,
+
+    fn finish(self, pre: &Net, even: &Split) -> FtRun {
+        let last = self
+            .records
+            .last()
+            .cloned()
+            .unwrap_or_else(|| record(pre, even, 0, None));
+        FtRun {
+            method: self.method,
+            label: self.method.label(),
+            seed: self.seed,
+            test_acc: last.test_acc,
+            test_loss: last.test_loss,
+            init_ms: self.init_ms,
+            train_ms: self.train_ms,
+            eta_star: self.eta_star,
+            records: self.records,
+            plane_path: Vec::new(),
+            diverged_at: self.diverged_at,
+            deltas: self.paths,
+        }
     }
 }
 
@@ -1357,7 +1459,7 @@ mod tests {
         let data = Digits::embedded();
         let cfg = FtConfig {
             seeds: 2,
-            steps: 10,
+            steps: 23,
             ..small()
         };
         let m = FtMethod::defaults();
@@ -1380,6 +1482,14 @@ mod tests {
             x
         };
         assert_eq!(strip(r.report()), strip(run(&data, &cfg, &m)));
+        // and the runner's chunked methods (10 steps at a time) equal each method run whole
+        let (odd, even) = tasks(&data, cfg.seed);
+        let pre = pretrain(&cfg, &odd, cfg.seed);
+        let rep = r.report();
+        for (k, &method) in m.iter().enumerate() {
+            let whole = fine_tune(&pre, &even, &cfg, method, cfg.seed);
+            assert_eq!(rep.runs[k].records, whole.records, "{}", whole.label);
+        }
     }
 
     /// Every LoRA optimiser trains (preconditioned GD and Adam as well as GD), and the

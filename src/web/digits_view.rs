@@ -106,7 +106,8 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
         spawn_local(async move {
             let t0 = util::now_ms();
             let mut r = FtRunner::new((*d).clone(), cfg, methods);
-            let mut last_pub = t0;
+            // the figure is redrawn when a seed's runs arrive, not between
+            let mut published = 0;
             while !r.done() {
                 if stop.try_get_value().unwrap_or(true) {
                     state.set(State::Stopped);
@@ -114,9 +115,9 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
                 }
                 r.step(25.0);
                 progress.set(r.progress());
-                if util::now_ms() - last_pub > 400.0 {
+                if r.finished_runs() != published {
+                    published = r.finished_runs();
                     report.set(Some(Arc::new(r.report())));
-                    last_pub = util::now_ms();
                 }
                 util::yield_now().await;
             }
