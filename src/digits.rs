@@ -80,8 +80,89 @@ pub struct Split {
     pub test_y: Vec<usize>,
 }
 
+/// The fine-tuning task (SPEC §9): odd → even digits with the shared 5-way head (the public
+/// demos' task), or a domain shift of the 10-way task: pre-trained on the original images of half
+/// the samples, fine-tuned on the other half's images mirrored, rotated a quarter turn, shifted a
+/// pixel right, or with inverted intensities (where the pre-trained model is partly right, as a
+/// pre-trained language model is on GLUE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    OddEven,
+    Mirror,
+    Rotate,
+    Shift,
+    Invert,
+}
+
+impl Task {
+    pub const ALL: [Task; 5] = [
+        Task::OddEven,
+        Task::Mirror,
+        Task::Rotate,
+        Task::Shift,
+        Task::Invert,
+    ];
+    pub fn key(self) -> &'static str {
+        match self {
+            Task::OddEven => "odd-even",
+            Task::Mirror => "mirror",
+            Task::Rotate => "rotate",
+            Task::Shift => "shift",
+            Task::Invert => "invert",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Task> {
+        Task::ALL.into_iter().find(|t| t.key() == s)
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Task::OddEven => "odd → even digits (shared 5-way head)",
+            Task::Mirror => "original → mirrored images (10-way)",
+            Task::Rotate => "original → images turned 90° (10-way)",
+            Task::Shift => "original → images shifted a pixel right (10-way)",
+            Task::Invert => "original → inverted intensities (10-way)",
+        }
+    }
+    pub fn classes(self) -> usize {
+        match self {
+            Task::OddEven => N_CLASSES,
+            _ => 10,
+        }
+    }
+    /// The fine-tuning images' transform (identity for odd → even).
+    fn transform(self, p: &[u8; N_PIXELS]) -> [u8; N_PIXELS] {
+        let mut q = [0u8; N_PIXELS];
+        for r in 0..8 {
+            for c in 0..8 {
+                q[r * 8 + c] = match self {
+                    Task::OddEven => p[r * 8 + c],
+                    Task::Mirror => p[r * 8 + (7 - c)],
+                    // a quarter turn clockwise: new (r, c) = old (7 − c, r)
+                    Task::Rotate => p[(7 - c) * 8 + r],
+                    Task::Shift => {
+                        if c == 0 {
+                            0
+                        } else {
+                            p[r * 8 + c - 1]
+                        }
+                    }
+                    Task::Invert => 16 - p[r * 8 + c],
+                };
+            }
+        }
+        q
+    }
+}
+
 /// Odd (pre-training) and even (fine-tuning) tasks, split with the seed: 70 % train, 30 % test.
 pub fn tasks(data: &Digits, seed: u64) -> (Split, Split) {
+    task_splits(data, Task::OddEven, seed, 1.0)
+}
+
+/// The pre-training and fine-tuning splits of a task (70 % train, 30 % test each, seeded); the
+/// fine-tuning train split is cut to its first `ft_frac` (the small-data control).
+pub fn task_splits(data: &Digits, task: Task, seed: u64, ft_frac: f64) -> (Split, Split) {
     let n = data.digit.len();
     let mut mean = [0.0f64; N_PIXELS];
     for p in &data.pixels {
@@ -93,21 +174,47 @@ pub fn tasks(data: &Digits, seed: u64) -> (Split, Split) {
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = Rng::new(seed, STREAM_SPLIT);
     shuffle(&mut order, &mut rng);
-    let split = |odd: bool| {
-        let idx: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|&i| (data.digit[i] % 2 == 1) == odd)
-            .collect();
+    let half = n / 2;
+    let split = |pre: bool| {
+        let idx: Vec<usize> = match task {
+            Task::OddEven => order
+                .iter()
+                .copied()
+                .filter(|&i| (data.digit[i] % 2 == 1) == pre)
+                .collect(),
+            _ if pre => order[..half].to_vec(),
+            _ => order[half..].to_vec(),
+        };
         let n_train = (idx.len() as f64 * 0.7).round() as usize;
+        let keep = if pre {
+            n_train
+        } else {
+            ((n_train as f64 * ft_frac).ceil() as usize).clamp(1, n_train)
+        };
         let mk = |ids: &[usize]| {
+            let imgs: Vec<[u8; N_PIXELS]> = ids
+                .iter()
+                .map(|&i| {
+                    if pre {
+                        data.pixels[i]
+                    } else {
+                        task.transform(&data.pixels[i])
+                    }
+                })
+                .collect();
             let x = DMatrix::from_fn(ids.len(), N_PIXELS, |r, c| {
-                data.pixels[ids[r]][c] as f64 / 16.0 - mean[c]
+                imgs[r][c] as f64 / 16.0 - mean[c]
             });
-            let y = ids.iter().map(|&i| (data.digit[i] / 2) as usize).collect();
+            let y = ids
+                .iter()
+                .map(|&i| match task {
+                    Task::OddEven => (data.digit[i] / 2) as usize,
+                    _ => data.digit[i] as usize,
+                })
+                .collect();
             (x, y)
         };
-        let (train_x, train_y) = mk(&idx[..n_train]);
+        let (train_x, train_y) = mk(&idx[..keep]);
         let (test_x, test_y) = mk(&idx[n_train..]);
         Split {
             train_x,
@@ -146,10 +253,10 @@ pub struct Eval {
 
 impl Net {
     /// He-style seeded draw: W1 ~ N(0, 2/64), W2 ~ N(0, 1/h).
-    pub fn init(hidden: usize, seed: u64) -> Net {
+    pub fn init(hidden: usize, classes: usize, seed: u64) -> Net {
         let mut rng = Rng::new(seed, STREAM_NET);
         let w1 = rng.normal_matrix(N_PIXELS, hidden, (2.0 / N_PIXELS as f64).sqrt());
-        let w2 = rng.normal_matrix(hidden, N_CLASSES, (1.0 / hidden as f64).sqrt());
+        let w2 = rng.normal_matrix(hidden, classes, (1.0 / hidden as f64).sqrt());
         Net { w: [w1, w2] }
     }
 
@@ -259,6 +366,20 @@ pub struct FtConfig {
     /// How the LoRA factors are trained.
     #[serde(default = "default_lora_opt")]
     pub lora_opt: FtOpt,
+    /// The task: odd → even or a domain shift.
+    #[serde(default = "default_task")]
+    pub task: Task,
+    /// Fraction of the fine-tuning train split used (the small-data control).
+    #[serde(default = "default_ft_frac")]
+    pub ft_frac: f64,
+}
+
+fn default_task() -> Task {
+    Task::OddEven
+}
+
+fn default_ft_frac() -> f64 {
+    1.0
 }
 
 fn default_lora_opt() -> FtOpt {
@@ -283,11 +404,13 @@ impl Default for FtConfig {
             damping: 1e-3,
             record_every: 5,
             lora_opt: FtOpt::Gd,
+            task: Task::OddEven,
+            ft_frac: 1.0,
         }
     }
 }
 
-pub const FT_KEYS: [&str; 15] = [
+pub const FT_KEYS: [&str; 17] = [
     "seed",
     "seeds",
     "hidden",
@@ -303,6 +426,8 @@ pub const FT_KEYS: [&str; 15] = [
     "damping",
     "record_every",
     "lora_opt",
+    "task",
+    "ft_frac",
 ];
 
 impl FtConfig {
@@ -337,6 +462,14 @@ impl FtConfig {
             "gamma_ga" => self.gamma_ga = num(v)?,
             "damping" => self.damping = num(v)?,
             "record_every" => self.record_every = size(v)?,
+            "task" => {
+                self.task = Task::parse(v.trim()).ok_or_else(|| {
+                    err(format!(
+                        "expected odd-even, mirror, rotate, shift or invert, got `{v}`"
+                    ))
+                })?
+            }
+            "ft_frac" => self.ft_frac = num(v)?,
             "lora_opt" => {
                 self.lora_opt = FtOpt::parse(v.trim())
                     .ok_or_else(|| err(format!("expected gd, precond or adam, got `{v}`")))?
@@ -353,7 +486,7 @@ impl FtConfig {
 
     /// The URL / `--set` form of every field.
     pub fn to_pairs(&self) -> Vec<(String, String)> {
-        let v: [String; 15] = [
+        let v: [String; 17] = [
             self.seed.to_string(),
             self.seeds.to_string(),
             self.hidden.to_string(),
@@ -369,6 +502,8 @@ impl FtConfig {
             format!("{}", self.damping),
             self.record_every.to_string(),
             self.lora_opt.key().to_string(),
+            self.task.key().to_string(),
+            format!("{}", self.ft_frac),
         ];
         FT_KEYS.iter().map(|k| k.to_string()).zip(v).collect()
     }
@@ -407,6 +542,7 @@ impl FtConfig {
                 format!("must be in [0, 1], got {}", self.damping),
             );
         }
+        real("ft_frac", self.ft_frac, 0.0, 1.0)?;
         int("record_every", self.record_every, 1, 20_000)
     }
 
@@ -414,7 +550,7 @@ impl FtConfig {
     /// and for refusing what a tab cannot finish.
     pub fn work(&self, methods: usize) -> f64 {
         let n = N_SAMPLES as f64 * 0.35; // one task's train split
-        let per_pass = n * (N_PIXELS * self.hidden + self.hidden * N_CLASSES) as f64;
+        let per_pass = n * (N_PIXELS * self.hidden + self.hidden * self.task.classes()) as f64;
         self.seeds as f64 * (3.0 * per_pass * (self.pre_steps + methods * self.steps) as f64)
             + (PLANE_GRID * PLANE_GRID) as f64 * per_pass
     }
@@ -597,7 +733,7 @@ fn flatten(d: &[DMatrix<f64>; 2]) -> Vec<f64> {
 
 /// Pre-train on the odd digits (full-batch Adam from the seeded draw).
 pub fn pretrain(cfg: &FtConfig, odd: &Split, seed: u64) -> Net {
-    let mut net = Net::init(cfg.hidden, seed);
+    let mut net = Net::init(cfg.hidden, cfg.task.classes(), seed);
     let mut adam = Adam::new(&[&net.w[0], &net.w[1]]);
     for _ in 0..cfg.pre_steps {
         let g = net
@@ -763,13 +899,18 @@ impl FtRunner {
     fn unit(&mut self) {
         let seed = self.cfg.seed + self.seed_i as u64;
         if self.split.is_none() {
-            self.split = Some(tasks(&self.data, seed));
+            self.split = Some(task_splits(
+                &self.data,
+                self.cfg.task,
+                seed,
+                self.cfg.ft_frac,
+            ));
         }
         let (odd, even) = self.split.as_ref().expect("split");
         if self.net.is_none() {
             let t = web_time::Instant::now();
             let (mut net, mut adam, mut done, ms) = self.pre.take().unwrap_or_else(|| {
-                let net = Net::init(self.cfg.hidden, seed);
+                let net = Net::init(self.cfg.hidden, self.cfg.task.classes(), seed);
                 let adam = Adam::new(&[&net.w[0], &net.w[1]]);
                 (net, adam, 0, 0.0)
             });
@@ -1308,6 +1449,8 @@ pub struct TableRow {
     pub init_ms: f64,
     pub train_ms: f64,
     pub seeds: usize,
+    /// Seeds whose run diverged (their accuracy is at the last finite record).
+    pub diverged: usize,
 }
 
 pub fn table(r: &FtReport) -> Vec<TableRow> {
@@ -1335,6 +1478,7 @@ pub fn table(r: &FtReport) -> Vec<TableRow> {
                 init_ms: quantile(&sorted(|x| x.init_ms), 0.5),
                 train_ms: quantile(&sorted(|x| x.train_ms), 0.5),
                 seeds: rs.len(),
+                diverged: rs.iter().filter(|x| x.diverged_at.is_some()).count(),
             }
         })
         .collect()
@@ -1361,7 +1505,7 @@ mod tests {
         let (odd, _) = tasks(&data, 3);
         let x = odd.train_x.rows(0, 40).into_owned();
         let y = &odd.train_y[..40];
-        let net = Net::init(12, 3);
+        let net = Net::init(12, N_CLASSES, 3);
         let g = net.eval(&x, y, true).grad.unwrap();
         let h = 1e-6;
         for (l, gl) in g.iter().enumerate() {
@@ -1410,6 +1554,54 @@ mod tests {
         let b = net.eval(&even.test_x, &even.test_y, false).acc;
         assert!(a >= 0.9, "odd test accuracy {a}");
         assert!(b < a - 0.2, "even test accuracy {b} vs odd {a}");
+    }
+
+    /// The domain shifts: 10-way, disjoint halves of the data, the fine-tuning images transformed
+    /// (and each transform a permutation or reflection of the pixel values); `ft_frac` cuts the
+    /// fine-tuning train split; the pre-trained net is partly right on the shifted images.
+    #[test]
+    fn domain_shift_tasks_and_the_small_data_control() {
+        let data = Digits::embedded();
+        let p = [3u8; N_PIXELS];
+        let mut ramp = [0u8; N_PIXELS];
+        for (i, v) in ramp.iter_mut().enumerate() {
+            *v = (i % 17) as u8;
+        }
+        assert_eq!(Task::Invert.transform(&p), [13u8; N_PIXELS]);
+        let twice = Task::Mirror.transform(&Task::Mirror.transform(&ramp));
+        assert_eq!(twice, ramp);
+        let four = (0..4).fold(ramp, |q, _| Task::Rotate.transform(&q));
+        assert_eq!(four, ramp);
+        assert_eq!(Task::Shift.transform(&ramp)[0], 0);
+        assert_eq!(Task::Shift.transform(&ramp)[1], ramp[0]);
+        let (pre, ft) = task_splits(&data, Task::Mirror, 0, 1.0);
+        assert_eq!(
+            pre.train_y.len() + pre.test_y.len() + ft.train_y.len() + ft.test_y.len(),
+            N_SAMPLES
+        );
+        assert!(pre.train_y.iter().any(|&c| c > 4));
+        let (_, little) = task_splits(&data, Task::Mirror, 0, 0.1);
+        assert_eq!(
+            little.train_y.len(),
+            (ft.train_y.len() as f64 * 0.1).ceil() as usize
+        );
+        assert_eq!(little.test_y, ft.test_y);
+        let cfg = FtConfig {
+            task: Task::Shift,
+            ..small()
+        };
+        let net = pretrain(&cfg, &pre, 0);
+        let (pre_s, ft_s) = task_splits(&data, Task::Shift, 0, 1.0);
+        let a0 = net.eval(&pre_s.test_x, &pre_s.test_y, false).acc;
+        let a1 = net.eval(&ft_s.test_x, &ft_s.test_y, false).acc;
+        assert!(
+            a0 > 0.85 && a1 > 0.2 && a1 < a0,
+            "original {a0}, shifted {a1}"
+        );
+        let mut bad = FtConfig::default();
+        bad.set("task", "upside-down").unwrap_err();
+        bad.ft_frac = 0.0;
+        assert_eq!(bad.validate().unwrap_err().field, "ft_frac");
     }
 
     /// LoRA-One's A0B0 is η*·P_r(G) of its layer, so at step 0 it is the one rank-r step; that

@@ -78,8 +78,15 @@ where
     accs.sort_by(f64::total_cmp);
     let pre_acc = crate::ensemble::quantile(&accs, 0.5);
     let title = format!(
-        "Digits, odd → even (shared 5-way head): 64 → {} → 5, rank {}, {} steps, {} seed{} · pre-trained on the odd digits: {:.1} % held-out accuracy (median)",
+        "Digits, {}{}: 64 → {} → {}, rank {}, {} steps, {} seed{} · pre-trained: {:.1} % held-out accuracy (median)",
+        c.task.label(),
+        if c.ft_frac < 1.0 {
+            format!(", {:.0} % of the fine-tuning data", 100.0 * c.ft_frac)
+        } else {
+            String::new()
+        },
         c.hidden,
+        c.task.classes(),
         c.rank,
         c.steps,
         c.seeds,

@@ -735,6 +735,8 @@ mod tests {
             damping: 0.01,
             record_every: 3,
             lora_opt: crate::digits::FtOpt::Adam,
+            task: crate::digits::Task::Mirror,
+            ft_frac: 0.25,
         };
         let dd = crate::digits::FtConfig::default();
         assert!(digits

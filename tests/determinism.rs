@@ -37,7 +37,7 @@ fn digits_split_and_net_draw_are_bit_identical_everywhere() {
     use lora_one_lab::digits::{tasks, Digits, Net};
     let d = Digits::embedded();
     let (odd, even) = tasks(&d, 3);
-    let net = Net::init(32, 3);
+    let net = Net::init(32, 5, 3);
     let got = [
         bits_hash(&odd.train_x),
         bits_hash(&even.test_x),

@@ -74,18 +74,19 @@ fn print_table(r: &FtReport) {
         );
     }
     println!(
-        "{:<40} {:>22} {:>10} {:>10}",
-        "method", "test acc % (10–90 %)", "init ms", "train ms"
+        "{:<40} {:>22} {:>10} {:>10} {:>9}",
+        "method", "test acc % (10–90 %)", "init ms", "train ms", "diverged"
     );
     for row in digits::table(r) {
         println!(
-            "{:<40} {:>7.1} ({:>5.1}–{:>5.1}) {:>10.1} {:>10.1}",
+            "{:<40} {:>7.1} ({:>5.1}–{:>5.1}) {:>10.1} {:>10.1} {:>9}",
             row.label,
             100.0 * row.acc_median,
             100.0 * row.acc_q10,
             100.0 * row.acc_q90,
             row.init_ms,
-            row.train_ms
+            row.train_ms,
+            row.diverged
         );
     }
 }

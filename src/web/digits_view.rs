@@ -219,6 +219,7 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
                                 <td>{fmt3(t.init_ms)}</td>
                                 <td>{fmt3(t.train_ms)}</td>
                                 <td>{t.seeds}</td>
+                                <td>{if t.diverged > 0 { format!("{} of {}", t.diverged, t.seeds) } else { "–".to_string() }}</td>
                             </tr>
                         }
                     })
@@ -358,7 +359,7 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
             </div>
             <div class="table-wrap" tabindex="0" role="region" aria-label="The talk's table (scrolls sideways)">
                 <table class="runs" id="digits-table" aria-label="Test accuracy on the even digits per method">
-                    <thead><tr><th>"method"</th><th>"test accuracy (median)"</th><th>"10–90 %"</th><th>"init ms"</th><th>"train ms"</th><th>"seeds"</th></tr></thead>
+                    <thead><tr><th>"method"</th><th>"test accuracy (median)"</th><th>"10–90 %"</th><th>"init ms"</th><th>"train ms"</th><th>"seeds"</th><th>"diverged"</th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
             </div>
