@@ -330,7 +330,7 @@ async function withWebGpu() {
 
     // the browser-sized sweeps on SwiftShader (compute=gpu): the batched WGSL path, timed
     // (fig2 takes ~1.5 min there; E2E_SWIFTSHADER_ALL=1 also times the seeds preset)
-    const onSwift = process.env.E2E_SWIFTSHADER_ALL ? [["fig2", 14], ["seeds", 1]] : [["fig2", 14]];
+    const onSwift = process.env.E2E_SWIFTSHADER_ALL ? [["fig2", 14], ["seeds", 1], ["ln-d-law", 4]] : [["fig2", 14]];
     for (const [preset, n] of onSwift) {
       await page.goto(`${BASE}?view=sweep&sweep=${preset}&compute=gpu`);
       await page.waitForSelector("#sweep");
@@ -715,6 +715,15 @@ async function sweepView(page) {
   check(fig === "spread" && draws === 24 && bench.sweep_seeds_browser_ms <= 20000, "the seeds preset draws the spread of 24 draws' curves in ≤ 20 s",
     `${fig}, ${draws} draws, ${bench.sweep_seeds_browser_ms} ms`);
   await page.screenshot({ path: path.join(SHOTS, "sweep-seeds.png"), fullPage: true });
+  // the ln d law at browser size (every step recorded), timed
+  await page.goto(`${BASE}?view=sweep&sweep=ln-d-law`);
+  await page.waitForSelector("#sweep");
+  const tl = Date.now();
+  await page.click("button.preset[data-sweep=ln-d-law]");
+  await page.waitForSelector("#sweep[data-state=done]", { timeout: 120000 });
+  bench.sweep_ln_d_law_browser_ms = Date.now() - tl;
+  const lc = Number(await attr(page, "#sweep-canvas", "data-cells"));
+  check(lc === 4 && bench.sweep_ln_d_law_browser_ms <= 20000, "the ln-d-law preset (browser size) finishes in ≤ 20 s on the CPU engine", `${lc} cells in ${bench.sweep_ln_d_law_browser_ms} ms`);
 }
 
 // The Fig. 3 toy (issue 8): drawn from the URL, the spectral start faster at the median, drag
