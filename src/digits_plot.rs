@@ -5,7 +5,7 @@
 
 use crate::digits::{table, AdapterInit, FtMethod, FtOpt, FtReport, FtRun};
 use crate::style::{self, rgb, Dash};
-use crate::sweep_plot::Theme;
+use crate::sweep_plot::{panel, styled_line, PanelText, Theme};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -179,24 +179,15 @@ where
     let fs = |x: f64| (x * th.scale) as u32;
     let fg = th.fg;
     let t_max = r.config.steps.max(1) as f64;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "test accuracy over the steps (seed median)",
-            ("sans-serif", fs(14.0)).into_font().color(&fg),
-        )
-        .margin(fs(8.0))
-        .x_label_area_size(fs(30.0))
-        .y_label_area_size(fs(40.0))
-        .build_cartesian_2d(0.0..t_max, 0.0..1.0f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .label_style(("sans-serif", fs(11.0)).into_font().color(&fg))
-        .axis_desc_style(("sans-serif", fs(11.0)).into_font().color(&fg))
-        .axis_style(fg)
-        .bold_line_style(th.grid)
-        .light_line_style(TRANSPARENT)
-        .draw()?;
+    let mut chart = panel(
+        area,
+        th,
+        PanelText::DENSE,
+        "test accuracy over the steps (seed median)",
+        0.0..t_max,
+        0.0..1.0,
+        "step",
+    )?;
     if let Some(t) = upto {
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(t as f64, 0.0), (t as f64, 1.0)],
@@ -227,14 +218,7 @@ where
             pts = vec![(0.0, last), (t_max, last)];
         }
         let style = col.stroke_width(fs(2.0));
-        match dash.pattern() {
-            [on, off, ..] => {
-                chart.draw_series(DashedLineSeries::new(pts, fs(*on), fs(*off), style))?;
-            }
-            _ => {
-                chart.draw_series(LineSeries::new(pts, style))?;
-            }
-        }
+        styled_line(&mut chart, pts, style, dash, th.scale)?;
     }
     Ok(())
 }
@@ -252,24 +236,15 @@ where
     let fs = |x: f64| (x * th.scale) as u32;
     let fg = th.fg;
     let t_max = r.config.steps.max(1) as f64;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "LoRA: sin θ(A_t, top-r of G) per layer",
-            ("sans-serif", fs(14.0)).into_font().color(&fg),
-        )
-        .margin(fs(8.0))
-        .x_label_area_size(fs(30.0))
-        .y_label_area_size(fs(40.0))
-        .build_cartesian_2d(0.0..t_max, 0.0..1.0f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("step (layer 1 bold, layer 2 thin)")
-        .label_style(("sans-serif", fs(11.0)).into_font().color(&fg))
-        .axis_desc_style(("sans-serif", fs(11.0)).into_font().color(&fg))
-        .axis_style(fg)
-        .bold_line_style(th.grid)
-        .light_line_style(TRANSPARENT)
-        .draw()?;
+    let mut chart = panel(
+        area,
+        th,
+        PanelText::DENSE,
+        "LoRA: sin θ(A_t, top-r of G) per layer",
+        0.0..t_max,
+        0.0..1.0,
+        "step (layer 1 bold, layer 2 thin)",
+    )?;
     for row in table(r) {
         let runs = series_of(r, &row.label);
         let m = runs[0].method;
@@ -292,14 +267,7 @@ where
                 })
                 .collect();
             let style = col.stroke_width(fs(width).max(1));
-            match dash.pattern() {
-                [on, off, ..] => {
-                    chart.draw_series(DashedLineSeries::new(pts, fs(*on), fs(*off), style))?;
-                }
-                _ => {
-                    chart.draw_series(LineSeries::new(pts, style))?;
-                }
-            }
+            styled_line(&mut chart, pts, style, dash, th.scale)?;
         }
     }
     Ok(())
@@ -382,14 +350,7 @@ where
             .collect();
         let style = col.stroke_width(fs(2.0));
         let end = *pts.last().unwrap_or(&(0.0, 0.0));
-        match dash.pattern() {
-            [on, off, ..] => {
-                chart.draw_series(DashedLineSeries::new(pts, fs(*on), fs(*off), style))?;
-            }
-            _ => {
-                chart.draw_series(LineSeries::new(pts, style))?;
-            }
-        }
+        styled_line(&mut chart, pts, style, dash, th.scale)?;
         chart.draw_series(std::iter::once(Circle::new(
             end,
             fs(3.5) as i32,

@@ -4,8 +4,100 @@
 //! when d is on the x axis. Ordered y values (d, …) take viridis colours, dark to light.
 
 use crate::sweep::{Cell, Spread, SweepReport};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::ops::Range;
+
+/// A 2-D chart of the figures.
+pub type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Text sizes of a panel (nominal pixels): the sweep figures' and the denser digits figure's.
+#[derive(Clone, Copy)]
+pub struct PanelText {
+    pub caption: f64,
+    pub label: f64,
+    pub margin: f64,
+    pub x_area: f64,
+    pub y_area: f64,
+}
+
+impl PanelText {
+    pub const SWEEP: PanelText = PanelText {
+        caption: 15.0,
+        label: 12.0,
+        margin: 10.0,
+        x_area: 36.0,
+        y_area: 52.0,
+    };
+    pub const DENSE: PanelText = PanelText {
+        caption: 14.0,
+        label: 11.0,
+        margin: 8.0,
+        x_area: 30.0,
+        y_area: 40.0,
+    };
+}
+
+/// One panel in the figures' common style: caption, axes in the foreground colour, only the
+/// grid's bold lines.
+pub fn panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    th: &Theme,
+    sizes: PanelText,
+    caption: &str,
+    x: Range<f64>,
+    y: Range<f64>,
+    x_desc: &str,
+) -> Result<Chart2d<'a, DB>, Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let fs = |v: f64| (v * th.scale) as u32;
+    let fg = th.fg;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            caption,
+            ("sans-serif", fs(sizes.caption)).into_font().color(&fg),
+        )
+        .margin(fs(sizes.margin))
+        .x_label_area_size(fs(sizes.x_area))
+        .y_label_area_size(fs(sizes.y_area))
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .label_style(("sans-serif", fs(sizes.label)).into_font().color(&fg))
+        .axis_desc_style(("sans-serif", fs(sizes.label)).into_font().color(&fg))
+        .axis_style(fg)
+        .bold_line_style(th.grid)
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+    Ok(chart)
+}
+
+/// A line in a method's dash (solid, or dashed with the pattern scaled like the text).
+pub fn styled_line<DB: DrawingBackend>(
+    chart: &mut Chart2d<'_, DB>,
+    pts: Vec<(f64, f64)>,
+    style: ShapeStyle,
+    dash: crate::style::Dash,
+    scale: f64,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    match dash.pattern() {
+        [on, off, ..] => {
+            let px = |v: f64| (v * scale) as u32;
+            chart.draw_series(DashedLineSeries::new(pts, px(*on), px(*off), style))?;
+        }
+        _ => {
+            chart.draw_series(LineSeries::new(pts, style))?;
+        }
+    }
+    Ok(())
+}
 
 /// Colours and text scale of the figure.
 pub struct Theme {
@@ -124,21 +216,15 @@ where
         } else {
             s.x.key.clone()
         };
-        let mut chart = ChartBuilder::on(area)
-            .caption(*name, ("sans-serif", fs(15.0)).into_font().color(&fg))
-            .margin(fs(10.0))
-            .x_label_area_size(fs(36.0))
-            .y_label_area_size(fs(52.0))
-            .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .label_style(("sans-serif", fs(12.0)).into_font().color(&fg))
-            .axis_desc_style(("sans-serif", fs(12.0)).into_font().color(&fg))
-            .axis_style(fg)
-            .bold_line_style(th.grid)
-            .light_line_style(TRANSPARENT)
-            .draw()?;
+        let mut chart = panel(
+            area,
+            th,
+            PanelText::SWEEP,
+            name,
+            x0..x1,
+            (lo - pad)..(hi + pad),
+            &x_desc,
+        )?;
         for (k, y) in ys.iter().enumerate() {
             // an ordered quantity (d, …): viridis, dark to light
             let f = if ys.len() > 1 {
@@ -280,21 +366,15 @@ where
             (lo, hi) = (0.0, hi.max(s.theta).min(1.0).max(lo + 1e-6));
         }
         let pad = 0.05 * (hi - lo).max(1e-9);
-        let mut chart = ChartBuilder::on(area)
-            .caption(name, ("sans-serif", fs(15.0)).into_font().color(&fg))
-            .margin(fs(10.0))
-            .x_label_area_size(fs(36.0))
-            .y_label_area_size(fs(52.0))
-            .build_cartesian_2d(0.0..t_max, (lo - pad)..(hi + pad))?;
-        chart
-            .configure_mesh()
-            .x_desc("step t")
-            .label_style(("sans-serif", fs(12.0)).into_font().color(&fg))
-            .axis_desc_style(("sans-serif", fs(12.0)).into_font().color(&fg))
-            .axis_style(fg)
-            .bold_line_style(th.grid)
-            .light_line_style(TRANSPARENT)
-            .draw()?;
+        let mut chart = panel(
+            area,
+            th,
+            PanelText::SWEEP,
+            name,
+            0.0..t_max,
+            (lo - pad)..(hi + pad),
+            "step t",
+        )?;
         let band: Vec<(f64, f64)> = bands
             .iter()
             .map(|(t, v)| (*t, v.q10))

@@ -133,11 +133,7 @@ impl SweepParams {
 
     /// Apply one URL pair; the value is checked when the sweep is built (`spec`).
     pub fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
-        let whole = |v: &str| {
-            v.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("{k}: expected a whole number, got `{v}`"))
-        };
+        let whole = |v: &str| whole_of(k, v).map(|x| x.min(usize::MAX as u64) as usize);
         match k {
             "sweep" => {
                 self.preset = SweepPreset::parse(v.trim())
@@ -147,14 +143,7 @@ impl SweepParams {
             "y" => self.y = v.trim().to_string(),
             "seeds" => self.seeds = whole(v)?,
             "steps" => self.steps = whole(v)?,
-            "theta" => {
-                self.theta = v
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| format!("theta: expected a number, got `{v}`"))?
-            }
+            "theta" => self.theta = number_of(k, v)?,
             _ => {
                 return Err(format!(
                     "{k}: unknown parameter of the sweep view; known: {}",
@@ -164,6 +153,64 @@ impl SweepParams {
         }
         Ok(())
     }
+}
+
+/// A view's parameters in URL form: every key with its text, and setting one key from text (the
+/// error names the key). The web app's parameter fields are built on it.
+pub trait ViewParams {
+    fn pairs(&self) -> Vec<(String, String)>;
+    fn set_pair(&mut self, key: &str, value: &str) -> Result<(), String>;
+    /// The text of one key ("" when unknown).
+    fn value_of(&self, key: &str) -> String {
+        self.pairs()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
+}
+
+impl ViewParams for SweepParams {
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.to_pairs()
+    }
+    fn set_pair(&mut self, key: &str, value: &str) -> Result<(), String> {
+        self.set(key, value)
+    }
+}
+
+impl ViewParams for ToyParams {
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.to_pairs()
+    }
+    fn set_pair(&mut self, key: &str, value: &str) -> Result<(), String> {
+        self.set(key, value)
+    }
+}
+
+impl ViewParams for crate::digits::FtConfig {
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.to_pairs()
+    }
+    fn set_pair(&mut self, key: &str, value: &str) -> Result<(), String> {
+        self.set(key, value).map_err(|e| e.to_string())
+    }
+}
+
+/// A whole number from URL text, or an error naming the key.
+fn whole_of(k: &str, v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{k}: expected a whole number, got `{v}`"))
+}
+
+/// A finite number from URL text, or an error naming the key.
+fn number_of(k: &str, v: &str) -> Result<f64, String> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| format!("{k}: expected a number, got `{v}`"))
 }
 
 /// The Fig. 3 toy view's parameters (URL form): the run and the camera, in degrees.
@@ -218,18 +265,8 @@ impl ToyParams {
     /// Apply one URL pair; ranges are checked by `ToySpec::validate` when the toy runs, except
     /// the camera's, checked here.
     pub fn set(&mut self, k: &str, v: &str) -> Result<(), String> {
-        let whole = |v: &str| {
-            v.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("{k}: expected a whole number, got `{v}`"))
-        };
-        let num = |v: &str| {
-            v.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| format!("{k}: expected a number, got `{v}`"))
-        };
+        let whole = |v: &str| whole_of(k, v);
+        let num = |v: &str| number_of(k, v);
         let size = |v: &str| whole(v).map(|x| x.min(usize::MAX as u64) as usize);
         match k {
             "seeds" => self.spec.seeds = size(v)?,

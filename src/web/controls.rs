@@ -109,3 +109,58 @@ pub fn LineSwatch(
         </svg>
     }
 }
+
+/// A text field for one URL parameter of a view (`id` is the input's id): shows the parameter's
+/// text; a change sets it, or puts the error (which names the key and its range) in `error`.
+pub fn param_field<P>(
+    params: RwSignal<P>,
+    error: RwSignal<Option<String>>,
+    id: String,
+    key: &'static str,
+    label: &'static str,
+    hint: &'static str,
+) -> impl IntoView
+where
+    P: crate::urlstate::ViewParams + Clone + Send + Sync + 'static,
+{
+    view! {
+        <div class="field">
+            <label for=id.clone()>{label}</label>
+            <input type="text" id=id placeholder=hint
+                prop:value=move || params.with(|p| p.value_of(key))
+                on:change=move |e| {
+                    let v = event_target_value(&e);
+                    let mut p = params.get_untracked();
+                    match p.set_pair(key, &v) {
+                        Ok(()) => { error.set(None); params.set(p); }
+                        Err(m) => error.set(Some(m)),
+                    }
+                } />
+        </div>
+    }
+}
+
+/// Where a view's chunked run stands (its `data-state` attribute, which the e2e test reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Fetching what the run needs (the digits data).
+    Loading,
+    Idle,
+    Running,
+    Done,
+    Stopped,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn attr(self) -> &'static str {
+        match self {
+            RunStatus::Loading => "loading",
+            RunStatus::Idle => "idle",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Failed => "failed",
+        }
+    }
+}

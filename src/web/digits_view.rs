@@ -38,28 +38,7 @@ async fn load() -> Result<Digits, String> {
 /// Refuse what a tab would take minutes over: about 1 G multiply-add per second in wasm.
 const MAX_WORK: f64 = 1.2e11;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Loading,
-    Idle,
-    Running,
-    Done,
-    Stopped,
-    Failed,
-}
-
-impl State {
-    fn attr(self) -> &'static str {
-        match self {
-            State::Loading => "loading",
-            State::Idle => "idle",
-            State::Running => "running",
-            State::Done => "done",
-            State::Stopped => "stopped",
-            State::Failed => "failed",
-        }
-    }
-}
+use super::controls::RunStatus as State;
 
 #[component]
 pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool) -> impl IntoView {
@@ -265,22 +244,7 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
         })
     };
     let field = move |key: &'static str| {
-        let id = format!("dg-{key}");
-        view! {
-            <div class="field">
-                <label for=id.clone()>{key}</label>
-                <input type="text" id=id inputmode="decimal"
-                    prop:value=move || params.with(|p| p.to_pairs().into_iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or_default())
-                    on:change=move |e| {
-                        let v = event_target_value(&e);
-                        let mut p = params.get_untracked();
-                        match p.set(key, &v) {
-                            Ok(()) => { error.set(None); params.set(p); }
-                            Err(m) => error.set(Some(m.to_string())),
-                        }
-                    } />
-            </div>
-        }
+        super::controls::param_field(params, error, format!("dg-{key}"), key, key, "")
     };
     let export_json = move |_| {
         if let Some(r) = report.get_untracked() {

@@ -16,26 +16,7 @@ use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Idle,
-    Running,
-    Done,
-    Stopped,
-    Failed,
-}
-
-impl State {
-    fn attr(self) -> &'static str {
-        match self {
-            State::Idle => "idle",
-            State::Running => "running",
-            State::Done => "done",
-            State::Stopped => "stopped",
-            State::Failed => "failed",
-        }
-    }
-}
+use super::controls::RunStatus as State;
 
 #[component]
 pub fn SweepView(
@@ -306,22 +287,7 @@ pub fn SweepView(
         })
     };
     let field = move |key: &'static str, label: &'static str, hint: &'static str| {
-        let id = format!("sw-{key}");
-        view! {
-            <div class="field">
-                <label for=id.clone()>{label}</label>
-                <input type="text" id=id placeholder=hint
-                    prop:value=move || params.with(|p| p.to_pairs().into_iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or_default())
-                    on:change=move |e| {
-                        let v = event_target_value(&e);
-                        let mut p = params.get_untracked();
-                        match p.set(key, &v) {
-                            Ok(()) => { error.set(None); params.set(p); }
-                            Err(m) => error.set(Some(m)),
-                        }
-                    } />
-            </div>
-        }
+        super::controls::param_field(params, error, format!("sw-{key}"), key, label, hint)
     };
     let export_json = move |_| {
         if let Some(r) = report.get_untracked() {

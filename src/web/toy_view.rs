@@ -138,22 +138,7 @@ pub fn ToyView(
         )
     };
     let field = move |key: &'static str, label: &'static str| {
-        let id = format!("toy-{key}");
-        view! {
-            <div class="field">
-                <label for=id.clone()>{label}</label>
-                <input type="text" id=id inputmode="decimal"
-                    prop:value=move || params.with(|p| p.to_pairs().into_iter().find(|(k, _)| k == key).map(|(_, v)| v).unwrap_or_default())
-                    on:change=move |e| {
-                        let v = event_target_value(&e);
-                        let mut p = params.get_untracked();
-                        match p.set(key, &v) {
-                            Ok(()) => { error.set(None); params.set(p); }
-                            Err(m) => error.set(Some(m)),
-                        }
-                    } />
-            </div>
-        }
+        super::controls::param_field(params, error, format!("toy-{key}"), key, label, "")
     };
     let export_json = move |_| {
         if let Ok(r) = report.get_untracked() {
