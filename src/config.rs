@@ -768,9 +768,10 @@ impl Config {
             }
             "divergence_factor" => self.divergence_factor = float(key, v)?,
             _ => {
-                // named as given (a key of only spaces would otherwise be named by nothing)
+                // named as given (trimmed, a key of only spaces would be named by nothing, and
+                // the message could not be traced to what was typed)
                 return Err(ConfigError::new(
-                    if key.is_empty() { raw_key } else { key },
+                    raw_key,
                     format!("unknown parameter; known: {}", Config::KEYS.join(", ")),
                 ));
             }
@@ -918,6 +919,21 @@ pub mod testing {
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    /// An unknown key is named as typed (fuzz findings: a key of only spaces, or one with
+    /// leading spaces, was named trimmed, so the message did not start with what was typed).
+    #[test]
+    fn unknown_keys_are_named_as_typed() {
+        let mut c = Preset::Spectral.config();
+        for k in [" \u{2de0}  A", "\u{a0}", " bogus"] {
+            let e = c.set(k, "1").unwrap_err();
+            assert_eq!(e.field, k);
+            assert!(e.message.starts_with("unknown parameter"));
+        }
+        // a known key with spaces around it still sets the field
+        c.set(" d ", "12").unwrap();
+        assert_eq!(c.d, 12);
+    }
     use super::*;
 
     #[test]
