@@ -919,6 +919,7 @@ pub mod testing {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::*;
 
     /// An unknown key is named as typed (fuzz findings: a key of only spaces, or one with
     /// leading spaces, was named trimmed, so the message did not start with what was typed).
@@ -934,7 +935,6 @@ pub(crate) mod tests {
         c.set(" d ", "12").unwrap();
         assert_eq!(c.d, 12);
     }
-    use super::*;
 
     #[test]
     fn presets_validate() {

@@ -76,6 +76,29 @@ where
     Ok(chart)
 }
 
+/// The figures' legend box: page background, grid-coloured border, text in the foreground.
+pub fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart2d<'a, DB>,
+    th: &Theme,
+    at: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(th.bg.mix(0.85))
+        .border_style(th.grid)
+        .label_font(
+            ("sans-serif", (12.0 * th.scale) as u32)
+                .into_font()
+                .color(&th.fg),
+        )
+        .position(at)
+        .draw()?;
+    Ok(())
+}
+
 /// A line in a method's dash (solid, or dashed with the pattern scaled like the text).
 pub fn styled_line<DB: DrawingBackend>(
     chart: &mut Chart2d<'_, DB>,
@@ -280,13 +303,7 @@ where
                     PathElement::new(vec![(x, y), (x + 18, y)], fg.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(th.bg.mix(0.85))
-            .border_style(th.grid)
-            .label_font(("sans-serif", fs(12.0)).into_font().color(&fg))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+        legend(&mut chart, th, SeriesLabelPosition::UpperRight)?;
     }
     root.present()?;
     Ok(())
@@ -438,13 +455,7 @@ where
                     });
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(th.bg.mix(0.85))
-            .border_style(th.grid)
-            .label_font(("sans-serif", fs(12.0)).into_font().color(&fg))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+        legend(&mut chart, th, SeriesLabelPosition::UpperRight)?;
     }
     root.present()?;
     Ok(())

@@ -261,18 +261,11 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
         let Some(r) = report.get_untracked() else {
             return;
         };
-        let mut s = String::new();
-        let res = {
-            let root = SVGBackend::with_string(&mut s, (1600, 560)).into_drawing_area();
-            digits_plot::draw(
-                &r,
-                root,
-                &crate::sweep_plot::Theme::for_page(dark.get_untracked(), 1.0),
-            )
-        };
-        match res {
-            Ok(()) => export::download_text("lora-one-lab-digits.svg", "image/svg+xml", &s),
-            Err(e) => error.set(Some(format!("SVG export: {e}"))),
+        let th = crate::sweep_plot::Theme::for_page(dark.get_untracked(), 1.0);
+        if let Err(e) = export::download_svg("lora-one-lab-digits.svg", (1600, 560), |root| {
+            digits_plot::draw(&r, root, &th)
+        }) {
+            error.set(Some(e));
         }
     };
     let none = move || report.with(|r| r.is_none());

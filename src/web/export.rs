@@ -78,3 +78,23 @@ pub fn report_csv(r: &Report) -> String {
     }
     s
 }
+
+/// A figure drawn by `draw` (the CLI's figure code) into an SVG of `size` pixels, downloaded as
+/// `name`; the drawing error, if any, as text.
+pub fn download_svg(
+    name: &str,
+    size: (u32, u32),
+    draw: impl FnOnce(
+        plotters::drawing::DrawingArea<plotters::prelude::SVGBackend, plotters::coord::Shift>,
+    ) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), String> {
+    use plotters::prelude::IntoDrawingArea;
+    let mut svg = String::new();
+    let res = {
+        let root = plotters::prelude::SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw(root)
+    };
+    res.map_err(|e| format!("SVG export: {e}"))?;
+    download_text(name, "image/svg+xml", &svg);
+    Ok(())
+}

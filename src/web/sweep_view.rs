@@ -299,18 +299,11 @@ pub fn SweepView(
         let Some(r) = report.get_untracked() else {
             return;
         };
-        let mut svg = String::new();
-        let res = {
-            let root = SVGBackend::with_string(&mut svg, (1200, 420)).into_drawing_area();
-            sweep_plot::draw(
-                &r,
-                root,
-                &sweep_plot::Theme::for_page(dark.get_untracked(), 1.0),
-            )
-        };
-        match res {
-            Ok(()) => export::download_text("lora-one-lab-sweep.svg", "image/svg+xml", &svg),
-            Err(e) => error.set(Some(format!("SVG export: {e}"))),
+        let th = sweep_plot::Theme::for_page(dark.get_untracked(), 1.0);
+        if let Err(e) = export::download_svg("lora-one-lab-sweep.svg", (1200, 420), |root| {
+            sweep_plot::draw(&r, root, &th)
+        }) {
+            error.set(Some(e));
         }
     };
     let export_csv = move |_| {

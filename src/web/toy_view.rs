@@ -151,16 +151,12 @@ pub fn ToyView(
             return;
         };
         let cam = params.with_untracked(|p| p.camera());
-        let mut s = String::new();
-        {
-            let root = SVGBackend::with_string(&mut s, (900, 760)).into_drawing_area();
-            let th = crate::sweep_plot::Theme::for_page(dark.get_untracked(), 1.0);
-            if let Err(e) = toy_plot::draw(&r, cam, root, &th) {
-                error.set(Some(format!("SVG export: {e}")));
-                return;
-            }
+        let th = crate::sweep_plot::Theme::for_page(dark.get_untracked(), 1.0);
+        if let Err(e) = export::download_svg("lora-one-lab-fig3.svg", (900, 760), |root| {
+            toy_plot::draw(&r, cam, root, &th)
+        }) {
+            error.set(Some(e));
         }
-        export::download_text("lora-one-lab-fig3.svg", "image/svg+xml", &s);
     };
     let none = move || report.with(|r| r.is_err());
 
