@@ -733,17 +733,48 @@ fn flatten(d: &[DMatrix<f64>; 2]) -> Vec<f64> {
 
 /// Pre-train on the odd digits (full-batch Adam from the seeded draw).
 pub fn pretrain(cfg: &FtConfig, odd: &Split, seed: u64) -> Net {
-    let mut net = Net::init(cfg.hidden, cfg.task.classes(), seed);
-    let mut adam = Adam::new(&[&net.w[0], &net.w[1]]);
-    for _ in 0..cfg.pre_steps {
-        let g = net
-            .eval(&odd.train_x, &odd.train_y, true)
-            .grad
-            .expect("grad");
-        let [w1, w2] = &mut net.w;
-        adam.step(&mut [w1, w2], &g, cfg.pre_lr);
+    let mut p = Pretrainer::new(cfg, seed);
+    p.advance(cfg, odd, cfg.pre_steps);
+    p.net
+}
+
+/// Pre-training in progress: full-batch Adam from the seeded draw, resumable (the runner's
+/// chunks and `pretrain` share it).
+struct Pretrainer {
+    net: Net,
+    adam: Adam,
+    done: usize,
+    ms: f64,
+}
+
+impl Pretrainer {
+    fn new(cfg: &FtConfig, seed: u64) -> Pretrainer {
+        let net = Net::init(cfg.hidden, cfg.task.classes(), seed);
+        let adam = Adam::new(&[&net.w[0], &net.w[1]]);
+        Pretrainer {
+            net,
+            adam,
+            done: 0,
+            ms: 0.0,
+        }
     }
-    net
+
+    /// Up to `n` more steps.
+    fn advance(&mut self, cfg: &FtConfig, odd: &Split, n: usize) {
+        let t = web_time::Instant::now();
+        let n = n.min(cfg.pre_steps - self.done);
+        for _ in 0..n {
+            let g = self
+                .net
+                .eval(&odd.train_x, &odd.train_y, true)
+                .grad
+                .expect("grad");
+            let [w1, w2] = &mut self.net.w;
+            self.adam.step(&mut [w1, w2], &g, cfg.pre_lr);
+        }
+        self.done += n;
+        self.ms += t.elapsed().as_secs_f64() * 1e3;
+    }
 }
 
 /// The adapter of one layer: frozen weight, factors.
@@ -832,7 +863,7 @@ pub struct FtRunner {
     methods: Vec<FtMethod>,
     seed_i: usize,
     split: Option<(Split, Split)>,
-    pre: Option<(Net, Adam, usize, f64)>,
+    pre: Option<Pretrainer>,
     net: Option<Net>,
     method_i: usize,
     seed_runs: Vec<FtRun>,
@@ -877,7 +908,7 @@ impl FtRunner {
         let per_seed = (self.cfg.pre_steps + self.methods.len() * self.cfg.steps.max(1)) as f64;
         let pre = match (&self.pre, &self.net) {
             (_, Some(_)) => self.cfg.pre_steps,
-            (Some(p), None) => p.2,
+            (Some(p), None) => p.done,
             _ => 0,
         } as f64;
         let within = self.tuner.as_ref().map_or(0, |t| t.t.min(self.cfg.steps));
@@ -908,33 +939,18 @@ impl FtRunner {
         }
         let (odd, even) = self.split.as_ref().expect("split");
         if self.net.is_none() {
-            let t = web_time::Instant::now();
-            let (mut net, mut adam, mut done, ms) = self.pre.take().unwrap_or_else(|| {
-                let net = Net::init(self.cfg.hidden, self.cfg.task.classes(), seed);
-                let adam = Adam::new(&[&net.w[0], &net.w[1]]);
-                (net, adam, 0, 0.0)
-            });
-            let n = PRE_CHUNK.min(self.cfg.pre_steps - done);
-            for _ in 0..n {
-                let g = net
-                    .eval(&odd.train_x, &odd.train_y, true)
-                    .grad
-                    .expect("grad");
-                let [w1, w2] = &mut net.w;
-                adam.step(&mut [w1, w2], &g, self.cfg.pre_lr);
-            }
-            done += n;
-            let ms = ms + t.elapsed().as_secs_f64() * 1e3;
-            if done >= self.cfg.pre_steps {
+            let cfg = &self.cfg;
+            let p = self.pre.get_or_insert_with(|| Pretrainer::new(cfg, seed));
+            p.advance(cfg, odd, PRE_CHUNK);
+            if p.done >= cfg.pre_steps {
+                let p = self.pre.take().expect("pre-training");
                 self.out.pretraining.push(Pretraining {
                     seed,
-                    odd_test_acc: net.eval(&odd.test_x, &odd.test_y, false).acc,
-                    even_test_acc: net.eval(&even.test_x, &even.test_y, false).acc,
-                    ms,
+                    odd_test_acc: p.net.eval(&odd.test_x, &odd.test_y, false).acc,
+                    even_test_acc: p.net.eval(&even.test_x, &even.test_y, false).acc,
+                    ms: p.ms,
                 });
-                self.net = Some(net);
-            } else {
-                self.pre = Some((net, adam, done, ms));
+                self.net = Some(p.net);
             }
             return;
         }
