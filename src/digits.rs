@@ -16,6 +16,7 @@
 //! after the step. LoRA-One's factors are `√η* U_r S_r^{1/2}`, `√η* S_r^{1/2} V_rᵀ`, so
 //! `A0B0 = η* P_r(G)`: at step 0 LoRA-One *is* the one rank-r step, and training goes on from there.
 
+use crate::engine::EngineError;
 use crate::ensemble::quantile;
 use crate::linalg::{canonicalize, exact_top_svd, orthonormalize, sin_theta, TopSvd};
 use crate::rng::Rng;
@@ -269,15 +270,18 @@ impl Net {
         let (mut loss, mut hits) = (0.0, 0usize);
         for i in 0..n {
             let mut row = z2.row_mut(i);
-            let m = row.max();
-            row.apply(|v| *v = libm::exp(*v - m));
-            let s = row.sum();
-            row.apply(|v| *v /= s);
-            loss -= libm::log(row[y[i]].max(1e-300));
-            let best = (0..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            // the first largest logit; the loss in log-sum-exp form, exact however large the
+            // logits grow (as the GPU twin, `mlp.wgsl`)
+            let best = (1..row.len()).fold(0, |b, j| if row[j] > row[b] { j } else { b });
             if best == y[i] {
                 hits += 1;
             }
+            let m = row[best];
+            let zy = row[y[i]];
+            row.apply(|v| *v = libm::exp(*v - m));
+            let s = row.sum();
+            row.apply(|v| *v /= s);
+            loss += libm::log(s) - (zy - m);
         }
         let loss = loss / n as f64;
         let acc = hits as f64 / n as f64;
@@ -305,6 +309,59 @@ impl Net {
         Net {
             w: [&self.w[0] + &d[0] * s, &self.w[1] + &d[1] * s],
         }
+    }
+}
+
+/// Where the digits model's forward/backward passes and the SVD of its layer gradients run:
+/// [`CpuFt`] (the reference, f64 nalgebra) or the GPU backend (`gpu::GpuBackend`, f32 WGSL,
+/// `src/gpu/mlp.rs`). Everything else (the optimisers, the η* search, the metrics, the landscape's
+/// plane) is the same host code on both.
+#[allow(async_fn_in_trait)]
+pub trait FtCompute {
+    /// `Net::eval` or its twin.
+    async fn eval(
+        &mut self,
+        net: &Net,
+        x: &DMatrix<f64>,
+        y: &[usize],
+        grad: bool,
+    ) -> Result<Eval, EngineError>;
+    /// The top-m singular triplets of a layer's gradient (`exact_top_svd` or its twin).
+    async fn top_svd(&mut self, g: &DMatrix<f64>, m: usize) -> Result<TopSvd, EngineError>;
+    /// For reports: "CPU" or the GPU adapter.
+    fn name(&self) -> String;
+}
+
+/// The CPU reference engine of the digits model.
+pub struct CpuFt;
+
+impl FtCompute for CpuFt {
+    async fn eval(
+        &mut self,
+        net: &Net,
+        x: &DMatrix<f64>,
+        y: &[usize],
+        grad: bool,
+    ) -> Result<Eval, EngineError> {
+        Ok(net.eval(x, y, grad))
+    }
+    async fn top_svd(&mut self, g: &DMatrix<f64>, m: usize) -> Result<TopSvd, EngineError> {
+        Ok(exact_top_svd(g, m))
+    }
+    fn name(&self) -> String {
+        "CPU".into()
+    }
+}
+
+/// The result of a computation on [`CpuFt`], whose futures never wait: the synchronous entry
+/// points (`run`, `pretrain`, `fine_tune`, `FtRunner::step`) are the async ones on the CPU.
+fn on_cpu<T>(f: impl std::future::Future<Output = Result<T, EngineError>>) -> T {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(v)) => v,
+        Poll::Ready(Err(e)) => unreachable!("the CPU engine of the digits model failed: {e}"),
+        Poll::Pending => unreachable!("the CPU engine of the digits model never waits"),
     }
 }
 
@@ -556,6 +613,28 @@ impl FtConfig {
     }
 }
 
+/// Whether the GPU backend takes this configuration: its SVD returns at most 32 singular triplets,
+/// and LoRA-GA needs min(2·rank, 64, hidden) of the first layer's gradient (the CPU engine takes
+/// any rank the model has).
+pub fn gpu_fits(cfg: &FtConfig) -> Result<(), crate::ConfigError> {
+    let need = (2 * cfg.rank).min(N_PIXELS).min(cfg.hidden);
+    if need > 32 {
+        return Err(crate::ConfigError::new(
+            "rank",
+            format!(
+                "must be at most 16 on the GPU backend when hidden > 32 (its SVD takes 32 singular triplets, LoRA-GA needs 2·rank), got {}; use the CPU engine",
+                cfg.rank
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A run has diverged when its train loss exceeds this factor times max(its loss at step 0, 1),
+/// or is not finite: the linear engine's default rule (`divergence_factor`). The threshold,
+/// not overflow, decides, so the f32 GPU and the f64 CPU engine stop at the same step.
+pub const DIVERGENCE_FACTOR: f64 = 1e8;
+
 /// The η* grid of SPEC §9 (the paper's Table 2).
 pub const ETA_GRID: [f64; 11] = [10.0, 5.0, 1.0, 0.5, 0.1, 0.05, 0.01, 5e-3, 1e-3, 5e-4, 1e-4];
 
@@ -733,9 +812,19 @@ fn flatten(d: &[DMatrix<f64>; 2]) -> Vec<f64> {
 
 /// Pre-train on the odd digits (full-batch Adam from the seeded draw).
 pub fn pretrain(cfg: &FtConfig, odd: &Split, seed: u64) -> Net {
+    on_cpu(pretrain_on(&mut CpuFt, cfg, odd, seed))
+}
+
+/// [`pretrain`] on a backend.
+pub async fn pretrain_on(
+    be: &mut impl FtCompute,
+    cfg: &FtConfig,
+    odd: &Split,
+    seed: u64,
+) -> Result<Net, EngineError> {
     let mut p = Pretrainer::new(cfg, seed);
-    p.advance(cfg, odd, cfg.pre_steps);
-    p.net
+    p.advance(be, cfg, odd, cfg.pre_steps).await?;
+    Ok(p.net)
 }
 
 /// Pre-training in progress: full-batch Adam from the seeded draw, resumable (the runner's
@@ -760,13 +849,19 @@ impl Pretrainer {
     }
 
     /// Up to `n` more steps.
-    fn advance(&mut self, cfg: &FtConfig, odd: &Split, n: usize) {
+    async fn advance(
+        &mut self,
+        be: &mut impl FtCompute,
+        cfg: &FtConfig,
+        odd: &Split,
+        n: usize,
+    ) -> Result<(), EngineError> {
         let t = web_time::Instant::now();
         let n = n.min(cfg.pre_steps - self.done);
         for _ in 0..n {
-            let g = self
-                .net
-                .eval(&odd.train_x, &odd.train_y, true)
+            let g = be
+                .eval(&self.net, &odd.train_x, &odd.train_y, true)
+                .await?
                 .grad
                 .expect("grad");
             let [w1, w2] = &mut self.net.w;
@@ -774,6 +869,7 @@ impl Pretrainer {
         }
         self.done += n;
         self.ms += t.elapsed().as_secs_f64() * 1e3;
+        Ok(())
     }
 }
 
@@ -840,11 +936,21 @@ fn adapter_init(
 }
 /// Run every method on every seed, then the landscape of the first seed.
 pub fn run(data: &Digits, cfg: &FtConfig, methods: &[FtMethod]) -> FtReport {
+    on_cpu(run_on(&mut CpuFt, data, cfg, methods))
+}
+
+/// [`run`] on a backend.
+pub async fn run_on(
+    be: &mut impl FtCompute,
+    data: &Digits,
+    cfg: &FtConfig,
+    methods: &[FtMethod],
+) -> Result<FtReport, EngineError> {
     let mut r = FtRunner::new(data.clone(), cfg.clone(), methods.to_vec());
     while !r.done() {
-        r.step(f64::INFINITY);
+        r.step_on(be, f64::INFINITY).await?;
     }
-    r.report()
+    Ok(r.report())
 }
 
 /// Pre-training steps per chunk of the runner.
@@ -916,18 +1022,29 @@ impl FtRunner {
         ((self.seed_i as f64 * per_seed + here) / (self.cfg.seeds as f64 * per_seed)).min(1.0)
     }
 
-    /// Work until `budget_ms` has passed (at least one unit).
+    /// Work until `budget_ms` has passed (at least one unit), on the CPU.
     pub fn step(&mut self, budget_ms: f64) {
+        on_cpu(self.step_on(&mut CpuFt, budget_ms))
+    }
+
+    /// [`FtRunner::step`] on a backend. An error (the GPU device lost) leaves the runner
+    /// part-way through a unit: start a new one.
+    pub async fn step_on(
+        &mut self,
+        be: &mut impl FtCompute,
+        budget_ms: f64,
+    ) -> Result<(), EngineError> {
         let t0 = web_time::Instant::now();
         while !self.done() {
-            self.unit();
+            self.unit(be).await?;
             if t0.elapsed().as_secs_f64() * 1e3 >= budget_ms {
                 break;
             }
         }
+        Ok(())
     }
 
-    fn unit(&mut self) {
+    async fn unit(&mut self, be: &mut impl FtCompute) -> Result<(), EngineError> {
         let seed = self.cfg.seed + self.seed_i as u64;
         if self.split.is_none() {
             self.split = Some(task_splits(
@@ -941,32 +1058,38 @@ impl FtRunner {
         if self.net.is_none() {
             let cfg = &self.cfg;
             let p = self.pre.get_or_insert_with(|| Pretrainer::new(cfg, seed));
-            p.advance(cfg, odd, PRE_CHUNK);
+            p.advance(be, cfg, odd, PRE_CHUNK).await?;
             if p.done >= cfg.pre_steps {
+                let odd_test_acc = be.eval(&p.net, &odd.test_x, &odd.test_y, false).await?.acc;
+                let even_test_acc = be
+                    .eval(&p.net, &even.test_x, &even.test_y, false)
+                    .await?
+                    .acc;
                 let p = self.pre.take().expect("pre-training");
                 self.out.pretraining.push(Pretraining {
                     seed,
-                    odd_test_acc: p.net.eval(&odd.test_x, &odd.test_y, false).acc,
-                    even_test_acc: p.net.eval(&even.test_x, &even.test_y, false).acc,
+                    odd_test_acc,
+                    even_test_acc,
                     ms: p.ms,
                 });
                 self.net = Some(p.net);
             }
-            return;
+            return Ok(());
         }
         let net = self.net.as_ref().expect("pre-trained net");
         if self.method_i < self.methods.len() {
             let m = self.methods[self.method_i];
-            let tu = self
-                .tuner
-                .get_or_insert_with(|| Tuner::new(net, even, &self.cfg, m, seed));
-            tu.advance(net, even, &self.cfg, TUNE_CHUNK);
+            if self.tuner.is_none() {
+                self.tuner = Some(Tuner::new(be, net, even, &self.cfg, m, seed).await?);
+            }
+            let tu = self.tuner.as_mut().expect("tuner");
+            tu.advance(be, net, even, &self.cfg, TUNE_CHUNK).await?;
             if tu.finished {
                 let tu = self.tuner.take().expect("tuner");
-                self.seed_runs.push(tu.finish(net, even));
+                self.seed_runs.push(tu.finish(be, net, even).await?);
                 self.method_i += 1;
             }
-            return;
+            return Ok(());
         }
         // the seed's runs are done: seed 0's landscape, a few rows per unit, then the next seed
         if self.seed_i == 0 {
@@ -976,11 +1099,11 @@ impl FtRunner {
             if let Some(g) = self.grid.as_mut() {
                 for _ in 0..PLANE_ROWS_PER_UNIT {
                     if !g.done() {
-                        g.row(net, even);
+                        g.row(be, net, even).await?;
                     }
                 }
                 if !g.done() {
-                    return;
+                    return Ok(());
                 }
                 self.out.landscape = self.grid.take().map(|g| g.land);
             }
@@ -994,6 +1117,7 @@ impl FtRunner {
         self.method_i = 0;
         self.split = None;
         self.net = None;
+        Ok(())
     }
 
     /// How many runs the report holds now (it grows a seed at a time).
@@ -1023,37 +1147,52 @@ fn gradient_batch(even: &Split, cfg: &FtConfig, seed: u64) -> (DMatrix<f64>, Vec
 }
 
 /// The η* of the grid with the lowest loss on the batch after `net + η·dir`.
-fn grid_search(net: &Net, dir: &[DMatrix<f64>; 2], bx: &DMatrix<f64>, by: &[usize]) -> f64 {
+async fn grid_search(
+    be: &mut impl FtCompute,
+    net: &Net,
+    dir: &[DMatrix<f64>; 2],
+    bx: &DMatrix<f64>,
+    by: &[usize],
+) -> Result<f64, EngineError> {
     let mut best = (f64::INFINITY, ETA_GRID[ETA_GRID.len() - 1]);
     for &eta in &ETA_GRID {
-        let l = net.plus(dir, eta).eval(bx, by, false).loss;
+        let l = be.eval(&net.plus(dir, eta), bx, by, false).await?.loss;
         if l.is_finite() && l < best.0 {
             best = (l, eta);
         }
     }
-    best.1
+    Ok(best.1)
 }
 
-fn record(net: &Net, even: &Split, step: usize, sines: Option<([f64; 2], [f64; 2])>) -> FtRecord {
-    let tr = net.eval(&even.train_x, &even.train_y, false);
-    let te = net.eval(&even.test_x, &even.test_y, false);
-    FtRecord {
+async fn record(
+    be: &mut impl FtCompute,
+    net: &Net,
+    even: &Split,
+    step: usize,
+    sines: Option<([f64; 2], [f64; 2])>,
+) -> Result<FtRecord, EngineError> {
+    let tr = be.eval(net, &even.train_x, &even.train_y, false).await?;
+    let te = be.eval(net, &even.test_x, &even.test_y, false).await?;
+    Ok(FtRecord {
         step,
         train_loss: tr.loss,
         test_loss: te.loss,
         test_acc: te.acc,
         sin_a: sines.map(|s| s.0),
         sin_b: sines.map(|s| s.1),
-    }
+    })
 }
 
 /// One method from the pre-trained net on the even task.
 pub fn fine_tune(pre: &Net, even: &Split, cfg: &FtConfig, method: FtMethod, seed: u64) -> FtRun {
-    let mut t = Tuner::new(pre, even, cfg, method, seed);
-    while !t.finished {
-        t.advance(pre, even, cfg, usize::MAX);
-    }
-    t.finish(pre, even)
+    on_cpu(async {
+        let be = &mut CpuFt;
+        let mut t = Tuner::new(be, pre, even, cfg, method, seed).await?;
+        while !t.finished {
+            t.advance(be, pre, even, cfg, usize::MAX).await?;
+        }
+        t.finish(be, pre, even).await
+    })
 }
 
 /// What a fine-tuning method trains.
@@ -1087,6 +1226,8 @@ struct Tuner {
     records: Vec<FtRecord>,
     paths: Vec<Vec<f64>>,
     diverged_at: Option<usize>,
+    /// The divergence threshold on the train loss (set from step 0).
+    limit: f64,
     finished: bool,
 }
 
@@ -1105,7 +1246,14 @@ fn effective(ad: &[Adapter]) -> Net {
 
 impl Tuner {
     /// G and its SVD, η* and the factors (or the whole method, for those without training).
-    fn new(pre: &Net, even: &Split, cfg: &FtConfig, method: FtMethod, seed: u64) -> Tuner {
+    async fn new(
+        be: &mut impl FtCompute,
+        pre: &Net,
+        even: &Split,
+        cfg: &FtConfig,
+        method: FtMethod,
+        seed: u64,
+    ) -> Result<Tuner, EngineError> {
         let t0 = web_time::Instant::now();
         let (bx, by) = gradient_batch(even, cfg, seed);
         let needs_g = !matches!(
@@ -1118,12 +1266,15 @@ impl Tuner {
                 }
         );
         // the one-step gradient and its top-r SVD per layer (also the sin θ metric's subspaces)
-        let grad = pre.eval(&bx, &by, true).grad.expect("grad");
+        let grad = be.eval(pre, &bx, &by, true).await?.grad.expect("grad");
         let neg: [DMatrix<f64>; 2] = [-&grad[0], -&grad[1]];
         let r = cfg.rank;
         // canonical signs and completions: LoRA-GA pairs u_i with v_{r+i}, so an arbitrary
         // sign would make its start (and result) depend on the platform's eigensolver
-        let svd: [TopSvd; 2] = [0, 1].map(|l| canonicalize(exact_top_svd(&neg[l], 2 * r), seed).0);
+        let svd: [TopSvd; 2] = [
+            canonicalize(be.top_svd(&neg[0], 2 * r).await?, seed).0,
+            canonicalize(be.top_svd(&neg[1], 2 * r).await?, seed).0,
+        ];
         let mut tu = Tuner {
             method,
             seed,
@@ -1135,11 +1286,12 @@ impl Tuner {
             records: Vec::new(),
             paths: Vec::new(),
             diverged_at: None,
+            limit: f64::INFINITY,
             finished: false,
         };
         match method {
             FtMethod::Pretrained => {
-                tu.records.push(record(pre, even, 0, None));
+                tu.records.push(record(be, pre, even, 0, None).await?);
                 tu.paths.push(delta_of(pre, pre));
                 tu.finished = true;
             }
@@ -1149,14 +1301,14 @@ impl Tuner {
                 } else {
                     [rank_r(&svd[0], r), rank_r(&svd[1], r)]
                 };
-                let e = grid_search(pre, &dir, &bx, &by);
+                let e = grid_search(be, pre, &dir, &bx, &by).await?;
                 tu.eta_star = Some(e);
                 tu.init_ms = t0.elapsed().as_secs_f64() * 1e3;
                 let t1 = web_time::Instant::now();
-                tu.records.push(record(pre, even, 0, None));
+                tu.records.push(record(be, pre, even, 0, None).await?);
                 tu.paths.push(delta_of(pre, pre));
                 let net = pre.plus(&dir, e);
-                tu.records.push(record(&net, even, 1, None));
+                tu.records.push(record(be, &net, even, 1, None).await?);
                 tu.paths.push(delta_of(pre, &net));
                 tu.train_ms = t1.elapsed().as_secs_f64() * 1e3;
                 tu.finished = true;
@@ -1169,7 +1321,7 @@ impl Tuner {
             FtMethod::Lora { init, opt } => {
                 let e = if needs_g {
                     let dir = [rank_r(&svd[0], r), rank_r(&svd[1], r)];
-                    grid_search(pre, &dir, &bx, &by)
+                    grid_search(be, pre, &dir, &bx, &by).await?
                 } else {
                     1.0
                 };
@@ -1200,11 +1352,23 @@ impl Tuner {
                 };
             }
         }
-        tu
+        Ok(tu)
+    }
+
+    /// Diverged: a train loss that is not finite or above the threshold.
+    fn diverges(&self, loss: f64) -> bool {
+        !loss.is_finite() || loss > self.limit
     }
 
     /// Up to `n` more steps (records every `record_every` and at the end, as one loop would).
-    fn advance(&mut self, pre: &Net, even: &Split, cfg: &FtConfig, n: usize) {
+    async fn advance(
+        &mut self,
+        be: &mut impl FtCompute,
+        pre: &Net,
+        even: &Split,
+        cfg: &FtConfig,
+        n: usize,
+    ) -> Result<(), EngineError> {
         let t0 = web_time::Instant::now();
         let every = cfg.record_every.max(1);
         let mut left = n;
@@ -1234,8 +1398,11 @@ impl Tuner {
                 }
             };
             if t % every == 0 || t == cfg.steps {
-                let rec = record(&net, even, t, sines);
-                if !rec.train_loss.is_finite() {
+                let rec = record(be, &net, even, t, sines).await?;
+                if t == 0 {
+                    self.limit = DIVERGENCE_FACTOR * rec.train_loss.max(1.0);
+                }
+                if self.diverges(rec.train_loss) {
                     self.diverged_at = Some(t);
                     self.finished = true;
                     break;
@@ -1247,10 +1414,14 @@ impl Tuner {
                 self.finished = true;
                 break;
             }
-            let g = net
-                .eval(&even.train_x, &even.train_y, true)
-                .grad
-                .expect("grad");
+            let ev = be.eval(&net, &even.train_x, &even.train_y, true).await?;
+            // every step's loss is checked (the gradient pass computes it anyway)
+            if self.diverges(ev.loss) {
+                self.diverged_at = Some(t);
+                self.finished = true;
+                break;
+            }
+            let g = ev.grad.expect("grad");
             match &mut self.trained {
                 Trained::Nothing => {}
                 Trained::Full { net, adam, opt } => match opt {
@@ -1303,15 +1474,20 @@ impl Tuner {
             left -= 1;
         }
         self.train_ms += t0.elapsed().as_secs_f64() * 1e3;
+        Ok(())
     }
 
-    fn finish(self, pre: &Net, even: &Split) -> FtRun {
-        let last = self
-            .records
-            .last()
-            .cloned()
-            .unwrap_or_else(|| record(pre, even, 0, None));
-        FtRun {
+    async fn finish(
+        self,
+        be: &mut impl FtCompute,
+        pre: &Net,
+        even: &Split,
+    ) -> Result<FtRun, EngineError> {
+        let last = match self.records.last() {
+            Some(l) => l.clone(),
+            None => record(be, pre, even, 0, None).await?,
+        };
+        Ok(FtRun {
             method: self.method,
             label: self.method.label(),
             seed: self.seed,
@@ -1324,7 +1500,7 @@ impl Tuner {
             plane_path: Vec::new(),
             diverged_at: self.diverged_at,
             deltas: self.paths,
-        }
+        })
     }
 }
 
@@ -1408,7 +1584,12 @@ impl PlaneGrid {
         self.land.ln_loss.len() >= self.land.u.len() * self.land.v.len()
     }
     /// The next row of ln loss (fine-tuning train split) at W_pre + u e1 + v e2.
-    fn row(&mut self, pre: &Net, even: &Split) {
+    async fn row(
+        &mut self,
+        be: &mut impl FtCompute,
+        pre: &Net,
+        even: &Split,
+    ) -> Result<(), EngineError> {
         let j = self.land.ln_loss.len() / self.land.u.len();
         let y = self.land.v[j];
         let (h, c) = (pre.w[0].ncols(), pre.w[1].ncols());
@@ -1418,11 +1599,13 @@ impl PlaneGrid {
             let w1 = &pre.w[0]
                 + DMatrix::from_column_slice(N_PIXELS, h, &dir.as_slice()[..N_PIXELS * h]);
             let w2 = &pre.w[1] + DMatrix::from_column_slice(h, c, &dir.as_slice()[N_PIXELS * h..]);
-            let l = Net { w: [w1, w2] }
-                .eval(&even.train_x, &even.train_y, false)
+            let l = be
+                .eval(&Net { w: [w1, w2] }, &even.train_x, &even.train_y, false)
+                .await?
                 .loss;
             self.land.ln_loss.push(libm::log(l));
         }
+        Ok(())
     }
 }
 
@@ -1722,6 +1905,45 @@ mod tests {
                 assert!(sa.iter().all(|s| (0.0..=1.0).contains(s)));
             }
         }
+    }
+
+    /// A rate far too large is reported at the step whose loss crossed the threshold, whatever
+    /// the record interval, and the loss is the true cross-entropy (log-sum-exp: no clamp).
+    #[test]
+    fn divergence_is_reported_at_its_step() {
+        let data = Digits::embedded();
+        let mut cfg = small();
+        cfg.lr = 100.0;
+        let (odd, even) = tasks(&data, 0);
+        let pre = pretrain(&cfg, &odd, 0);
+        let m = FtMethod::Full { opt: FtOpt::Gd };
+        let mut at = Vec::new();
+        for every in [1, 7] {
+            cfg.record_every = every;
+            let r = fine_tune(&pre, &even, &cfg, m, 0);
+            let t = r.diverged_at.expect("lr = 100 diverges");
+            assert!(t < cfg.steps);
+            assert!(r
+                .records
+                .iter()
+                .all(|x| x.step < t && x.train_loss.is_finite()));
+            at.push(t);
+            if every == 1 {
+                // the loss grew past 1e8 × the step-0 loss over the finite records before it
+                let l0 = r.records[0].train_loss;
+                let last = r.records.last().unwrap().train_loss;
+                assert!(
+                    last <= DIVERGENCE_FACTOR * l0.max(1.0) && last > 10.0 * l0,
+                    "{last}"
+                );
+            }
+        }
+        assert_eq!(at[0], at[1]);
+        // a huge logit gap is a huge loss, not the 690 of a clamped probability
+        let mut net = pre.clone();
+        net.w[1] *= 1e4;
+        let e = net.eval(&even.train_x, &even.train_y, false);
+        assert!(e.loss.is_finite() && e.loss > 1e3, "{}", e.loss);
     }
 
     /// PiSSA and LoRA-GA leave the t = 0 model unchanged (offset); vanilla too (B0 = 0).

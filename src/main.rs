@@ -146,6 +146,9 @@ enum Cmd {
         /// Output: .json (the web export's schema), .csv (one row per record), .svg or .png.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where the model's forward/backward passes and the SVD of G run.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
     },
     /// Print a preset's configuration as JSON.
     Preset { name: String },
@@ -221,9 +224,17 @@ fn main() -> ExitCode {
             },
             &out,
         ),
-        Cmd::Finetune { preset, sets, out } => {
-            cli::finetune::main(cli::finetune::Args { preset, sets, out })
-        }
+        Cmd::Finetune {
+            preset,
+            sets,
+            out,
+            backend,
+        } => cli::finetune::main(cli::finetune::Args {
+            preset,
+            sets,
+            out,
+            gpu: matches!(backend, BackendArg::Gpu),
+        }),
         Cmd::Preset { name } => cli::preset_cmd(&name),
     };
     match result {

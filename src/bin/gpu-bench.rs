@@ -8,7 +8,11 @@
 //! the CPU reference on the same host (a subset of the runs, scaled linearly: the CPU computes a
 //! batch run by run), and writes the problem for `bench/torch_batched.py`.
 //!
-//! Usage: gpu-bench [--quick] [--dump DIR] [--only matmul,svd,step,presets,batched]
+//! Issue 9: `digits` times the digits model (SPEC §9) on the GPU backend next to the CPU
+//! reference in the same process: one forward+backward pass over the fine-tuning train split at
+//! h ∈ {32, 128, 512}, and the default `digits` preset end to end.
+//!
+//! Usage: gpu-bench [--quick] [--dump DIR] [--only matmul,svd,step,presets,batched,digits]
 //!   --quick  small sizes (a software adapter such as lavapipe)
 //!   --dump   write the planted G (f32, row-major) and its true top-8 U, V for the PyTorch script
 
@@ -92,6 +96,67 @@ mod bench {
 
     fn bytemuck_bytes(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// The digits model: one pass (forward + backward) and the default preset, GPU and CPU.
+    fn digits(g: &mut GpuBackend, quick: bool) -> Result<(), EngineError> {
+        use lora_one_lab::digits::{self, Digits, FtConfig, FtMethod, Net};
+        let data = Digits::embedded();
+        let (_, even) = digits::tasks(&data, 0);
+        let (x, y) = (&even.train_x, &even.train_y);
+        let n = x.nrows();
+        let hs: &[usize] = if quick { &[32, 128] } else { &[32, 128, 512] };
+        for &h in hs {
+            let net = Net::init(h, 5, 0);
+            let flops = 3.0 * 2.0 * (n * (64 * h + h * 5)) as f64;
+            let reps = 30;
+            let mut gpu_us = Vec::new();
+            let mut cpu_us = Vec::new();
+            block_on(g.mlp_eval(&net, x, y, true))?;
+            for _ in 0..reps {
+                let t = Instant::now();
+                block_on(g.mlp_eval(&net, x, y, true))?;
+                gpu_us.push(t.elapsed().as_secs_f64() * 1e6);
+                let t = Instant::now();
+                std::hint::black_box(net.eval(x, y, true));
+                cpu_us.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            let (gm, cm) = (median(gpu_us.clone()), median(cpu_us.clone()));
+            eprintln!(
+                "digits pass n={n} h={h}: GPU {gm:.0} µs, CPU {cm:.0} µs ({:.2} vs {:.2} GFLOP/s)",
+                flops / gm / 1e3,
+                flops / cm / 1e3
+            );
+            result(
+                "digits_pass",
+                serde_json::json!({"n": n, "hidden": h, "flops": flops, "gpu_us": gm, "cpu_us": cm,
+                    "gpu_samples_us": gpu_us, "cpu_samples_us": cpu_us}),
+            );
+        }
+        let mut cfg = FtConfig::default();
+        if quick {
+            cfg.seeds = 1;
+            cfg.pre_steps = 60;
+            cfg.steps = 20;
+        }
+        let methods = FtMethod::for_config(&cfg);
+        let (mut gpu_ms, mut cpu_ms) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let t = Instant::now();
+            block_on(digits::run_on(g, &data, &cfg, &methods))?;
+            gpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            std::hint::black_box(digits::run(&data, &cfg, &methods));
+            cpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (gm, cm) = (median(gpu_ms.clone()), median(cpu_ms.clone()));
+        eprintln!("digits preset: GPU {gm:.0} ms, CPU reference {cm:.0} ms");
+        result(
+            "digits_preset",
+            serde_json::json!({"gpu_ms": gm, "cpu_ms": cm, "gpu_samples_ms": gpu_ms,
+                "cpu_samples_ms": cpu_ms, "seeds": cfg.seeds, "steps": cfg.steps}),
+        );
+        Ok(())
     }
 
     pub fn main() -> Result<(), EngineError> {
@@ -292,6 +357,10 @@ mod bench {
 
         if want("batched") {
             batched(quick, dump.as_deref())?;
+        }
+
+        if want("digits") {
+            digits(&mut g, quick)?;
         }
 
         if want("presets") {

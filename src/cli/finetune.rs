@@ -11,6 +11,8 @@ pub struct Args {
     pub preset: String,
     pub sets: Vec<String>,
     pub out: Option<PathBuf>,
+    /// The GPU backend (`--backend gpu`) instead of the CPU reference.
+    pub gpu: bool,
 }
 
 pub fn build_config(args: &Args) -> Result<FtConfig, CliError> {
@@ -41,10 +43,15 @@ pub fn main(args: Args) -> Result<(), CliError> {
     };
     let data = Digits::embedded();
     let t = std::time::Instant::now();
-    let r = digits::run(&data, &cfg, &FtMethod::for_config(&cfg));
+    let methods = FtMethod::for_config(&cfg);
+    let (r, on) = if args.gpu {
+        run_gpu(&data, &cfg, &methods)?
+    } else {
+        (digits::run(&data, &cfg, &methods), "CPU".to_string())
+    };
     eprintln!(
-        "{} methods × {} seeds in {:.2} s",
-        FtMethod::for_config(&cfg).len(),
+        "{} methods × {} seeds in {:.2} s on {on}",
+        methods.len(),
         cfg.seeds,
         t.elapsed().as_secs_f64()
     );
@@ -61,6 +68,26 @@ pub fn main(args: Args) -> Result<(), CliError> {
         eprintln!("wrote {}", out.display());
     }
     Ok(())
+}
+
+#[cfg(feature = "gpu")]
+fn run_gpu(
+    data: &Digits,
+    cfg: &FtConfig,
+    methods: &[FtMethod],
+) -> Result<(FtReport, String), CliError> {
+    use lora_one_lab::digits::FtCompute;
+    digits::gpu_fits(cfg)?;
+    let mut be = pollster::block_on(lora_one_lab::gpu::GpuBackend::new())?;
+    let r = pollster::block_on(digits::run_on(&mut be, data, cfg, methods))?;
+    Ok((r, be.name()))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn run_gpu(_: &Digits, _: &FtConfig, _: &[FtMethod]) -> Result<(FtReport, String), CliError> {
+    Err(CliError::Usage(
+        "`--backend gpu`: this binary was built without the `gpu` feature".into(),
+    ))
 }
 
 fn print_table(r: &FtReport) {

@@ -15,6 +15,7 @@ pub const SURFACE_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/s
 pub const REDUCE_MULTI_WGSL: &str =
     include_str!(concat!(env!("OUT_DIR"), "/shaders/reduce_multi.wgsl"));
 pub const BATCHED_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/batched.wgsl"));
+pub const MLP_WGSL: &str = include_str!(concat!(env!("OUT_DIR"), "/shaders/mlp.wgsl"));
 
 /// Largest skinny dimension (LoRA rank r, subspace width l) the small one-workgroup kernels take.
 pub const MAX_SMALL: usize = 32;
@@ -37,6 +38,9 @@ pub struct Kernels {
     pub chol_inv: wgpu::ComputePipeline,
     pub surface: wgpu::ComputePipeline,
     pub batched: wgpu::ComputePipeline,
+    pub relu: wgpu::ComputePipeline,
+    pub relu_back: wgpu::ComputePipeline,
+    pub softmax_xent: wgpu::ComputePipeline,
     /// Bound to the unused output slots of `reduce_multi`: WebGPU forbids binding one buffer to
     /// two writable slots of a dispatch, so each slot needs a buffer of its own.
     pub spare_out: [wgpu::Buffer; 3],
@@ -74,6 +78,7 @@ impl Kernels {
             let sf = ctx.module("surface", SURFACE_WGSL);
             let rm = ctx.module("reduce_multi", REDUCE_MULTI_WGSL);
             let bt = ctx.module("batched", BATCHED_WGSL);
+            let ml = ctx.module("mlp", MLP_WGSL);
             Kernels {
                 matmul: pipeline(ctx, &mm, "matmul"),
                 tall_skinny: pipeline(ctx, &sk, "tall_skinny"),
@@ -92,6 +97,9 @@ impl Kernels {
                 chol_inv: pipeline(ctx, &qr, "chol_inv"),
                 surface: pipeline(ctx, &sf, "surface"),
                 batched: pipeline(ctx, &bt, "batched"),
+                relu: pipeline(ctx, &ml, "relu"),
+                relu_back: pipeline(ctx, &ml, "relu_back"),
+                softmax_xent: pipeline(ctx, &ml, "softmax_xent"),
                 spare_out: std::array::from_fn(|_| {
                     ctx.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("reduce_multi spare output"),
@@ -694,6 +702,52 @@ impl<'a> Builder<'a> {
         )
     }
 
+    /// The digits model's ReLU: H = max(Z, 0) (m × n, contiguous); with `back`, D ← D·1{Z > 0}
+    /// in place (`h` is then D).
+    pub fn relu(
+        &self,
+        m: usize,
+        n: usize,
+        z: &wgpu::Buffer,
+        h: &wgpu::Buffer,
+        back: bool,
+    ) -> Dispatch {
+        let (gx, gy) = fold((m * n).div_ceil(256));
+        let (name, pl) = if back {
+            ("relu_back", &self.k.relu_back)
+        } else {
+            ("relu", &self.k.relu)
+        };
+        self.make(
+            name,
+            pl,
+            &[m as u32, n as u32, 0, 0],
+            &[&[(1, z), (2, h)]],
+            (gx, gy, 1),
+        )
+    }
+
+    /// Per sample of the logits (m × classes, in place): cross-entropy and hit into `rows`
+    /// (2m floats); with `grad`, the logits become (softmax − one-hot)/m.
+    pub fn softmax_xent(
+        &self,
+        m: usize,
+        classes: usize,
+        labels: &wgpu::Buffer,
+        logits: &wgpu::Buffer,
+        rows: &wgpu::Buffer,
+        grad: bool,
+    ) -> Dispatch {
+        let (gx, gy) = fold(m.div_ceil(64));
+        self.make(
+            "softmax_xent",
+            &self.k.softmax_xent,
+            &[m as u32, classes as u32, grad as u32, 0],
+            &[&[(1, labels), (2, logits), (3, rows)]],
+            (gx, gy, 1),
+        )
+    }
+
     /// Sum of `nparts` floats of `parts` times `scale` into out[0].
     pub fn sum_partials(
         &self,
@@ -937,6 +991,7 @@ mod tests {
             ("surface", SURFACE_WGSL),
             ("reduce_multi", REDUCE_MULTI_WGSL),
             ("batched", BATCHED_WGSL),
+            ("mlp", MLP_WGSL),
         ] {
             let module = naga::front::wgsl::parse_str(src)
                 .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));

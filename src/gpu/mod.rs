@@ -23,6 +23,7 @@
 mod batched;
 mod context;
 pub mod kernels;
+mod mlp;
 mod ops;
 mod single;
 mod svd;
@@ -73,6 +74,8 @@ pub struct GpuBackend {
     batched_variants: Vec<(usize, wgpu::ComputePipeline)>,
     /// Why the batch in progress is on the single-run path (None: batched, or no batch).
     single_path_reason: Option<String>,
+    /// The digits model's plans, by data set (`mlp.rs`).
+    mlp_plans: Vec<mlp::MlpPlan>,
 }
 
 enum BatchState {
@@ -100,6 +103,7 @@ impl GpuBackend {
             svd_plan: None,
             batched_variants: Vec::new(),
             single_path_reason: None,
+            mlp_plans: Vec::new(),
         })
     }
 

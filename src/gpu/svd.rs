@@ -21,14 +21,15 @@ pub(super) struct SvdPlan {
 }
 
 impl GpuBackend {
-    /// The subspace-iteration dispatches for width w and `iters` power iterations on the loaded
-    /// G, built once and reused while the problem stays loaded.
-    fn build_svd_plan(&self, w: usize, iters: usize) -> Result<SvdPlan, EngineError> {
-        let l = self
-            .loaded
-            .as_ref()
-            .ok_or_else(|| EngineError::Unsupported("top_svd before load".into()))?;
-        let (d, k) = (l.d, l.k);
+    /// The subspace-iteration dispatches for width w and `iters` power iterations on the d×k
+    /// row-major G in `g`; built once and reused while the problem stays loaded.
+    fn build_svd_plan(
+        &self,
+        g: &wgpu::Buffer,
+        (d, k): (usize, usize),
+        w: usize,
+        iters: usize,
+    ) -> Result<SvdPlan, EngineError> {
         let omega = Rng::new(0, stream::SUBSPACE).normal_matrix(k, w, 1.0);
         let ctx = &self.ctx;
         let om = ctx.storage_init("omega", &to_f32(&omega))?;
@@ -69,7 +70,7 @@ impl GpuBackend {
             d,
             k,
             w,
-            (&l.g, View::rm(k)),
+            (g, View::rm(k)),
             (&om, View::rm(w)),
             (&y, View::rm(w)),
             1.0,
@@ -81,7 +82,7 @@ impl GpuBackend {
                 k,
                 w,
                 (&q, View::rm(w)),
-                (&l.g, View::rm(k)),
+                (g, View::rm(k)),
                 &part,
                 (&z, View::rm_t(w)),
                 1.0,
@@ -92,7 +93,7 @@ impl GpuBackend {
                 d,
                 k,
                 w,
-                (&l.g, View::rm(k)),
+                (g, View::rm(k)),
                 (&ztmp, View::rm(w)),
                 (&y, View::rm(w)),
                 1.0,
@@ -104,7 +105,7 @@ impl GpuBackend {
             k,
             w,
             (&q, View::rm(w)),
-            (&l.g, View::rm(k)),
+            (g, View::rm(k)),
             &part,
             (&proj, View::rm(k)),
             1.0,
@@ -139,20 +140,39 @@ impl GpuBackend {
             .ok_or_else(|| EngineError::Unsupported("top_svd before load".into()))?;
         let (d, k) = (l.d, l.k);
         let m = m.min(d.min(k));
-        if m > MAX_SMALL {
-            return Err(EngineError::Unsupported(format!(
-                "the GPU SVD takes at most {MAX_SMALL} singular triplets, asked for {m}"
-            )));
-        }
+        check_triplets(m)?;
         let w = (m + self.svd_oversample).min(d.min(k)).min(MAX_SMALL);
         let iters = self.svd_iters;
         let cached = matches!(&self.svd_plan, Some(p) if p.w == w && p.iters == iters);
         if !cached {
             self.svd_plan = None;
-            let plan = self.build_svd_plan(w, iters)?;
+            let plan = self.build_svd_plan(&l.g, (d, k), w, iters)?;
             self.svd_plan = Some(plan);
         }
         let plan = self.svd_plan.as_ref().expect("svd plan");
+        self.run_svd_plan(plan, (d, k), m).await
+    }
+
+    /// The same subspace iteration on a host matrix (the digits model's layer gradients): the
+    /// sketch is as wide as G allows (up to 32 columns), so for min(d, k) ≤ 32 it spans G's whole
+    /// range and the result is G's SVD to f32 accuracy. CPU twin: `linalg::subspace_top_svd`.
+    pub async fn top_svd_of(&self, g: &DMatrix<f64>, m: usize) -> Result<TopSvd, EngineError> {
+        let (d, k) = g.shape();
+        let m = m.min(d.min(k));
+        check_triplets(m)?;
+        let w = d.min(k).min(MAX_SMALL).max(m);
+        let gb = self.ctx.storage_init("G", &to_f32(g))?;
+        let plan = self.build_svd_plan(&gb, (d, k), w, self.svd_iters)?;
+        self.run_svd_plan(&plan, (d, k), m).await
+    }
+
+    async fn run_svd_plan(
+        &self,
+        plan: &SvdPlan,
+        (d, k): (usize, usize),
+        m: usize,
+    ) -> Result<TopSvd, EngineError> {
+        let w = plan.w;
         let ctx = &self.ctx;
         let mut enc = self.encoder();
         encode_all(&mut enc, &plan.ds.iter().collect::<Vec<_>>());
@@ -190,4 +210,14 @@ impl GpuBackend {
         }
         Ok(TopSvd { u: qm * us, s, v })
     }
+}
+
+/// The r×r work of the SVD runs in one workgroup: at most `MAX_SMALL` triplets.
+fn check_triplets(m: usize) -> Result<(), EngineError> {
+    if m > MAX_SMALL {
+        return Err(EngineError::Unsupported(format!(
+            "the GPU SVD takes at most {MAX_SMALL} singular triplets, asked for {m}"
+        )));
+    }
+    Ok(())
 }
