@@ -630,6 +630,25 @@ pub fn gpu_fits(cfg: &FtConfig) -> Result<(), crate::ConfigError> {
     Ok(())
 }
 
+/// The GPU/CPU crossover of the digits model, measured on the H200 (native wgpu on Vulkan, the
+/// CPU reference on its host, `gpu-bench --only digits`, BENCHMARKS.md): one forward+backward pass
+/// over the fine-tuning split takes 467 vs 377 µs at h = 32 (the GPU's floor, one submission and
+/// readback, is 152 µs), 518 vs 1266 µs at h = 128, 991 vs 9502 µs at h = 512. The GPU is the
+/// faster place from h = 128.
+pub const GPU_MIN_HIDDEN: usize = 128;
+
+/// Whether a hardware GPU is the faster place for this configuration (`compute=auto`), or why
+/// not. A software adapter never is (that choice is made from the adapter, not from here).
+pub fn gpu_is_faster(cfg: &FtConfig) -> Result<(), String> {
+    if cfg.hidden < GPU_MIN_HIDDEN {
+        return Err(format!(
+            "hidden = {} is below the GPU/CPU crossover of this model (hidden {GPU_MIN_HIDDEN}): the CPU engine is faster at this size",
+            cfg.hidden
+        ));
+    }
+    gpu_fits(cfg).map_err(|e| e.to_string())
+}
+
 /// A run has diverged when its train loss exceeds this factor times max(its loss at step 0, 1),
 /// or is not finite: the linear engine's default rule (`divergence_factor`). The threshold,
 /// not overflow, decides, so the f32 GPU and the f64 CPU engine stop at the same step.
@@ -1905,6 +1924,17 @@ mod tests {
                 assert!(sa.iter().all(|s| (0.0..=1.0).contains(s)));
             }
         }
+    }
+
+    #[test]
+    fn the_gpu_is_chosen_from_the_measured_crossover() {
+        let mut c = FtConfig::default();
+        let e = gpu_is_faster(&c).unwrap_err();
+        assert!(e.contains("hidden = 32") && e.contains("128"), "{e}");
+        c.hidden = GPU_MIN_HIDDEN;
+        gpu_is_faster(&c).unwrap();
+        c.rank = 17;
+        assert!(gpu_is_faster(&c).unwrap_err().contains("rank"));
     }
 
     /// A rate far too large is reported at the step whose loss crossed the threshold, whatever

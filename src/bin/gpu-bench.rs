@@ -133,6 +133,24 @@ mod bench {
                     "gpu_samples_us": gpu_us, "cpu_samples_us": cpu_us}),
             );
         }
+        // the floor of one pass: the same submission and readback on one sample, two units
+        {
+            let net = Net::init(2, 5, 0);
+            let (x1, y1) = (x.rows(0, 1).into_owned(), vec![y[0]]);
+            block_on(g.mlp_eval(&net, &x1, &y1, true))?;
+            let mut us = Vec::new();
+            for _ in 0..30 {
+                let t = Instant::now();
+                block_on(g.mlp_eval(&net, &x1, &y1, true))?;
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            let m = median(us.clone());
+            eprintln!("digits pass floor (n=1, h=2): GPU {m:.0} µs");
+            result(
+                "digits_floor",
+                serde_json::json!({"gpu_us": m, "gpu_samples_us": us}),
+            );
+        }
         let mut cfg = FtConfig::default();
         if quick {
             cfg.seeds = 1;

@@ -1,15 +1,16 @@
 //! The digits model on the GPU (issue 9, SPEC §9): its forward and backward passes as one
-//! submission of eight dispatches, the five products by the tiled matmul kernel and the ReLU and
-//! softmax cross-entropy by `shaders/mlp.wgsl`; the SVD of a layer's gradient by the subspace
-//! iteration of `svd.rs`. CPU twins: `digits::Net::eval` and `linalg::exact_top_svd`
-//! (`digits::CpuFt`).
+//! submission of ten dispatches (the products over the hidden units by the tiled matmul kernel,
+//! the weight gradients, sums over the n samples, by the skinny kernel split over row segments,
+//! the ReLU and the softmax cross-entropy by `shaders/mlp.wgsl`); the SVD of a layer's gradient by
+//! the subspace iteration of `svd.rs`. CPU twins: `digits::Net::eval` and
+//! `linalg::exact_top_svd` (`digits::CpuFt`).
 //!
 //! A data set (x, y) is uploaded once and its plan (buffers and pre-bound dispatches) kept while
 //! it is used; each evaluation writes the two weight matrices, runs the plan and reads back the
 //! per-sample loss and hit and, with the gradient, both layers' gradients (2n + 64h + hc floats).
 //! Loss and accuracy are summed on the host in f64.
 
-use super::kernels::{encode_all, Dispatch, View};
+use super::kernels::{encode_all, t_big_scratch, Dispatch, View};
 use super::{from_f32, to_f32, GpuBackend};
 use crate::digits::{Eval, FtCompute, Net};
 use crate::engine::EngineError;
@@ -100,42 +101,50 @@ impl GpuBackend {
             ),
         ];
         let loss = [false, true].map(|g| b.softmax_xent(n, c, &yb, &z2, &rows, g));
-        let backward = vec![
-            // ∇W2 = Hᵀ dZ2
-            b.matmul(
-                h,
-                c,
-                n,
-                (&hb, View::rm_t(h)),
-                (&z2, View::rm(c)),
-                (&g2, 0, c),
-                1.0,
-                0.0,
-            ),
-            // dH = dZ2 W2ᵀ, masked by the ReLU
-            b.matmul(
-                n,
-                h,
-                c,
-                (&z2, View::rm(c)),
-                (&w2, View::rm_t(c)),
-                (&dh, 0, h),
-                1.0,
-                0.0,
-            ),
-            b.relu(n, h, &z1, &dh, true),
-            // ∇W1 = Xᵀ dZ1
-            b.matmul(
-                din,
-                h,
-                n,
-                (&xb, View::rm_t(din)),
-                (&dh, View::rm(h)),
-                (&g1, 0, h),
-                1.0,
-                0.0,
-            ),
-        ];
+        // the two products that reduce over the n samples run split over row segments
+        // (skinny_t_big, then a segment sum): as plain tiles they would be one workgroup each,
+        // walking all n rows
+        let part = ctx.storage(
+            "digits partials",
+            t_big_scratch(n, h, c).max(t_big_scratch(n, h, din)),
+        )?;
+        let mut backward = Vec::new();
+        // ∇W2 = Hᵀ dZ2, as (dZ2ᵀ H)ᵀ
+        backward.extend(b.t_big(
+            n,
+            h,
+            c,
+            (&z2, View::rm(c)),
+            (&hb, View::rm(h)),
+            &part,
+            (&g2, View::rm_t(c)),
+            1.0,
+            0.0,
+        ));
+        // dH = dZ2 W2ᵀ, masked by the ReLU
+        backward.push(b.matmul(
+            n,
+            h,
+            c,
+            (&z2, View::rm(c)),
+            (&w2, View::rm_t(c)),
+            (&dh, 0, h),
+            1.0,
+            0.0,
+        ));
+        backward.push(b.relu(n, h, &z1, &dh, true));
+        // ∇W1 = Xᵀ dZ1
+        backward.extend(b.t_big(
+            n,
+            h,
+            din,
+            (&xb, View::rm(din)),
+            (&dh, View::rm(h)),
+            &part,
+            (&g1, View::rm(h)),
+            1.0,
+            0.0,
+        ));
         Ok(MlpPlan {
             key,
             n,
@@ -149,7 +158,7 @@ impl GpuBackend {
             forward,
             loss,
             backward,
-            _keep: vec![xb, yb, z1, hb, z2, dh],
+            _keep: vec![xb, yb, z1, hb, z2, dh, part],
         })
     }
 

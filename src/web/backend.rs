@@ -88,6 +88,41 @@ impl Backend for AppBackend {
     }
 }
 
+impl crate::digits::FtCompute for AppBackend {
+    async fn eval(
+        &mut self,
+        net: &crate::digits::Net,
+        x: &nalgebra::DMatrix<f64>,
+        y: &[usize],
+        grad: bool,
+    ) -> Result<crate::digits::Eval, EngineError> {
+        match self {
+            AppBackend::Cpu(_) => {
+                crate::digits::FtCompute::eval(&mut crate::digits::CpuFt, net, x, y, grad).await
+            }
+            AppBackend::Gpu(b) => crate::digits::FtCompute::eval(b.as_mut(), net, x, y, grad).await,
+        }
+    }
+    async fn top_svd(
+        &mut self,
+        g: &nalgebra::DMatrix<f64>,
+        m: usize,
+    ) -> Result<TopSvd, EngineError> {
+        match self {
+            AppBackend::Cpu(_) => {
+                crate::digits::FtCompute::top_svd(&mut crate::digits::CpuFt, g, m).await
+            }
+            AppBackend::Gpu(b) => crate::digits::FtCompute::top_svd(b.as_mut(), g, m).await,
+        }
+    }
+    fn name(&self) -> String {
+        match self {
+            AppBackend::Cpu(_) => crate::digits::FtCompute::name(&crate::digits::CpuFt),
+            AppBackend::Gpu(b) => crate::digits::FtCompute::name(b.as_ref()),
+        }
+    }
+}
+
 /// What the browser offers.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GpuStatus {
@@ -133,6 +168,28 @@ impl BackendChoice {
 
     /// The backend one lab run uses: (GPU?, why the CPU when not).
     pub fn for_run(&self, compute: Compute, cfg: &crate::Config) -> (bool, Option<String>) {
+        self.pick(compute, || crate::engine::gpu_is_faster(cfg))
+    }
+
+    /// The backend a digits run uses (the model's own crossover): (GPU?, why the CPU when not).
+    pub fn for_digits(
+        &self,
+        compute: Compute,
+        cfg: &crate::digits::FtConfig,
+    ) -> (bool, Option<String>) {
+        let (gpu, why) = self.pick(compute, || crate::digits::gpu_is_faster(cfg));
+        match crate::digits::gpu_fits(cfg) {
+            Err(e) if gpu => (false, Some(format!("compute=gpu, but {e}"))),
+            _ => (gpu, why),
+        }
+    }
+
+    /// `compute=` first, then (auto) a hardware adapter and the size's crossover.
+    fn pick(
+        &self,
+        compute: Compute,
+        faster: impl FnOnce() -> Result<(), String>,
+    ) -> (bool, Option<String>) {
         match compute {
             Compute::Cpu => (false, Some("compute=cpu".into())),
             Compute::Gpu if self.gpu_ready => (true, None),
@@ -144,7 +201,7 @@ impl BackendChoice {
                 )),
             ),
             Compute::Auto if !self.use_gpu => (false, self.cpu_reason.clone()),
-            Compute::Auto => match crate::engine::gpu_is_faster(cfg) {
+            Compute::Auto => match faster() {
                 Ok(()) => (true, None),
                 Err(why) => (false, Some(why)),
             },

@@ -4,6 +4,7 @@
 //! progress and Stop, on the CPU engine. Shows the talk's table, the curves and the Fig. 1(c)
 //! landscape (the figure of `digits_plot`, shared with the CLI).
 
+use super::backend::{self, BackendChoice, Compute};
 use super::export;
 use super::util::{self, fmt3};
 use crate::digits::{self, Digits, FtConfig, FtMethod, FtReport, FtRunner, FT_KEYS};
@@ -41,7 +42,13 @@ const MAX_WORK: f64 = 1.2e11;
 use super::controls::RunStatus as State;
 
 #[component]
-pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool) -> impl IntoView {
+pub fn DigitsView(
+    params: RwSignal<FtConfig>,
+    choice: RwSignal<BackendChoice>,
+    compute: RwSignal<Compute>,
+    dark: RwSignal<bool>,
+    large: bool,
+) -> impl IntoView {
     let data = StoredValue::new(None::<Arc<Digits>>);
     let report: RwSignal<Option<Arc<FtReport>>> = RwSignal::new(None);
     let state = RwSignal::new(State::Loading);
@@ -49,6 +56,8 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
     let progress = RwSignal::new(0.0f64);
     let run_ms = RwSignal::new(0.0f64);
     let stop = StoredValue::new(false);
+    let ran_on = RwSignal::new(String::new());
+    let why_cpu = RwSignal::new(String::new());
     let methods = FtMethod::defaults();
     let n_methods = methods.len();
     let valid = Memo::new(move |_| {
@@ -83,6 +92,20 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
         progress.set(0.0);
         let methods = FtMethod::for_config(&cfg);
         spawn_local(async move {
+            let (use_gpu, why) = backend::settled(choice)
+                .await
+                .for_digits(compute.get_untracked(), &cfg);
+            let (mut be, failed) = backend::make_backend(use_gpu).await;
+            // the CPU is the default below the crossover: say so only when the GPU was asked for
+            if compute.get_untracked() == Compute::Gpu {
+                error.set(failed.or(why.clone()));
+            }
+            ran_on.set(crate::engine::Backend::info(&be).name);
+            why_cpu.set(if be.is_gpu() {
+                String::new()
+            } else {
+                why.clone().unwrap_or_default()
+            });
             let t0 = util::now_ms();
             let mut r = FtRunner::new((*d).clone(), cfg, methods);
             // the figure is redrawn when a seed's runs arrive, not between
@@ -92,7 +115,13 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
                     state.set(State::Stopped);
                     break;
                 }
-                r.step(25.0);
+                if let Err(e) = r.step_on(&mut be, 25.0).await {
+                    error.set(Some(format!(
+                        "{e}: run it again on the CPU engine (compute=cpu)"
+                    )));
+                    state.set(State::Failed);
+                    break;
+                }
                 progress.set(r.progress());
                 if r.finished_runs() != published {
                     published = r.finished_runs();
@@ -100,6 +129,7 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
                 }
                 util::yield_now().await;
             }
+            backend::give_back(be);
             run_ms.set(util::now_ms() - t0);
             report.set(Some(Arc::new(r.report())));
             if r.done() {
@@ -274,7 +304,7 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
         <section class="view digits" id="digits" aria-labelledby="digits-h" data-view="digits"
             data-state=move || state.get().attr() data-run-ms=move || format!("{:.0}", run_ms.get())>
             <h2 id="digits-h" class="chrome">"Real data: one step on handwritten digits"</h2>
-            <p class="small chrome">"A two-layer ReLU net (64 → h → 5, shared 5-way head: class = digit / 2) pre-trained on the odd digits of the UCI optical handwritten digits, then fine-tuned on the even ones by one full step, the spectral init alone (one rank-r step W + η*P_r(G), no training), full fine-tuning, and LoRA_r from four inits. Computed in your browser on the CPU engine."</p>
+            <p class="small chrome">"A two-layer ReLU net (64 → h → 5, shared 5-way head: class = digit / 2) pre-trained on the odd digits of the UCI optical handwritten digits, then fine-tuned on the even ones by one full step, the spectral init alone (one rank-r step W + η*P_r(G), no training), full fine-tuning, and LoRA_r from four inits. Computed in your browser: on the CPU engine, or on WebGPU from h = 128 (where a GPU is measured faster) or with compute=gpu."</p>
             <details class="chrome" id="digits-settings">
                 <summary>"Settings"</summary>
                 <div class="fields">{FT_KEYS.iter().map(|k| field(k)).collect_view()}</div>
@@ -290,6 +320,7 @@ pub fn DigitsView(params: RwSignal<FtConfig>, dark: RwSignal<bool>, large: bool)
                     State::Done | State::Stopped => format!("{:.1} s", run_ms.get() / 1000.0),
                     _ => valid.get().map(|w| format!("~{:.1} G multiply-adds", w / 1e9)).unwrap_or_default(),
                 }}</span>
+                <span class="ran-on" id="digits-ran-on" title=move || why_cpu.get()>{move || { let r = ran_on.get(); if r.is_empty() { r } else { format!("on {r}") } }}</span>
                 {move || valid.get().err().map(|e| view! { <span class="field-error" role="alert">{e}</span> })}
                 {move || error.get().map(|e| view! { <span class="field-error" role="alert">{e}</span> })}
             </div>

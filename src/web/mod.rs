@@ -227,7 +227,7 @@ pub fn App() -> impl IntoView {
                     View::Lab => view! { <LabView cfg=lab preset=preset choice=choice compute=compute dark=dark large=opts.large run_state=lab_run /> }.into_any(),
                     View::Sweep => view! { <SweepView params=sweep choice=choice compute=compute dark=dark large=opts.large lab=lab lab_preset=preset view=view_sig /> }.into_any(),
                     View::Toy => view! { <ToyView params=toy dark=dark large=opts.large embed=opts.embed /> }.into_any(),
-                    View::Digits => view! { <DigitsView params=digits dark=dark large=opts.large /> }.into_any(),
+                    View::Digits => view! { <DigitsView params=digits choice=choice compute=compute dark=dark large=opts.large /> }.into_any(),
                 }}
             </main>
             <Show when=move || opts.embed>

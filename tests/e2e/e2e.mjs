@@ -342,6 +342,7 @@ async function withWebGpu() {
       const cells = Number(await attr(page, "#sweep-canvas", "data-cells"));
       check(cells === n && /GPU/i.test(on) && !/CPU/.test(on), `the ${preset} sweep runs on SwiftShader (compute=gpu)`, `${cells} cells in ${ms} ms, ${on}`);
     }
+    await digitsOnGpu(page);
   } finally {
     await ctx.close();
   }
@@ -827,12 +828,43 @@ async function digitsView(page) {
   await page.waitForFunction(() => document.querySelector("#digits-canvas").dataset.step === "end", null, { timeout: 10000 }).catch(() => {});
   const end = await attr(page, "#digits-canvas", "data-step");
   check(/^[0-9]+$/.test(mid) && Number(mid) > 0 && Number(mid) < 100 && end === "end", "Digits: Play animates the paths on the landscape", `mid-way step ${mid}, then ${end}`);
+  // no WebGPU here: the CPU engine, saying why; compute=gpu falls back and says so
+  const onCpu = await page.$eval("#digits-ran-on", (e) => [e.textContent, e.title]);
+  check(/on CPU/.test(onCpu[0]) && onCpu[1].length > 0, "Digits: the default runs on the CPU engine and says why", onCpu.join(" | "));
+  await page.goto(`${BASE}?view=digits&compute=gpu&seeds=1&pre_steps=30&steps=10`);
+  await page.waitForSelector("#digits[data-state=done]", { timeout: 60000 });
+  const fb = [await page.textContent("#digits-ran-on"), await page.$eval(".digits .field-error", (e) => e.textContent).catch(() => "")];
+  check(/on CPU/.test(fb[0]) && /compute=gpu, but/.test(fb[1]), "Digits: compute=gpu without WebGPU runs on the CPU and says why", fb.join(" | "));
+  await page.goto(`${BASE}?view=digits`);
+  await page.waitForSelector("#digits[data-state=done]", { timeout: 60000 });
   await page.click("#digits-settings summary");
   await page.fill("#dg-rank", "99");
   await page.press("#dg-rank", "Enter");
   await page.waitForTimeout(200);
   const err = await page.$eval(".digits .field-error", (e) => e.textContent).catch(() => "");
   check(/rank/.test(err) && /1\.\.=32/.test(err), "Digits: bad input names the field and its range", err);
+}
+
+// The digits model on WebGPU (SwiftShader here): compute=gpu gives the CPU engine's table.
+async function digitsOnGpu(page) {
+  const small = "seeds=1&pre_steps=30&steps=10&record_every=5";
+  const tableOf = async (compute) => {
+    const t = Date.now();
+    await page.goto(`${BASE}?view=digits&compute=${compute}&${small}`);
+    await page.waitForSelector("#digits[data-state=done]", { timeout: 240000 });
+    const rows = await page.$$eval("#digits-table tbody tr", (r) => r.map((x) => [x.cells[0].textContent, parseFloat(x.cells[1].textContent)]));
+    const on = await page.textContent("#digits-ran-on");
+    const land = Number(await attr(page, "#digits-canvas", "data-landscape"));
+    return { rows, on, land, ms: Date.now() - t };
+  };
+  const c = await tableOf("cpu");
+  const g = await tableOf("gpu");
+  bench.digits_small_gpu_ms = g.ms;
+  bench.digits_small_cpu_ms = c.ms;
+  const same = c.rows.length === 9 && g.rows.length === 9 && c.rows.every(([l, a], i) => g.rows[i][0] === l && Math.abs(g.rows[i][1] - a) <= 1.0);
+  check(/GPU/.test(g.on) && /CPU/.test(c.on) && same && g.land === 625,
+    "Digits: compute=gpu runs the model's passes and the SVD of G on WebGPU, with the CPU engine's table (±1 point)",
+    `${g.on} in ${g.ms} ms vs ${c.on} in ${c.ms} ms: ${g.rows.map((r, i) => `${r[0]} ${r[1]}/${c.rows[i] && c.rows[i][1]}`).join(" | ")}`);
 }
 
 async function withoutWebGpu() {
