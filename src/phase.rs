@@ -220,6 +220,52 @@ pub async fn compute<B: Backend>(
 mod tests {
     use super::*;
 
+    /// PiSSA on the portrait: with the preset's W0 = 0 its adapter is 0 and never leaves the
+    /// saddle; with W0 ≠ 0 it starts off it with the model unchanged, and at rank 1 its adapter
+    /// must fit Δ + P_1(W0), so it stops above zero loss where LoRA-One reaches it.
+    #[test]
+    fn pissa_on_the_portrait() {
+        use crate::config::InitKind;
+        use crate::urlstate::PhaseParams;
+        let run = |p: &PhaseParams| {
+            pollster::block_on(compute(&p.config(), &mut CpuBackend::new(), 11, 3)).unwrap()
+        };
+        let find = |r: &Portrait, k: InitKind| {
+            r.report
+                .runs
+                .iter()
+                .find(|x| x.init == k)
+                .cloned()
+                .expect("run")
+        };
+        let mut p = PhaseParams {
+            steps: 600,
+            ..PhaseParams::default()
+        };
+        let r = run(&p);
+        let pi = find(&r, InitKind::Pissa);
+        let l0 = pi.records[0].loss;
+        assert!(l0 > 0.1);
+        for rec in &pi.records {
+            let q = rec.proj.expect("projection");
+            assert!(q.iter().all(|v| v.abs() < 1e-12), "{q:?}");
+            assert!((rec.loss - l0).abs() < 1e-12);
+        }
+        p.w0 = 0.5;
+        let r = run(&p);
+        let (pi, one, va) = (
+            find(&r, InitKind::Pissa),
+            find(&r, InitKind::LoraOne),
+            find(&r, InitKind::Vanilla),
+        );
+        let q = pi.records[0].proj.expect("projection");
+        assert!(q.iter().map(|v| v * v).sum::<f64>().sqrt() > 1e-3, "{q:?}");
+        assert!((pi.records[0].loss - va.records[0].loss).abs() < 1e-9);
+        let last = |x: &crate::RunResult| x.records.last().unwrap().loss;
+        assert!(last(&one) < 1e-8, "LoRA-One {}", last(&one));
+        assert!(last(&pi) > 1e-4 && last(&pi) < l0, "PiSSA {}", last(&pi));
+    }
+
     #[test]
     fn population_slice_is_half_squared_gap() {
         let c = PlaneCoeffs::population(1.5);

@@ -115,16 +115,18 @@ pub enum Method {
     LoraGa,
     LoraOne,
     Custom,
-    /// PiSSA (not one of the talk's three; not in `ALL`, the phase portrait's set).
+    /// PiSSA (not one of the talk's three: off by default in the phase portrait).
     Pissa,
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [
+    /// Every method, in the phase portrait's order (its `show` flags and keys 1–5).
+    pub const ALL: [Method; 5] = [
         Method::Vanilla,
         Method::LoraGa,
         Method::LoraOne,
         Method::Custom,
+        Method::Pissa,
     ];
     pub fn index(self) -> usize {
         self as usize

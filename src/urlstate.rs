@@ -2,7 +2,7 @@
 //! natively: the query string holds the active view and every parameter of it, a copied link
 //! reproduces what the sender saw, and hostile input yields errors that name the field.
 
-use crate::config::{Config, ConfigError, Preset};
+use crate::config::{Config, ConfigError, InitKind, Preset};
 use crate::sweep::{Axis, SweepPreset, SweepSpec};
 use crate::toy3d::{Camera, ToySpec};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -559,8 +559,12 @@ pub struct PhaseParams {
     pub start: Option<(f64, f64)>,
     /// Animation speed, steps per second.
     pub speed: f64,
-    /// Which methods are drawn: vanilla, LoRA-GA, LoRA-One, custom.
-    pub show: [bool; 4],
+    /// Which methods are drawn: vanilla, LoRA-GA, LoRA-One, custom, PiSSA (`style::Method`
+    /// order; PiSSA is off by default, the talk's portrait has three inits).
+    pub show: [bool; 5],
+    /// W0's entry scale (W0 ~ N(0, w0²)): PiSSA's adapter is W0's top singular pair, so with the
+    /// preset's W0 = 0 it starts at the saddle; the other inits do not depend on W0.
+    pub w0: f64,
 }
 
 impl Default for PhaseParams {
@@ -578,12 +582,13 @@ impl Default for PhaseParams {
             seed: c.seed,
             start: None,
             speed: 40.0,
-            show: [true; 4],
+            show: [true, true, true, true, false],
+            w0: 0.0,
         }
     }
 }
 
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "delta",
     "alpha",
     "eta",
@@ -596,6 +601,7 @@ pub const KEYS: [&str; 12] = [
     "start",
     "speed",
     "show",
+    "w0",
 ];
 
 impl PhaseParams {
@@ -623,6 +629,7 @@ impl PhaseParams {
                 .map(|&s| if s { "1" } else { "0" })
                 .collect::<String>(),
         ));
+        v.push(("w0".into(), f(self.w0)));
         v
     }
 
@@ -655,9 +662,17 @@ impl PhaseParams {
             }
             "speed" => self.speed = num(v)?.clamp(0.5, 2000.0),
             "show" => {
-                for (i, c) in v.chars().take(4).enumerate() {
+                // four digits (links from before PiSSA joined) leave PiSSA as it was
+                for (i, c) in v.chars().take(5).enumerate() {
                     self.show[i] = c == '1';
                 }
+            }
+            "w0" => {
+                let x = num(v)?;
+                if !(0.0..=10.0).contains(&x) {
+                    return Err(format!("w0: must be in [0, 10], got `{v}`"));
+                }
+                self.w0 = x
             }
             _ => {
                 return Err(format!(
@@ -683,6 +698,8 @@ impl PhaseParams {
         c.population = self.population;
         c.n = if self.population { None } else { Some(self.n) };
         c.seed = self.seed;
+        c.w0_std = self.w0;
+        c.inits.push(InitKind::Pissa);
         c
     }
 }
@@ -723,7 +740,8 @@ mod tests {
             seed: 9,
             start: Some((-0.5, 1.25)),
             speed: 75.0,
-            show: [true, false, true, false],
+            show: [true, false, true, false, true],
+            w0: 0.3,
         };
         let d = PhaseParams::default();
         assert!(phase

@@ -225,7 +225,7 @@ pub fn draw(
     css_w: f64,
     css_h: f64,
     t: f64,
-    show: [bool; 4],
+    show: [bool; 5],
     theme: &Theme,
 ) {
     let fs = theme.font;
@@ -450,7 +450,7 @@ pub fn svg(
     css_w: f64,
     css_h: f64,
     t: f64,
-    show: [bool; 4],
+    show: [bool; 5],
     theme: &Theme,
 ) -> String {
     use std::fmt::Write;

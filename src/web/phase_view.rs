@@ -41,7 +41,7 @@ pub fn PhaseView(
         let mut p = params.get();
         p.start = None;
         p.speed = 0.0;
-        p.show = [true; 4];
+        p.show = [true; 5];
         p
     });
     Effect::new(move |_| {
@@ -158,7 +158,8 @@ pub fn PhaseView(
             .map(|tr| (tt.floor() as usize + 1).min(tr.pts.len()))
             .sum();
         let _ = c.set_attribute("data-points", &pts.to_string());
-        let _ = c.set_attribute("data-trajectories", &dd.trajs.len().to_string());
+        let shown = dd.trajs.iter().filter(|tr| show[tr.method.index()]).count();
+        let _ = c.set_attribute("data-trajectories", &shown.to_string());
         // each trajectory's end point (a, b, loss): lets a test see that a change recomputed them
         let ends: Vec<String> = dd
             .trajs
@@ -270,6 +271,7 @@ pub fn PhaseView(
             "2" => toggle_method(1),
             "3" => toggle_method(2),
             "4" => toggle_method(3),
+            "5" => toggle_method(4),
             _ => {}
         }
     });
@@ -411,6 +413,8 @@ pub fn PhaseView(
         }
         trajs
             .into_iter()
+            // PiSSA is opt-in: no row until it is shown
+            .filter(|tr| tr.method != Method::Pissa || show[Method::Pissa.index()])
             .map(|tr| {
                 let i = (tt.floor() as usize).min(tr.pts.len().saturating_sub(1));
                 let p = tr.pts.get(i).copied().unwrap_or([0.0; 4]);
@@ -528,6 +532,8 @@ pub fn PhaseView(
                         />
                         <Swatch method=m />
                         {format!(" {} ({})", m.label(), m.dash().name())}
+                        {move || (m == Method::Pissa && params.with(|p| p.w0 == 0.0 && p.show[i]))
+                            .then(|| view! { <span class="small" id="pissa-note">" — W0 = 0 here, so its adapter starts at 0, on the saddle: raise w0"</span> })}
                     </label>
                 }
             })
@@ -600,6 +606,8 @@ pub fn PhaseView(
                             value=get(|p| p.gamma) on_change=set(|p, v| p.gamma = v) />
                         <NumSlider label="γ_GA (LoRA-GA)" key="gamma_ga" min=0.25 max=64.0 log=true
                             value=get(|p| p.gamma_ga) on_change=set(|p, v| p.gamma_ga = v) />
+                        <NumSlider label="w0 (W0's scale: PiSSA)" key="w0" min=0.0 max=2.0
+                            value=get(|p| p.w0) on_change=set(|p, v| p.w0 = v.max(0.0)) />
                         <NumSlider label="steps" key="steps" min=10.0 max=2000.0 integer=true
                             value=get(|p| p.steps as f64) on_change=set(|p, v| p.steps = v.max(1.0) as usize) />
                         <div class="ctl">

@@ -110,7 +110,7 @@ async function withWebGpu() {
     check((await attr(page, "#phase-canvas", "data-step")) === "1", "key . steps once");
     await page.keyboard.press("2");
     const shown = q(page).get("show");
-    check(shown === "1011", "key 2 hides LoRA-GA (URL show=1011)", shown);
+    check(shown === "10110", "key 2 hides LoRA-GA (URL show=10110)", shown);
     await page.keyboard.press("2");
     await page.keyboard.press(" ");
     await page.waitForTimeout(1500);
@@ -149,6 +149,29 @@ async function withWebGpu() {
     check((await page.inputValue("#in-delta")) === "1.5", "reload restores δ from the URL");
     check((await page.inputValue("#in-eta")) === "0.05", "reload restores η from the URL");
     check(page.url() === before, "URL is stable across a reload (same figure)", page.url());
+
+    // PiSSA, opt-in (key 5): at the preset's W0 = 0 it sits on the saddle and the legend says
+    // so; with w0 > 0 it starts off the saddle and stops above zero loss (rank 1 spent on W0)
+    await page.locator("#phase-canvas").focus();
+    await page.keyboard.press("5");
+    await page.waitForTimeout(300);
+    const note = await page.textContent("#pissa-note").catch(() => "");
+    const rowsP = await page.$$eval("table.readout tbody tr", (r) => r.map((x) => x.dataset.method));
+    check(q(page).get("show").endsWith("1") && /saddle/.test(note) && rowsP.includes("PiSSA"),
+      "key 5 shows PiSSA, which W0 = 0 leaves on the saddle (the legend says so)", `show=${q(page).get("show")}, ${rowsP.join(", ")}, ${note}`);
+    const endsW = await attr(page, "#phase-canvas", "data-ends");
+    await page.goto(page.url().replace(/w0=[^&]*/, "w0=0.5"));
+    await page.waitForSelector("#phase-canvas[data-ready='1']");
+    await page.waitForFunction((e) => document.querySelector("#phase-canvas").dataset.ends !== e, endsW, { timeout: 10000 }).catch(() => {});
+    await page.waitForFunction(() => document.querySelector("#phase-canvas").dataset.step === "200", null, { timeout: 15000 }).catch(() => {});
+    const lossP = await page.$eval("table.readout tr[data-method='PiSSA'] td[data-loss]", (e) => Number(e.dataset.loss)).catch(() => NaN);
+    const lossOne = await page.$eval("table.readout tr[data-method='LoRA-One'] td[data-loss]", (e) => Number(e.dataset.loss)).catch(() => NaN);
+    const noteGone = !(await page.$("#pissa-note"));
+    check(q(page).get("w0") === "0.5" && lossP > 1e-4 && lossOne < 1e-6 && noteGone,
+      "with w0 = 0.5 PiSSA leaves the saddle and stops above zero loss where LoRA-One reaches it", `PiSSA ${lossP}, LoRA-One ${lossOne}`);
+    await page.screenshot({ path: path.join(SHOTS, "phase-pissa.png") });
+    await page.goto(page.url().replace(/w0=[^&]*/, "w0=0").replace(/show=[^&]*/, "show=11110"));
+    await page.waitForSelector("#phase-canvas[data-ready='1']");
 
     // finite N (Σ̂ ≠ I): the trajectories are recomputed (their end points move)
     const endsPop = await attr(page, "#phase-canvas", "data-ends");
@@ -357,7 +380,7 @@ async function hostileUrls(page) {
   const labKeys = ["d", "k", "r", "r_star", "n", "population", "kappa", "spectrum", "delta_basis", "w0_std", "model",
     "noise", "alpha2", "eta", "steps", "optimiser", "damping", "gamma", "normalised", "gamma_stable", "gamma_ga",
     "seed", "seeds", "inits", "record_every", "step_form", "divergence_factor"];
-  const phaseKeys = ["delta", "alpha", "eta", "gamma", "gamma_ga", "steps", "population", "n", "seed", "start", "speed", "show"];
+  const phaseKeys = ["delta", "alpha", "eta", "gamma", "gamma_ga", "steps", "population", "n", "seed", "start", "speed", "show", "w0"];
   const enc = (o) => o.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
   const cases = [
     ["markup in every lab parameter", `view=lab&${enc(labKeys.map((k) => [k, XSS]))}`, ["d", "eta", "alpha2", "inits"]],
