@@ -28,7 +28,8 @@ fn phase_parameters_round_trip() {
         seed: 9,
         start: Some((-0.5, 1.25)),
         speed: 75.0,
-        show: [true, false, true, false],
+        show: [true, false, true, false, true],
+        w0: 0.25,
     };
     let opts = PageOpts {
         embed: true,
