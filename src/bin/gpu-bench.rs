@@ -411,6 +411,34 @@ mod bench {
                         "gpu_samples_ms": gpu_ms, "cpu_samples_ms": cpu_ms}),
                 );
             }
+            // where the alignment preset's time goes: the same runs recording every 10th step
+            // and only the last (the records' cost is the difference)
+            for every in [10usize, 1500] {
+                let mut cfg = Preset::Alignment.config();
+                cfg.record_every = every;
+                let (mut gpu_ms, mut cpu_ms) = (Vec::new(), Vec::new());
+                for rep in 0..4 {
+                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
+                    let t = Instant::now();
+                    block_on(e.run_to_end(&mut g, usize::MAX, |_| {}))?;
+                    if rep > 0 {
+                        gpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+                for _ in 0..3 {
+                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
+                    let t = Instant::now();
+                    block_on(e.run_to_end(&mut CpuBackend::new(), usize::MAX, |_| {}))?;
+                    cpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                let (gm, cm) = (median(gpu_ms.clone()), median(cpu_ms.clone()));
+                eprintln!("alignment, every {every}th step recorded: GPU {gm:.1} ms, CPU reference {cm:.1} ms");
+                result(
+                    "preset_records",
+                    serde_json::json!({"preset": "alignment", "record_every": every, "gpu_ms": gm,
+                        "cpu_ms": cm, "gpu_samples_ms": gpu_ms, "cpu_samples_ms": cpu_ms}),
+                );
+            }
         }
         Ok(())
     }
