@@ -466,27 +466,48 @@ fn record_factors(tid: u32, pack: u32, nrec: u32) {
         }
     }
     // risk and error, one trajectory of the pack at a time (two running sums a thread: few
-    // registers, so that more workgroups fit an SM), each summed over the workgroup
+    // registers, so that more workgroups fit an SM), each summed over the workgroup. The entry
+    // (i, j) advances by WG without a division; AB(i, j) is a vec4 dot product when r is a
+    // multiple of 4 (the trajectory's columns then start on a vec4)
     let n = p.d * p.k;
+    let si = WG / p.k;
+    let sj = WG % p.k;
+    let by4 = (r & 3u) == 0u;
     for (var t = 0u; t < tcount; t++) {
         var rk = 0.0;
         var er = 0.0;
+        let c0 = t * r;
+        var i = tid / p.k;
+        var j = tid % p.k;
         for (var e = tid; e < n; e += WG) {
-            let i = e / p.k;
-            let j = e % p.k;
             var ab = 0.0;
             var ab0 = 0.0;
-            for (var q = 0u; q < r; q++) {
-                let c = t * r + q;
-                ab += ldw(p.wa + i * p.cp + c) * ldw(p.wb + j * p.cp + c);
-                if (p.any_offset == 1u) {
-                    ab0 += lds(p.oa0 + i * p.cp + c) * lds(p.ob0 + j * p.cp + c);
+            if (by4) {
+                let ai = (p.wa + i * p.cp + c0) / 4u;
+                let bj = (p.wb + j * p.cp + c0) / 4u;
+                for (var q = 0u; q < r / 4u; q++) {
+                    ab += dot(ldw4(ai + q), ldw4(bj + q));
+                }
+            } else {
+                for (var q = 0u; q < r; q++) {
+                    ab += ldw(p.wa + i * p.cp + c0 + q) * ldw(p.wb + j * p.cp + c0 + q);
+                }
+            }
+            if (p.any_offset == 1u) {
+                for (var q = 0u; q < r; q++) {
+                    ab0 += lds(p.oa0 + i * p.cp + c0 + q) * lds(p.ob0 + j * p.cp + c0 + q);
                 }
             }
             let e1 = ab - big[p.o_del + e];
             let e2 = e1 - ab0;
             rk += e2 * e2;
             er += e1 * e1;
+            i += si;
+            j += sj;
+            if (j >= p.k) {
+                j -= p.k;
+                i += 1u;
+            }
         }
         for (var h = 0u; h < 2u; h++) {
             var v = rk;

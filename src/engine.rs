@@ -379,9 +379,50 @@ pub struct Experiment {
     live: Vec<bool>,
     finished: bool,
     backend_info: Option<BackendInfo>,
-    /// The linearised model and each run's start in it (vanilla runs with GD, small problems).
-    linear: Option<crate::linearised::Linearised>,
+    /// The linearised model (vanilla runs with GD, small problems), each vanilla run's A0, and
+    /// its start in the model (formed at the first records).
+    linear: LinearState,
+    lin_a0: Vec<Option<DMatrix<f64>>>,
     lin_starts: Vec<Option<crate::linearised::Start>>,
+}
+
+/// The linearised model: natively on a thread of its own, started with `prepare` and joined at
+/// the first records, so its host work (G in f64 from the samples and G's full SVD) overlaps the
+/// backend's load and steps; in the browser's one wasm thread, computed in place.
+enum LinearState {
+    Ready(Option<crate::linearised::Linearised>),
+    #[cfg(not(target_arch = "wasm32"))]
+    Pending(std::thread::JoinHandle<Option<crate::linearised::Linearised>>),
+}
+
+impl LinearState {
+    fn start(problem: &Problem) -> LinearState {
+        if !linearised_eligible(&problem.cfg) {
+            return LinearState::Ready(None);
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let p = problem.clone();
+            LinearState::Pending(std::thread::spawn(move || linearised_model(&p)))
+        }
+        #[cfg(target_arch = "wasm32")]
+        LinearState::Ready(linearised_model(problem))
+    }
+
+    fn get(&mut self) -> Option<&crate::linearised::Linearised> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let LinearState::Pending(_) = self {
+            let LinearState::Pending(h) = std::mem::replace(self, LinearState::Ready(None)) else {
+                unreachable!()
+            };
+            *self = LinearState::Ready(h.join().expect("linearised model thread"));
+        }
+        match self {
+            LinearState::Ready(l) => l.as_ref(),
+            #[cfg(not(target_arch = "wasm32"))]
+            LinearState::Pending(_) => None,
+        }
+    }
 }
 
 impl Experiment {
@@ -401,7 +442,8 @@ impl Experiment {
             live: Vec::new(),
             finished: false,
             backend_info: None,
-            linear: None,
+            linear: LinearState::Ready(None),
+            lin_a0: Vec::new(),
             lin_starts: Vec::new(),
         }
     }
@@ -427,6 +469,7 @@ impl Experiment {
     /// Load the problem on the backend and compute G's canonical truncated SVD.
     pub async fn prepare<B: Backend>(&mut self, be: &mut B) -> Result<(), EngineError> {
         self.backend_info = Some(be.info());
+        self.linear = LinearState::start(&self.problem);
         let timing = be.load(&self.problem).await?;
         let m = init::svd_rank_needed(self.cfg());
         let t = Instant::now();
@@ -454,26 +497,7 @@ impl Experiment {
             u_rs,
             v_rs,
         });
-        self.linear = self.linearised_model();
         Ok(())
-    }
-
-    /// The linearised model where it is cheap and meaningful: vanilla runs, plain GD, d + k ≤
-    /// `linearised::MAX_DIMS` (it needs G's full SVD, formed here on the host in f64).
-    fn linearised_model(&self) -> Option<crate::linearised::Linearised> {
-        let cfg = self.cfg();
-        let eligible = cfg.inits.contains(&InitKind::Vanilla)
-            && cfg.optimiser == crate::config::Optimiser::Gd
-            && cfg.d + cfg.k <= crate::linearised::MAX_DIMS;
-        if !eligible {
-            return None;
-        }
-        let g = if cfg.population {
-            self.problem.delta.clone()
-        } else {
-            self.problem.stats(false)?.g
-        };
-        Some(crate::linearised::Linearised::new(&g, cfg.eta, cfg.r_star))
     }
 
     /// Build every run's initial factors and start the batch.
@@ -501,10 +525,10 @@ impl Experiment {
                 stopped: false,
                 records: Vec::new(),
             });
-            self.lin_starts.push(match (&self.linear, plan.init) {
-                (Some(l), InitKind::Vanilla) => Some(l.start(&factors.a0)),
-                _ => None,
-            });
+            self.lin_a0.push(
+                (plan.init == InitKind::Vanilla && linearised_eligible(self.cfg()))
+                    .then(|| factors.a0.clone()),
+            );
             specs.push(RunSpec {
                 init: factors,
                 settings,
@@ -606,13 +630,25 @@ impl Experiment {
     /// Turn every run's snapshots into records (SPEC §4 metrics; natively on all cores when
     /// there are many) and note divergences.
     fn absorb_all(&mut self, work: Vec<(usize, Advance, f64)>) {
+        if self.lin_starts.len() < self.lin_a0.len() {
+            let starts: Vec<_> = match self.linear.get() {
+                Some(l) => self
+                    .lin_a0
+                    .iter()
+                    .map(|a| a.as_ref().map(|a| l.start(a)))
+                    .collect(),
+                None => self.lin_a0.iter().map(|_| None).collect(),
+            };
+            self.lin_starts = starts;
+        }
+        let linear = self.linear.get();
         let prep = self.prepared.as_ref().expect("prepared");
         let problem = &self.problem;
         let mut jobs: Vec<(usize, &Snapshot, f64)> = Vec::new();
         for (i, adv, base) in &work {
             jobs.extend(adv.snapshots.iter().map(|s| (*i, s, *base)));
         }
-        let (linear, starts) = (&self.linear, &self.lin_starts);
+        let starts = &self.lin_starts;
         let recs = par_map(&jobs, |&(i, s, base)| {
             let mut rec = record_of(prep, problem, s, base);
             if let (Some(l), Some(Some(st))) = (linear, starts.get(i)) {
@@ -680,6 +716,28 @@ impl Experiment {
     pub fn g_svd(&self) -> Option<&TopSvd> {
         self.prepared.as_ref().map(|p| &p.g)
     }
+}
+
+/// Whether the linearised model is drawn: vanilla runs, plain GD, d + k ≤
+/// `linearised::MAX_DIMS` (it needs G's full SVD, formed on the host in f64).
+fn linearised_eligible(cfg: &Config) -> bool {
+    cfg.inits.contains(&InitKind::Vanilla)
+        && cfg.optimiser == crate::config::Optimiser::Gd
+        && cfg.d + cfg.k <= crate::linearised::MAX_DIMS
+}
+
+/// The linearised model of a problem (None where not eligible).
+fn linearised_model(problem: &Problem) -> Option<crate::linearised::Linearised> {
+    let cfg = &problem.cfg;
+    if !linearised_eligible(cfg) {
+        return None;
+    }
+    let g = if cfg.population {
+        problem.delta.clone()
+    } else {
+        problem.stats(false)?.g
+    };
+    Some(crate::linearised::Linearised::new(&g, cfg.eta, cfg.r_star))
 }
 
 /// One record of SPEC §4 from a backend's snapshot.

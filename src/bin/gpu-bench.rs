@@ -413,7 +413,7 @@ mod bench {
             }
             // where the alignment preset's time goes: the same runs recording every 10th step
             // and only the last (the records' cost is the difference)
-            for every in [10usize, 1500] {
+            for every in [1usize, 10, 1500] {
                 let mut cfg = Preset::Alignment.config();
                 cfg.record_every = every;
                 let (mut gpu_ms, mut cpu_ms) = (Vec::new(), Vec::new());
@@ -431,6 +431,21 @@ mod bench {
                     block_on(e.run_to_end(&mut CpuBackend::new(), usize::MAX, |_| {}))?;
                     cpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
                 }
+                // the GPU run's phases: prepare (load, Σ̂, G, SVD), start the batch, the steps
+                let mut phases = Vec::new();
+                for _ in 0..3 {
+                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
+                    let t = Instant::now();
+                    block_on(e.step(&mut g, 1))?;
+                    let prep = t.elapsed().as_secs_f64() * 1e3;
+                    let t = Instant::now();
+                    block_on(e.step(&mut g, 1))?;
+                    let start = t.elapsed().as_secs_f64() * 1e3;
+                    let t = Instant::now();
+                    block_on(e.run_to_end(&mut g, usize::MAX, |_| {}))?;
+                    phases.push([prep, start, t.elapsed().as_secs_f64() * 1e3]);
+                }
+                eprintln!("  GPU phases (prepare, start, steps) ms: {phases:.1?}");
                 let (gm, cm) = (median(gpu_ms.clone()), median(cpu_ms.clone()));
                 eprintln!("alignment, every {every}th step recorded: GPU {gm:.1} ms, CPU reference {cm:.1} ms");
                 result(

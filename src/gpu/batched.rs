@@ -192,7 +192,7 @@ impl Layout {
         }
         if record {
             it += cd(2 * rs * cp / 8) * prod
-                + t * cd(d * k) * (r + 2)
+                + t * cd(d * k) * (2 * r + 3)
                 + MAX_T
                 + 2 * t * 10
                 + cd((d + k) * tr) * (rs + 1)
@@ -803,23 +803,33 @@ impl GpuBackend {
             b.pace.add(n, dt);
             b.last_n = n;
             let elapsed = t0.elapsed().as_secs_f64() * 1e3;
-            // parse every run's rows (in parallel natively: a large batch has many)
+            // parse every recorded row of every live run (in parallel natively: 1500 rows of a
+            // few runs are as many as one row of 1500 runs)
             let runs: Vec<usize> = (0..b.nb).filter(|&gi| !b.stopped[gi]).collect();
             let (step0, stride) = (b.step, lay.rstride);
-            let parsed = crate::engine::par_map(&runs, |&gi| {
-                let o = gi * RP;
-                let (status, at) = (rpv[o + 4] as u32, rpv[o + 5] as usize);
-                recsteps
-                    .iter()
-                    .enumerate()
-                    .take_while(|&(_, &s)| status == 0 || s < at)
-                    .map(|(ri, &s)| {
-                        let row = &recv[(ri * b.nb + gi) * stride..][..stride];
-                        let t_ms = elapsed - dt + dt * (s - step0) as f64 / n as f64;
-                        snapshot(&lay, row, s, t_ms)
-                    })
-                    .collect::<Vec<_>>()
+            let rows: Vec<(usize, usize, usize)> = runs
+                .iter()
+                .flat_map(|&gi| {
+                    let o = gi * RP;
+                    let (status, at) = (rpv[o + 4] as u32, rpv[o + 5] as usize);
+                    recsteps
+                        .iter()
+                        .enumerate()
+                        .take_while(move |&(_, &s)| status == 0 || s < at)
+                        .map(move |(ri, &s)| (gi, ri, s))
+                })
+                .collect();
+            let snaps = crate::engine::par_map(&rows, |&(gi, ri, s)| {
+                let row = &recv[(ri * b.nb + gi) * stride..][..stride];
+                let t_ms = elapsed - dt + dt * (s - step0) as f64 / n as f64;
+                snapshot(&lay, row, s, t_ms)
             });
+            let mut parsed: Vec<Vec<Snapshot>> = runs.iter().map(|_| Vec::new()).collect();
+            let slot: std::collections::HashMap<usize, usize> =
+                runs.iter().enumerate().map(|(i, &gi)| (gi, i)).collect();
+            for (&(gi, _, _), snap) in rows.iter().zip(snaps) {
+                parsed[slot[&gi]].push(snap);
+            }
             for (&gi, snaps) in runs.iter().zip(parsed) {
                 advs[gi].snapshots.extend(snaps);
                 let o = gi * RP;
