@@ -383,26 +383,7 @@ mod bench {
 
         if want("presets") {
             for preset in [Preset::Alignment, Preset::Spectral] {
-                let cfg = preset.config();
-                // GPU runs back to back after one untimed run (an idle GPU clocks down and takes
-                // tens of ms to come back up), then the CPU reference in the same process
-                let mut gpu_ms = Vec::new();
-                let mut cpu_ms = Vec::new();
-                for rep in 0..4 {
-                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
-                    let t = Instant::now();
-                    block_on(e.run_to_end(&mut g, usize::MAX, |_| {}))?;
-                    if rep > 0 {
-                        gpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
-                    }
-                }
-                for _ in 0..3 {
-                    let mut c = CpuBackend::new();
-                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
-                    let t = Instant::now();
-                    block_on(e.run_to_end(&mut c, usize::MAX, |_| {}))?;
-                    cpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
-                }
+                let (gpu_ms, cpu_ms) = end_to_end(&preset.config(), &mut g)?;
                 let (gm, cm) = (median(gpu_ms.clone()), median(cpu_ms.clone()));
                 eprintln!("preset {}: GPU {gm:.1} ms, CPU reference {cm:.1} ms (end to end, every step recorded)", preset.name());
                 result(
@@ -413,39 +394,10 @@ mod bench {
             }
             // where the alignment preset's time goes: the same runs recording every 10th step
             // and only the last (the records' cost is the difference)
-            for every in [1usize, 10, 1500] {
+            for every in [10usize, 1500] {
                 let mut cfg = Preset::Alignment.config();
                 cfg.record_every = every;
-                let (mut gpu_ms, mut cpu_ms) = (Vec::new(), Vec::new());
-                for rep in 0..4 {
-                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
-                    let t = Instant::now();
-                    block_on(e.run_to_end(&mut g, usize::MAX, |_| {}))?;
-                    if rep > 0 {
-                        gpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
-                    }
-                }
-                for _ in 0..3 {
-                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
-                    let t = Instant::now();
-                    block_on(e.run_to_end(&mut CpuBackend::new(), usize::MAX, |_| {}))?;
-                    cpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
-                }
-                // the GPU run's phases: prepare (load, Σ̂, G, SVD), start the batch, the steps
-                let mut phases = Vec::new();
-                for _ in 0..3 {
-                    let mut e = Experiment::new(&cfg).map_err(EngineError::Config)?;
-                    let t = Instant::now();
-                    block_on(e.step(&mut g, 1))?;
-                    let prep = t.elapsed().as_secs_f64() * 1e3;
-                    let t = Instant::now();
-                    block_on(e.step(&mut g, 1))?;
-                    let start = t.elapsed().as_secs_f64() * 1e3;
-                    let t = Instant::now();
-                    block_on(e.run_to_end(&mut g, usize::MAX, |_| {}))?;
-                    phases.push([prep, start, t.elapsed().as_secs_f64() * 1e3]);
-                }
-                eprintln!("  GPU phases (prepare, start, steps) ms: {phases:.1?}");
+                let (gpu_ms, cpu_ms) = end_to_end(&cfg, &mut g)?;
                 let (gm, cm) = (median(gpu_ms.clone()), median(cpu_ms.clone()));
                 eprintln!("alignment, every {every}th step recorded: GPU {gm:.1} ms, CPU reference {cm:.1} ms");
                 result(
@@ -456,6 +408,31 @@ mod bench {
             }
         }
         Ok(())
+    }
+
+    /// Wall ms of `cfg` end to end (load, SVD, every run): three GPU runs back to back after one
+    /// untimed run (an idle GPU clocks down and takes tens of ms to come back up), then three on
+    /// the CPU reference in the same process.
+    fn end_to_end(
+        cfg: &lora_one_lab::Config,
+        g: &mut GpuBackend,
+    ) -> Result<(Vec<f64>, Vec<f64>), EngineError> {
+        let (mut gpu_ms, mut cpu_ms) = (Vec::new(), Vec::new());
+        for rep in 0..4 {
+            let mut e = Experiment::new(cfg).map_err(EngineError::Config)?;
+            let t = Instant::now();
+            block_on(e.run_to_end(g, usize::MAX, |_| {}))?;
+            if rep > 0 {
+                gpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        for _ in 0..3 {
+            let mut e = Experiment::new(cfg).map_err(EngineError::Config)?;
+            let t = Instant::now();
+            block_on(e.run_to_end(&mut CpuBackend::new(), usize::MAX, |_| {}))?;
+            cpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok((gpu_ms, cpu_ms))
     }
 
     /// Wall ms per batch step of `cfg` on a backend (load and SVD excluded; records every 10).
