@@ -632,9 +632,9 @@ pub fn gpu_fits(cfg: &FtConfig) -> Result<(), crate::ConfigError> {
 
 /// The GPU/CPU crossover of the digits model, measured on the H200 (native wgpu on Vulkan, the
 /// CPU reference on its host, `gpu-bench --only digits`, BENCHMARKS.md): one forward+backward pass
-/// over the fine-tuning split takes 467 vs 377 µs at h = 32 (the GPU's floor, one submission and
-/// readback, is 152 µs), 518 vs 1266 µs at h = 128, 991 vs 9502 µs at h = 512. The GPU is the
-/// faster place from h = 128.
+/// over the fine-tuning split takes 443–467 vs 377–591 µs at h = 32 (a tie within the host's
+/// noise; the GPU's floor, one submission and readback, is 152–178 µs), 514–518 vs 1266–1913 µs at
+/// h = 128, ~1 ms vs 9.5–13.5 ms at h = 512. The GPU is the faster place from h = 128.
 pub const GPU_MIN_HIDDEN: usize = 128;
 
 /// Whether a hardware GPU is the faster place for this configuration (`compute=auto`), or why

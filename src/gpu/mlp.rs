@@ -22,7 +22,9 @@ use nalgebra::DMatrix;
 const KEEP: usize = 6;
 
 pub(super) struct MlpPlan {
-    key: u64,
+    /// The data set it holds (compared whole: exact, and cheaper than hashing it).
+    x: DMatrix<f64>,
+    y: Vec<usize>,
     n: usize,
     dims: [usize; 3],
     w1: wgpu::Buffer,
@@ -39,26 +41,12 @@ pub(super) struct MlpPlan {
     _keep: Vec<wgpu::Buffer>,
 }
 
-/// A fingerprint of a data set and the net's shape (the plan's key).
-fn key_of(x: &DMatrix<f64>, y: &[usize], dims: [usize; 3]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    x.shape().hash(&mut h);
-    for v in x.iter() {
-        v.to_bits().hash(&mut h);
-    }
-    y.hash(&mut h);
-    dims.hash(&mut h);
-    h.finish()
-}
-
 impl GpuBackend {
     fn mlp_plan(
         &self,
         x: &DMatrix<f64>,
         y: &[usize],
         dims: [usize; 3],
-        key: u64,
     ) -> Result<MlpPlan, EngineError> {
         let [din, h, c] = dims;
         let n = x.nrows();
@@ -146,7 +134,8 @@ impl GpuBackend {
             0.0,
         ));
         Ok(MlpPlan {
-            key,
+            x: x.clone(),
+            y: y.to_vec(),
             n,
             dims,
             w1,
@@ -190,14 +179,17 @@ impl GpuBackend {
                 dims[2]
             )));
         }
-        let key = key_of(x, y, dims);
-        let at = match self.mlp_plans.iter().position(|p| p.key == key) {
+        let at = match self
+            .mlp_plans
+            .iter()
+            .position(|p| p.dims == dims && p.y == y && p.x == *x)
+        {
             Some(i) => i,
             None => {
                 let plan = self
                     .ctx
                     .scoped("building the digits model's GPU plan", || {
-                        self.mlp_plan(x, y, dims, key)
+                        self.mlp_plan(x, y, dims)
                     })
                     .await??;
                 if self.mlp_plans.len() >= KEEP {
