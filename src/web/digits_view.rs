@@ -1,8 +1,10 @@
 //! View "Digits" (SPEC §9): real data in the browser. The UCI handwritten digits are fetched when
 //! the view opens (`digits.bin` beside the page, 44 KB gzipped, not part of the first load); a
 //! net pre-trained on the odd digits is fine-tuned on the even ones by every method, in chunks with
-//! progress and Stop, on the CPU engine. Shows the talk's table, the curves and the Fig. 1(c)
-//! landscape (the figure of `digits_plot`, shared with the CLI).
+//! progress and Stop, on the CPU engine (or the GPU backend: `compute=gpu`, or `auto` on a hardware
+//! adapter from the model's measured crossover; a GPU failure restarts the run on the CPU). Shows
+//! the talk's table, the curves and the Fig. 1(c) landscape (the figure of `digits_plot`, shared
+//! with the CLI).
 
 use super::backend::{self, BackendChoice, Compute};
 use super::export;
@@ -107,7 +109,7 @@ pub fn DigitsView(
                 why.clone().unwrap_or_default()
             });
             let t0 = util::now_ms();
-            let mut r = FtRunner::new((*d).clone(), cfg, methods);
+            let mut r = FtRunner::new((*d).clone(), cfg.clone(), methods.clone());
             // the figure is redrawn when a seed's runs arrive, not between
             let mut published = 0;
             while !r.done() {
@@ -115,12 +117,29 @@ pub fn DigitsView(
                     state.set(State::Stopped);
                     break;
                 }
-                if let Err(e) = r.step_on(&mut be, 25.0).await {
+                let mut res = r.step_on(&mut be, 25.0).await;
+                // test hook (`?simulate=device-loss`): the GPU device is lost after a chunk
+                if res.is_ok() && be.is_gpu() && backend::take_simulated_loss() {
+                    res = Err(crate::engine::EngineError::Device(
+                        "device lost (simulated)".into(),
+                    ));
+                }
+                if let Err(e) = res {
+                    if !be.is_gpu() {
+                        error.set(Some(e.to_string()));
+                        state.set(State::Failed);
+                        break;
+                    }
+                    // the GPU failed (device lost): the whole run again on the CPU engine
                     error.set(Some(format!(
-                        "{e}: run it again on the CPU engine (compute=cpu)"
+                        "GPU failed mid-run: {e}: the run was restarted on the CPU"
                     )));
-                    state.set(State::Failed);
-                    break;
+                    be = backend::cpu_backend();
+                    ran_on.set(crate::engine::Backend::info(&be).name);
+                    r = FtRunner::new((*d).clone(), cfg.clone(), methods.clone());
+                    published = 0;
+                    report.set(None);
+                    continue;
                 }
                 progress.set(r.progress());
                 if r.finished_runs() != published {

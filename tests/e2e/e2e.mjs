@@ -888,6 +888,15 @@ async function digitsOnGpu(page) {
   check(/GPU/.test(g.on) && /CPU/.test(c.on) && same && g.land === 625,
     "Digits: compute=gpu runs the model's passes and the SVD of G on WebGPU, with the CPU engine's table (±1 point)",
     `${g.on} in ${g.ms} ms vs ${c.on} in ${c.ms} ms: ${g.rows.map((r, i) => `${r[0]} ${r[1]}/${c.rows[i] && c.rows[i][1]}`).join(" | ")}`);
+  // the GPU lost mid-run: the run restarts on the CPU engine, finishes, and the page says so
+  await page.goto(`${BASE}?view=digits&compute=gpu&simulate=device-loss&${small}`);
+  await page.waitForSelector("#digits[data-state=done]", { timeout: 240000 });
+  const lost = await page.$eval(".digits .field-error", (e) => e.textContent).catch(() => "");
+  const lostOn = await page.textContent("#digits-ran-on");
+  const lostRows = await page.$$eval("#digits-table tbody tr", (r) => r.map((x) => parseFloat(x.cells[1].textContent)));
+  const sameAfter = lostRows.length === 9 && lostRows.every((a, i) => Math.abs(a - c.rows[i][1]) <= 1e-9);
+  check(/GPU failed mid-run: .*device lost/.test(lost) && /CPU/.test(lostOn) && sameAfter,
+    "Digits: the GPU lost mid-run restarts the run on the CPU engine, which finishes it, and the page says so", `${lost} | ${lostOn} | ${lostRows.join(" ")}`);
 }
 
 async function withoutWebGpu() {
