@@ -726,12 +726,9 @@ fn linearised_eligible(cfg: &Config) -> bool {
         && cfg.d + cfg.k <= crate::linearised::MAX_DIMS
 }
 
-/// The linearised model of a problem (None where not eligible).
+/// The linearised model of an eligible problem (`linearised_eligible`).
 fn linearised_model(problem: &Problem) -> Option<crate::linearised::Linearised> {
     let cfg = &problem.cfg;
-    if !linearised_eligible(cfg) {
-        return None;
-    }
     let g = if cfg.population {
         problem.delta.clone()
     } else {

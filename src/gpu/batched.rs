@@ -824,14 +824,10 @@ impl GpuBackend {
                 let t_ms = elapsed - dt + dt * (s - step0) as f64 / n as f64;
                 snapshot(&lay, row, s, t_ms)
             });
-            let mut parsed: Vec<Vec<Snapshot>> = runs.iter().map(|_| Vec::new()).collect();
-            let slot: std::collections::HashMap<usize, usize> =
-                runs.iter().enumerate().map(|(i, &gi)| (gi, i)).collect();
             for (&(gi, _, _), snap) in rows.iter().zip(snaps) {
-                parsed[slot[&gi]].push(snap);
+                advs[gi].snapshots.push(snap);
             }
-            for (&gi, snaps) in runs.iter().zip(parsed) {
-                advs[gi].snapshots.extend(snaps);
+            for &gi in &runs {
                 let o = gi * RP;
                 let (status, at) = (rpv[o + 4] as u32, rpv[o + 5] as usize);
                 if status != 0 {
