@@ -21,10 +21,14 @@
 //
 // Per trajectory (rp, 8 floats): [η, λ, c, limit, status, status step, offset, loss].
 // status: 0 running, 1 loss above limit, 2 non-finite, 3 singular preconditioner. A trajectory
-// that stops keeps its factors; the others go on. Records (rec) at recorded steps: per
-// trajectory RS floats [loss, risk, ‖AB − Δ‖_F, AᵀA (r²), BBᵀ (r²), RᵀR (r²), SᵀS (r²)
-// (+ A (d×r) and B (r×k) row-major when `full`)], R = (I − UUᵀ)A, S = (I − VVᵀ)Bᵀ with U, V
-// G's top-r* singular bases.
+// that stops keeps its factors; the others go on.
+//
+// Records. A recorded step costs the step loop no extra phase: it writes the loss into the
+// record row and copies A and Bᵀ into a snapshot slot (`snap`; rows padded to a vec4). After the
+// dispatch, `batched_metrics` (one workgroup per trajectory and slot, all in parallel) fills in
+// the rest of each row: per trajectory RS floats [loss, risk, ‖AB − Δ‖_F, AᵀA (r²), BBᵀ (r²),
+// RᵀR (r²), SᵀS (r²) (+ A (d×r) and B (r×k) row-major when `full`)], R = (I − UUᵀ)A,
+// S = (I − VVᵀ)Bᵀ with U, V G's top-r* singular bases.
 //
 // The CPU twin is `CpuBackend` (f64), which advances the same batch run by run.
 
@@ -35,11 +39,11 @@ struct Params {
     first_new: u32, precond: u32, full: u32, ws: u32,
     o_sig: u32, o_g: u32, o_gt: u32, o_del: u32,
     o_u: u32, o_v: u32, oa: u32, ob: u32,
-    oa0: u32, ob0: u32, osa0: u32, _u1: u32,
-    _u2: u32, oe: u32, of_: u32, rstride: u32,
+    oa0: u32, ob0: u32, osa0: u32, sf: u32,
+    snt: u32, oe: u32, of_: u32, rstride: u32,
     wa: u32, wb: u32, wx: u32, wy: u32,
     wp: u32, wq: u32, wk: u32, any_offset: u32,
-    pack0: u32, wfloats: u32, wm: u32, _p2: u32,
+    pack0: u32, wfloats: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -49,14 +53,17 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> st: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> rp: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rec: array<f32>;
+// snapshot slots: slot n, trajectory x of the segment at (n·snt + x)·sf floats: A (d rows) then
+// Bᵀ (k rows), each row r floats padded to a vec4
+@group(0) @binding(5) var<storage, read_write> snap: array<vec4<f32>>;
+// the offset runs' A0, B0ᵀ, one block of sf floats per run as in `snap` (metrics only)
+@group(0) @binding(6) var<storage, read> base0: array<vec4<f32>>;
 
 const WG: u32 = 256u;
 const MAXT: u32 = 16u;
 
 var<workgroup> wd: array<f32, 32>;     // tr parts: Σ_i A(i, c) Y(i, c)
-var<workgroup> red: array<f32, 256>;
 var<workgroup> wl: array<f32, 16>;     // loss
-var<workgroup> wrisk: array<f32, 32>;  // risk, ‖AB − Δ‖²
 var<workgroup> alive: array<u32, 16>;
 var<workgroup> sing: array<u32, 16>;
 var<private> base: u32;                // this pack's storage region (floats)
@@ -243,10 +250,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         let step = p.step0 + it;
         let check = it > 0u || p.first_new == 1u;
         let recd = check && (step % p.rec_every == 0u || step == p.last_step);
-        let need_k = p.precond == 1u || recd;
-        if (recd) {
-            record_factors(tid, pack, nrec);
-        }
+        let need_k = p.precond == 1u;
         // (a) Q = BBᵀ, K = AᵀA, the offset Grams E = B0Bᵀ (k) and F = AᵀSA0 (d); X = Σ̂A
         let nx = p.d * (p.cp / 8u);
         var ngram = tiles;
@@ -331,7 +335,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         if (recd) {
-            record_row(tid, pack, nrec);
+            record_state(tid, pack, nrec);
             nrec += 1u;
         }
         if (it == p.nsteps) { break; }
@@ -444,153 +448,179 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
     pack_out(tid);
 }
 
-// Recording the state at the start of a step, part 1 (before X and Y are formed): risk,
-// ‖AB − Δ‖², the residual Grams RᵀR, SᵀS (R = A − U·UᵀA into X, S = Bᵀ − V·VᵀBᵀ into Y, then
-// block-diagonal tiles straight into the record rows), and the factors when `full`.
-fn record_factors(tid: u32, pack: u32, nrec: u32) {
+// Recording the state at the start of a step: the loss into the record row, A and Bᵀ into the
+// snapshot slot (read only; A and B change after the next barriers).
+fn record_state(tid: u32, pack: u32, nrec: u32) {
     let r = p.r;
-    let rr = r * r;
+    let r4 = (r + 3u) / 4u;
     let tcount = p.t;
-    let cpv = p.cp / 4u;
-    let av = p.wa / 4u;
-    let bv = p.wb / 4u;
-    let mav = p.wm / 4u;
-    let mbv = mav + p.rs * cpv;
-    // M_A = UᵀA (r*×CP), M_B = VᵀBᵀ (r*×CP), in pack memory
-    let nm = p.rs * (p.cp / 8u);
-    for (var e = tid; e < 2u * nm; e += WG) {
-        if (e < nm) {
-            product(e, p.rs, p.d, p.o_u, av, mav);
-        } else {
-            product(e - nm, p.rs, p.k, p.o_v, bv, mbv);
+    if (tid < tcount) {
+        let g = gidx(pack, tid);
+        if (g < p.nb) { rec[(nrec * p.nb + g) * p.rstride] = wl[tid]; }
+    }
+    let per = (p.d + p.k) * r4;
+    for (var e = tid; e < tcount * per; e += WG) {
+        let t = e / per;
+        let f = e % per;
+        if (gidx(pack, t) >= p.nb) { continue; }
+        let row = f / r4;
+        let h = 4u * (f % r4);
+        var o = p.wa + row * p.cp + t * r + h;
+        if (row >= p.d) { o = p.wb + (row - p.d) * p.cp + t * r + h; }
+        var v = vec4<f32>(0.0);
+        for (var u = 0u; u < 4u; u++) {
+            if (h + u < r) { v[u] = ldw(o + u); }
+        }
+        snap[(nrec * p.snt + pack * tcount + t) * (p.sf / 4u) + f] = v;
+    }
+}
+
+// ---- Record metrics: one workgroup per (trajectory of the segment, record slot) ----
+
+// a chunk of rows of X (a factor, r columns) and of its residual R = X − basis·M, side by side
+const MCH: u32 = 1024u;
+var<workgroup> mrow: array<f32, 2048>;
+// M = basisᵀX (r*×r)
+var<workgroup> mm: array<f32, 1024>;
+var<workgroup> red: array<f32, 256>;
+var<workgroup> red2: array<f32, 256>;
+
+// element (row, q) of a snapshot at vec4 offset so (rows of r4 vec4s)
+fn sx(so: u32, r4: u32, row: u32, q: u32) -> f32 {
+    return snap[so + row * r4 + (q >> 2u)][q & 3u];
+}
+
+// XᵀX and RᵀR of one factor (n rows from row0 of the snapshot; basis (n×r*) in `big` at bo),
+// into the record row at fields fx and fr.
+fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, rowo: u32, fx: u32, fr: u32) {
+    let r = p.r;
+    let rs = p.rs;
+    let r4 = (r + 3u) / 4u;
+    for (var e = tid; e < rs * r; e += WG) {
+        let q = e / r;
+        let a = e % r;
+        var s = 0.0;
+        for (var i = 0u; i < n; i++) {
+            s += big[bo + i * rs + q] * sx(so, r4, row0 + i, a);
+        }
+        mm[e] = s;
+    }
+    workgroupBarrier();
+    let ch = MCH / r;
+    var gx = vec4<f32>(0.0);
+    var gr = vec4<f32>(0.0);
+    for (var i0 = 0u; i0 < n; i0 += ch) {
+        let rows = min(ch, n - i0);
+        for (var e = tid; e < rows * r; e += WG) {
+            let i = i0 + e / r;
+            let a = e % r;
+            let x = sx(so, r4, row0 + i, a);
+            var res = x;
+            for (var q = 0u; q < rs; q++) {
+                res -= big[bo + i * rs + q] * mm[q * r + a];
+            }
+            mrow[e] = x;
+            mrow[MCH + e] = res;
+        }
+        workgroupBarrier();
+        for (var m = 0u; m < 4u; m++) {
+            let o = tid + m * WG;
+            if (o < r * r) {
+                let a = o / r;
+                let b = o % r;
+                var s1 = 0.0;
+                var s2 = 0.0;
+                for (var i = 0u; i < rows; i++) {
+                    s1 += mrow[i * r + a] * mrow[i * r + b];
+                    s2 += mrow[MCH + i * r + a] * mrow[MCH + i * r + b];
+                }
+                gx[m] += s1;
+                gr[m] += s2;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var m = 0u; m < 4u; m++) {
+        let o = tid + m * WG;
+        if (o < r * r) {
+            rec[rowo + fx + o] = gx[m];
+            rec[rowo + fr + o] = gr[m];
         }
     }
-    // risk and error, one trajectory of the pack at a time (two running sums a thread: few
-    // registers, so that more workgroups fit an SM), each summed over the workgroup. The entry
-    // (i, j) advances by WG without a division; AB(i, j) is a vec4 dot product when r is a
-    // multiple of 4 (the trajectory's columns then start on a vec4)
+}
+
+@compute @workgroup_size(256)
+fn batched_metrics(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let x = wid.x;
+    let slot = wid.y;
+    let g = p.pack0 * p.t + x;
+    if (g >= p.nb) { return; }
+    let r = p.r;
+    let rr = r * r;
+    let r4 = (r + 3u) / 4u;
+    let so = (slot * p.snt + x) * (p.sf / 4u);
+    let rowo = (slot * p.nb + g) * p.rstride;
+    factor_grams(tid, so, 0u, p.d, p.o_u, rowo, 3u, 3u + 2u * rr);
+    workgroupBarrier();
+    factor_grams(tid, so, p.d, p.k, p.o_v, rowo, 3u + rr, 3u + 3u * rr);
+    // risk and error over the d×k entries; the entry (i, j) advances by WG without a division
+    let offset = rp[g * 8u + 6u] != 0.0;
+    let bo = g * (p.sf / 4u);
     let n = p.d * p.k;
     let si = WG / p.k;
     let sj = WG % p.k;
-    let by4 = (r & 3u) == 0u;
-    for (var t = 0u; t < tcount; t++) {
-        var rk = 0.0;
-        var er = 0.0;
-        let c0 = t * r;
-        var i = tid / p.k;
-        var j = tid % p.k;
-        for (var e = tid; e < n; e += WG) {
-            var ab = 0.0;
+    var rk = 0.0;
+    var er = 0.0;
+    var i = tid / p.k;
+    var j = tid % p.k;
+    for (var e = tid; e < n; e += WG) {
+        var ab = 0.0;
+        for (var h = 0u; h < r4; h++) {
+            ab += dot(snap[so + i * r4 + h], snap[so + (p.d + j) * r4 + h]);
+        }
+        let e1 = ab - big[p.o_del + e];
+        var e2 = e1;
+        if (offset) {
             var ab0 = 0.0;
-            if (by4) {
-                let ai = (p.wa + i * p.cp + c0) / 4u;
-                let bj = (p.wb + j * p.cp + c0) / 4u;
-                for (var q = 0u; q < r / 4u; q++) {
-                    ab += dot(ldw4(ai + q), ldw4(bj + q));
-                }
-            } else {
-                for (var q = 0u; q < r; q++) {
-                    ab += ldw(p.wa + i * p.cp + c0 + q) * ldw(p.wb + j * p.cp + c0 + q);
-                }
+            for (var h = 0u; h < r4; h++) {
+                ab0 += dot(base0[bo + i * r4 + h], base0[bo + (p.d + j) * r4 + h]);
             }
-            if (p.any_offset == 1u) {
-                for (var q = 0u; q < r; q++) {
-                    ab0 += lds(p.oa0 + i * p.cp + c0 + q) * lds(p.ob0 + j * p.cp + c0 + q);
-                }
-            }
-            let e1 = ab - big[p.o_del + e];
-            let e2 = e1 - ab0;
-            rk += e2 * e2;
-            er += e1 * e1;
-            i += si;
-            j += sj;
-            if (j >= p.k) {
-                j -= p.k;
-                i += 1u;
-            }
+            e2 -= ab0;
         }
-        for (var h = 0u; h < 2u; h++) {
-            var v = rk;
-            if (h == 1u) { v = er; }
-            red[tid] = v;
-            workgroupBarrier();
-            for (var s = WG / 2u; s > 0u; s >>= 1u) {
-                if (tid < s) { red[tid] += red[tid + s]; }
-                workgroupBarrier();
-            }
-            if (tid == 0u) { wrisk[2u * t + h] = red[0]; }
-            workgroupBarrier();
+        rk += e2 * e2;
+        er += e1 * e1;
+        i += si;
+        j += sj;
+        if (j >= p.k) {
+            j -= p.k;
+            i += 1u;
         }
     }
-    sync();
-    // the residuals R (d×CP) into X and S (k×CP) into Y
-    for (var e = tid; e < (p.d + p.k) * p.tr; e += WG) {
-        var row = e / p.tr;
-        let c = e % p.tr;
-        if (row < p.d) {
-            var x = ldw(p.wa + row * p.cp + c);
-            for (var q = 0u; q < p.rs; q++) {
-                x -= big[p.o_u + row * p.rs + q] * ldw(p.wm + q * p.cp + c);
-            }
-            stw(p.wx + row * p.cp + c, x);
-        } else {
-            row -= p.d;
-            var x = ldw(p.wb + row * p.cp + c);
-            for (var q = 0u; q < p.rs; q++) {
-                x -= big[p.o_v + row * p.rs + q] * ldw(p.wm + (p.rs + q) * p.cp + c);
-            }
-            stw(p.wy + row * p.cp + c, x);
+    red[tid] = rk;
+    red2[tid] = er;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (tid < s) {
+            red[tid] += red[tid + s];
+            red2[tid] += red2[tid + s];
         }
+        workgroupBarrier();
     }
-    sync();
-    let g0 = gidx(pack, 0u);
-    let row0 = (nrec * p.nb + g0) * p.rstride + 3u;
-    let tiles = cpv * cpv;
-    for (var e = tid; e < 2u * tiles; e += WG) {
-        if (e < tiles) {
-            gram_tile(e, p.d, p.wx / 4u, false, p.wx / 4u, row0 + 2u * rr, 2u, g0);
-        } else {
-            gram_tile(e - tiles, p.k, p.wy / 4u, false, p.wy / 4u, row0 + 3u * rr, 2u, g0);
-        }
+    if (tid == 0u) {
+        rec[rowo + 1u] = 0.5 * red[0];
+        rec[rowo + 2u] = sqrt(red2[0]);
     }
     if (p.full == 1u) {
-        let fo = 3u + 4u * rr;
-        for (var e = tid; e < tcount * (p.d + p.k) * r; e += WG) {
-            let t = e / ((p.d + p.k) * r);
-            let f = e % ((p.d + p.k) * r);
-            let g = gidx(pack, t);
-            if (g >= p.nb) { continue; }
+        let fo = rowo + 3u + 4u * rr;
+        for (var e = tid; e < (p.d + p.k) * r; e += WG) {
             var v = 0.0;
-            if (f < p.d * r) {
-                v = ldw(p.wa + (f / r) * p.cp + t * r + f % r);
+            if (e < p.d * r) {
+                v = sx(so, r4, e / r, e % r);
             } else {
-                let fb = f - p.d * r;
-                let q = fb / p.k;
-                let l = fb % p.k;
-                v = ldw(p.wb + l * p.cp + t * r + q);
+                let fb = e - p.d * r;
+                v = sx(so, r4, p.d + fb % p.k, fb / p.k);
             }
-            rec[(nrec * p.nb + g) * p.rstride + fo + f] = v;
+            rec[fo + e] = v;
         }
-    }
-    sync();
-}
-
-// Recording, part 2 (after the loss): loss, risk, error, AᵀA and BBᵀ of every trajectory.
-fn record_row(tid: u32, pack: u32, nrec: u32) {
-    let r = p.r;
-    let rr = r * r;
-    let tcount = p.t;
-    for (var e = tid; e < tcount * (3u + 2u * rr); e += WG) {
-        let t = e / (3u + 2u * rr);
-        let f = e % (3u + 2u * rr);
-        let g = gidx(pack, t);
-        if (g >= p.nb) { continue; }
-        var v = 0.0;
-        if (f == 0u) { v = wl[t]; }
-        else if (f == 1u) { v = 0.5 * wrisk[2u * t]; }
-        else if (f == 2u) { v = sqrt(wrisk[2u * t + 1u]); }
-        else if (f < 3u + rr) { v = ldw(p.wk + t * rr + f - 3u); }
-        else { v = ldw(p.wq + t * rr + f - 3u - rr); }
-        rec[(nrec * p.nb + g) * p.rstride + f] = v;
     }
 }

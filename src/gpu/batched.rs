@@ -39,8 +39,13 @@ const MAX_STEPS_PER_DISPATCH: usize = 4096;
 pub const SOFTWARE_LOOP_BUDGET: usize = 48_000;
 const MAX_READBACK_BYTES: u64 = 48 << 20;
 
-/// Bytes of the shader's fixed workgroup arrays (wd, red, wl, wrisk, alive, sing).
-const FIXED_WG_BYTES: usize = 4 * (32 + 256 + 16 + 32 + 16 + 16);
+/// Bytes of the step kernel's fixed workgroup arrays (wd, wl, alive, sing).
+const FIXED_WG_BYTES: usize = 4 * (32 + 16 + 16 + 16);
+/// Most bytes of snapshot slots (A and Bᵀ of every recorded trajectory of one submission,
+/// waiting for `batched_metrics`); a segment's packs are capped so that one slot fits.
+const MAX_SNAP_BYTES: u64 = 128 << 20;
+/// Workgroups along one dimension of a dispatch (WebGPU's default limit).
+const MAX_GROUPS: u64 = 65_535;
 
 /// Sizes and offsets of one batch (mirrors the shader's `Params`).
 #[derive(Clone, Copy, Debug)]
@@ -71,12 +76,12 @@ pub struct Layout {
     wp: usize,
     wq: usize,
     wk: usize,
-    /// M_A = UᵀA and M_B = VᵀBᵀ (r*×CP each), for the records.
-    wm: usize,
     /// Floats of the workgroup array (0: the pack lives in storage).
     pub wfloats: usize,
     /// Floats per record row of one trajectory.
     pub rstride: usize,
+    /// Floats of one trajectory's snapshot (A and Bᵀ, rows padded to a vec4).
+    pub sf: usize,
 }
 
 fn ceil4(n: usize) -> usize {
@@ -108,8 +113,7 @@ impl Layout {
         let wp = wy + mx * cp;
         let wq = wp + rr;
         let wk = wq + rr;
-        let wm = wk + rr;
-        let pend = wm + 2 * rs * cp;
+        let pend = wk + rr;
         let (ws, wfloats) = if in_wg { (send, pend) } else { (pend, 0) };
         let rstride = 3 + 4 * r * r + if full { (d + k) * r } else { 0 };
         Layout {
@@ -136,9 +140,9 @@ impl Layout {
             wp,
             wq,
             wk,
-            wm,
             wfloats,
             rstride,
+            sf: (d + k) * ceil4(r),
         }
     }
 
@@ -169,7 +173,7 @@ impl Layout {
     /// recording of that step included when `record`; the shader's loops counted one by one.
     pub fn iters_per_step(&self, precond: bool, offset: bool, record: bool) -> usize {
         let cd = |n: usize| n.div_ceil(WG);
-        let (d, k, r, rs, t, tr, cp) = (self.d, self.k, self.r, self.rs, self.t, self.tr, self.cp);
+        let (d, k, r, t, tr, cp) = (self.d, self.k, self.r, self.t, self.tr, self.cp);
         let mx = d.max(k);
         let tiles = (cp / 4) * (cp / 4);
         let per_tile = mx + 1 + 4 + 1;
@@ -191,15 +195,22 @@ impl Layout {
             it += r * (r + 1) + r + 2;
         }
         if record {
-            it += cd(2 * rs * cp / 8) * prod
-                + t * cd(d * k) * (2 * r + 3)
-                + MAX_T
-                + 2 * t * 10
-                + cd((d + k) * tr) * (rs + 1)
-                + cd(2 * tiles) * per_tile
-                + cd(t * (3 + 2 * r * r))
-                + if self.full { cd(t * (d + k) * r) } else { 0 };
+            it += 1 + cd(t * (d + k) * r.div_ceil(4)) * 5;
         }
+        it + it / 4
+    }
+
+    /// Loop iterations one invocation of `batched_metrics` runs (worst case, counted one by one
+    /// as in [`Self::iters_per_step`]).
+    pub fn metrics_iters(&self) -> usize {
+        let cd = |n: usize| n.div_ceil(WG);
+        let (d, k, r, rs) = (self.d, self.k, self.r, self.rs);
+        let ch = 1024 / r;
+        let grams = |n: usize| {
+            cd(rs * r) * n + n.div_ceil(ch) * (cd(ch * r) * (rs + 1) + 4 * (ch + 1)) + 8
+        };
+        let it = grams(d) + grams(k) + cd(d * k) * (2 * r.div_ceil(4) + 2) + 9
+            + if self.full { cd((d + k) * r) } else { 0 };
         it + it / 4
     }
 
@@ -215,6 +226,7 @@ impl Layout {
         precond: bool,
         any_offset: bool,
         pack0: usize,
+        snt: usize,
     ) -> [u32; 44] {
         let (d, k, rs) = (self.d, self.k, self.rs);
         let o_sig = 0;
@@ -251,8 +263,8 @@ impl Layout {
             self.oa0,
             self.ob0,
             self.osa0,
-            0,
-            0,
+            self.sf,
+            snt,
             self.oe,
             self.of,
             self.rstride,
@@ -266,7 +278,7 @@ impl Layout {
             any_offset as usize,
             pack0,
             self.wfloats,
-            self.wm,
+            0,
             0,
         ];
         v.map(|x| x as u32)
@@ -321,18 +333,21 @@ fn sync() {{
     format!("{}{}{}", &src[..a], block, &src[b..])
 }
 
-/// A run of packs with its own state buffer (one bind group, one dispatch).
+/// A run of packs with its own state buffer (one bind group and one dispatch of the steps, one
+/// of the record metrics).
 pub(super) struct Segment {
     pack0: usize,
     npacks: usize,
     params: wgpu::Buffer,
     bind: wgpu::BindGroup,
+    metrics_bind: wgpu::BindGroup,
     _st: wgpu::Buffer,
 }
 
 pub(super) struct Batch {
     lay: Layout,
     pipeline: wgpu::ComputePipeline,
+    metrics: wgpu::ComputePipeline,
     nb: usize,
     precond: bool,
     any_offset: bool,
@@ -348,6 +363,8 @@ pub(super) struct Batch {
     rec_cap: usize,
     segments: Vec<Segment>,
     _big: wgpu::Buffer,
+    _snap: wgpu::Buffer,
+    _base0: wgpu::Buffer,
     /// Wall time of submissions, for sizing the next one.
     pace: Pace,
     last_n: usize,
@@ -474,6 +491,12 @@ impl GpuBackend {
         }
         let precond = s0.optimiser == Optimiser::Preconditioned;
         let offset = runs.iter().any(|s| s.init.offset);
+        if offset && (runs.len() * lay.sf * 4) as u64 > max {
+            return Some("the offset runs' A0 and B0 exceed one storage binding".into());
+        }
+        if self.ctx.is_software() && lay.metrics_iters() > SOFTWARE_LOOP_BUDGET {
+            return Some("the record metrics exceed the software adapter's loop budget".into());
+        }
         if self.ctx.is_software()
             && 2 * lay.iters_per_step(precond, offset, true) > SOFTWARE_LOOP_BUDGET
         {
@@ -499,6 +522,7 @@ impl GpuBackend {
         let full = r == 1 || rs == 0;
         let lay = Layout::new(d, k, r, rs, nb, full, self.batched_wg_bytes());
         let pipeline = self.batched_pipeline(lay.wfloats).await?;
+        let metrics = self.kern.batched_metrics.clone();
         let l = self.loaded.as_ref().expect("loaded");
         let s0 = runs[0].settings;
         let precond = s0.optimiser == Optimiser::Preconditioned;
@@ -532,9 +556,14 @@ impl GpuBackend {
         }
         let sig64 = DMatrix::from_fn(d, d, |i, j| sigma[i * d + j] as f64);
 
-        // packs
+        // packs, in segments that fit one storage binding each and one snapshot slot
         let npacks = nb.div_ceil(lay.t);
-        let max_packs = (ctx.max_binding() / (lay.ws as u64 * 4)).max(1) as usize;
+        let snap_max = ctx.max_binding().min(MAX_SNAP_BYTES);
+        let max_packs = (ctx.max_binding() / (lay.ws as u64 * 4))
+            .min(snap_max / (lay.t * lay.sf * 4) as u64)
+            .min(MAX_GROUPS / lay.t as u64)
+            .max(1) as usize;
+        let seg_traj = max_packs.min(npacks) * lay.t;
         let mut segments = Vec::new();
         let big_buf = ctx.storage_init("batched big", &big)?;
         let mut rpv = vec![0f32; nb * RP];
@@ -549,8 +578,30 @@ impl GpuBackend {
         let total_recs = (0..=s0.last_step).filter(|&s| s0.records(s)).count();
         let row_bytes = (nb * lay.rstride * 4) as u64;
         let rec_cap = ((ctx.max_binding().min(MAX_READBACK_BYTES) / row_bytes) as usize)
+            .min((snap_max / (seg_traj * lay.sf * 4) as u64) as usize)
+            .min(MAX_GROUPS as usize)
             .clamp(1, total_recs.max(1));
         let rec = ctx.storage("batched records", rec_cap * nb * lay.rstride)?;
+        let snap = ctx.storage("batched snapshots", rec_cap * seg_traj * lay.sf)?;
+        // the offset runs' A0 and B0ᵀ, laid out as a snapshot, for the records' risk
+        let base0 = if any_offset {
+            let r4 = ceil4(r);
+            let mut v = vec![0f32; nb * lay.sf];
+            for (gi, s) in runs.iter().enumerate().filter(|(_, s)| s.init.offset) {
+                let o = gi * lay.sf;
+                for q in 0..r {
+                    for i in 0..d {
+                        v[o + i * r4 + q] = s.init.a0[(i, q)] as f32;
+                    }
+                    for j in 0..k {
+                        v[o + (d + j) * r4 + q] = s.init.b0[(q, j)] as f32;
+                    }
+                }
+            }
+            ctx.storage_init("batched A0, B0", &v)?
+        } else {
+            ctx.storage("batched A0, B0 (none)", 4)?
+        };
         let mut pack0 = 0;
         while pack0 < npacks {
             let np = max_packs.min(npacks - pack0);
@@ -586,31 +637,34 @@ impl GpuBackend {
             }
             let st_buf = ctx.storage_init("batched state", &st)?;
             let params = ctx.uniform(&[0u32; 44]);
-            let layout = pipeline.get_bind_group_layout(0);
+            fn entry(binding: u32, buf: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+                wgpu::BindGroupEntry {
+                    binding,
+                    resource: buf.as_entire_binding(),
+                }
+            }
             let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("batched"),
-                layout: &layout,
+                layout: &pipeline.get_bind_group_layout(0),
                 entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: params.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: big_buf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: st_buf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: rp.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: rec.as_entire_binding(),
-                    },
+                    entry(0, &params),
+                    entry(1, &big_buf),
+                    entry(2, &st_buf),
+                    entry(3, &rp),
+                    entry(4, &rec),
+                    entry(5, &snap),
+                ],
+            });
+            let metrics_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("batched metrics"),
+                layout: &metrics.get_bind_group_layout(0),
+                entries: &[
+                    entry(0, &params),
+                    entry(1, &big_buf),
+                    entry(3, &rp),
+                    entry(4, &rec),
+                    entry(5, &snap),
+                    entry(6, &base0),
                 ],
             });
             segments.push(Segment {
@@ -618,6 +672,7 @@ impl GpuBackend {
                 npacks: np,
                 params,
                 bind,
+                metrics_bind,
                 _st: st_buf,
             });
             pack0 += np;
@@ -626,6 +681,7 @@ impl GpuBackend {
         let mut batch = Batch {
             lay,
             pipeline,
+            metrics,
             nb,
             precond,
             any_offset,
@@ -638,6 +694,8 @@ impl GpuBackend {
             rec_cap,
             segments,
             _big: big_buf,
+            _snap: snap,
+            _base0: base0,
             pace: Pace::default(),
             last_n: 0,
         };
@@ -704,6 +762,7 @@ impl GpuBackend {
                 b.precond,
                 b.any_offset,
                 s.pack0,
+                s.npacks * lay.t,
             );
             self.ctx
                 .queue
@@ -715,10 +774,17 @@ impl GpuBackend {
                 label: Some("batched steps"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&b.pipeline);
+            // each segment's steps, then the metrics of its records (its snapshot slots are
+            // reused by the next segment)
             for s in &b.segments {
+                pass.set_pipeline(&b.pipeline);
                 pass.set_bind_group(0, &s.bind, &[]);
                 pass.dispatch_workgroups(s.npacks as u32, 1, 1);
+                if nrec > 0 {
+                    pass.set_pipeline(&b.metrics);
+                    pass.set_bind_group(0, &s.metrics_bind, &[]);
+                    pass.dispatch_workgroups((s.npacks * lay.t) as u32, nrec as u32, 1);
+                }
             }
         }
         if rec_floats > 0 {
