@@ -25,10 +25,13 @@
 //
 // Records. A recorded step costs the step loop no extra phase: it writes the loss into the
 // record row and copies A and Bᵀ into a snapshot slot (`snap`; rows padded to a vec4). After the
-// dispatch, `batched_metrics` (one workgroup per trajectory and slot, all in parallel) fills in
-// the rest of each row: per trajectory RS floats [loss, risk, ‖AB − Δ‖_F, AᵀA (r²), BBᵀ (r²),
-// RᵀR (r²), SᵀS (r²) (+ A (d×r) and B (r×k) row-major when `full`)], R = (I − UUᵀ)A,
-// S = (I − VVᵀ)Bᵀ with U, V G's top-r* singular bases.
+// dispatch, `batched_metrics` (one workgroup per trajectory and slot, all in parallel) forms
+// risk, ‖AB − Δ‖_F and four r×r Grams into the slot's scratch: AᵀA, BBᵀ, RᵀR and SᵀS with
+// R = (I − UUᵀ)A, S = (I − VVᵀ)Bᵀ (U, V G's top-r* singular bases); then `align_metrics` (the
+// same workgroup) turns the Grams into sin θ_A, sin θ_B and σ(AB) by Jacobi eigensolves. A
+// record row per trajectory holds RS floats: [loss, risk, ‖AB − Δ‖_F, sin θ_A, sin θ_B (−1:
+// undefined), σ(AB) (r, descending)] (+ A (d×r) and B (r×k) row-major when `full`). The CPU
+// twin of `align_metrics` is `linalg::gram_metrics`.
 //
 // The CPU twin is `CpuBackend` (f64), which advances the same batch run by run.
 
@@ -54,7 +57,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> rp: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rec: array<f32>;
 // snapshot slots: slot n, trajectory x of the segment at (n·snt + x)·sf floats: A (d rows) then
-// Bᵀ (k rows), each row r floats padded to a vec4
+// Bᵀ (k rows), each row r floats padded to a vec4; then 7 r×r blocks of scratch (the four Grams
+// and three work matrices of `align_metrics`)
 @group(0) @binding(5) var<storage, read_write> snap: array<vec4<f32>>;
 // the offset runs' A0, B0ᵀ, one block of sf floats per run as in `snap` (metrics only)
 @group(0) @binding(6) var<storage, read> base0: array<vec4<f32>>;
@@ -485,14 +489,17 @@ var<workgroup> mm: array<f32, 1024>;
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red2: array<f32, 256>;
 
+fn sget(i: u32) -> f32 { return snap[i >> 2u][i & 3u]; }
+fn sset(i: u32, v: f32) { snap[i >> 2u][i & 3u] = v; }
+
 // element (row, q) of a snapshot at vec4 offset so (rows of r4 vec4s)
 fn sx(so: u32, r4: u32, row: u32, q: u32) -> f32 {
     return snap[so + row * r4 + (q >> 2u)][q & 3u];
 }
 
-// XᵀX and RᵀR of one factor (n rows from row0 of the snapshot; basis (n×r*) in `big` at bo),
-// into the record row at fields fx and fr.
-fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, rowo: u32, fx: u32, fr: u32) {
+// XᵀX and RᵀR of one factor (n rows from row0 of the snapshot at vec4 offset so; basis (n×r*)
+// in `big` at bo), into `snap` at float offsets fx and fr.
+fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, fx: u32, fr: u32) {
     let r = p.r;
     let rs = p.rs;
     let r4 = (r + 3u) / 4u;
@@ -543,8 +550,8 @@ fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, rowo: u32, fx: u3
     for (var m = 0u; m < 4u; m++) {
         let o = tid + m * WG;
         if (o < r * r) {
-            rec[rowo + fx + o] = gx[m];
-            rec[rowo + fr + o] = gr[m];
+            sset(fx + o, gx[m]);
+            sset(fr + o, gr[m]);
         }
     }
 }
@@ -560,9 +567,10 @@ fn batched_metrics(@builtin(local_invocation_index) tid: u32, @builtin(workgroup
     let r4 = (r + 3u) / 4u;
     let so = (slot * p.snt + x) * (p.sf / 4u);
     let rowo = (slot * p.nb + g) * p.rstride;
-    factor_grams(tid, so, 0u, p.d, p.o_u, rowo, 3u, 3u + 2u * rr);
+    let go = so * 4u + (p.d + p.k) * r4 * 4u;
+    factor_grams(tid, so, 0u, p.d, p.o_u, go, go + 2u * rr);
     workgroupBarrier();
-    factor_grams(tid, so, p.d, p.k, p.o_v, rowo, 3u + rr, 3u + 3u * rr);
+    factor_grams(tid, so, p.d, p.k, p.o_v, go + rr, go + 3u * rr);
     // risk and error over the d×k entries; the entry (i, j) advances by WG without a division
     let offset = rp[g * 8u + 6u] != 0.0;
     let bo = g * (p.sf / 4u);
@@ -610,8 +618,10 @@ fn batched_metrics(@builtin(local_invocation_index) tid: u32, @builtin(workgroup
         rec[rowo + 1u] = 0.5 * red[0];
         rec[rowo + 2u] = sqrt(red2[0]);
     }
+    ssync();
+    align_metrics(tid, go, rowo);
     if (p.full == 1u) {
-        let fo = rowo + 3u + 4u * rr;
+        let fo = rowo + 5u + r;
         for (var e = tid; e < (p.d + p.k) * r; e += WG) {
             var v = 0.0;
             if (e < p.d * r) {
@@ -621,6 +631,244 @@ fn batched_metrics(@builtin(local_invocation_index) tid: u32, @builtin(workgroup
                 v = sx(so, r4, p.d + fb % p.k, fb / p.k);
             }
             rec[fo + e] = v;
+        }
+    }
+}
+
+// ---- Alignment metrics from the Grams (inside `batched_metrics`, one workgroup a record) ----
+
+var<workgroup> jrot: array<vec4<f32>, 16>; // a round's rotations: (c, s, p, q)
+var<workgroup> wflag: u32;
+var<workgroup> wcols: array<u32, 32>;
+var<workgroup> wkeep: u32;
+
+// A phase boundary of the eigen work, whose matrices live in the slot's scratch (storage).
+fn ssync() {
+    storageBarrier();
+    workgroupBarrier();
+}
+
+// Eigenvalues (left on the diagonal) and, when `vecs`, eigenvectors (columns of the n×n matrix
+// at v) of the symmetric n×n matrix at a (row stride n, float offsets in `snap`): parallel
+// cyclic Jacobi, the n/2 disjoint rotations of a round (round-robin order) at once; sweeps until
+// no pair needs a rotation (|a_pq| ≤ 1e-7·√|a_pp·a_qq|, which keeps small eigenvalues to relative
+// accuracy), at most 16. n ≤ 32.
+fn jacobi(tid: u32, a: u32, v: u32, n: u32, vecs: bool) {
+    if (vecs) {
+        for (var i = tid; i < n * n; i += WG) { sset(v + i, select(0.0, 1.0, i % (n + 1u) == 0u)); }
+    }
+    let nn = n + (n & 1u); // players, with a dummy one when n is odd
+    let half = nn / 2u;
+    for (var sweep = 0u; sweep < 16u; sweep++) {
+        workgroupBarrier();
+        if (tid == 0u) { wflag = 0u; }
+        workgroupBarrier();
+        for (var round = 0u; round + 1u < nn; round++) {
+            // (1) the rotation of each pair (i-th from each end of the circle)
+            if (tid < half) {
+                var x = 0u;
+                if (tid > 0u) { x = 1u + (tid - 1u + round) % (nn - 1u); }
+                let y = 1u + (nn - 2u - tid + round) % (nn - 1u);
+                let pp = min(x, y);
+                let q = max(x, y);
+                var c = 1.0;
+                var sn = 0.0;
+                if (q < n) {
+                    let apq = sget(a + pp * n + q);
+                    let app = sget(a + pp * n + pp);
+                    let aqq = sget(a + q * n + q);
+                    if (apq * apq > 1e-14 * abs(app * aqq)) {
+                        wflag = 1u;
+                        let th = (aqq - app) / (2.0 * apq);
+                        var t = 1.0;
+                        if (abs(th) >= 1e15) {
+                            t = 0.5 / th;
+                        } else if (th != 0.0) {
+                            t = sign(th) / (abs(th) + sqrt(th * th + 1.0));
+                        }
+                        c = 1.0 / sqrt(t * t + 1.0);
+                        sn = t * c;
+                    }
+                }
+                jrot[tid] = vec4<f32>(c, sn, f32(pp), f32(min(q, n - 1u)));
+            }
+            workgroupBarrier();
+            // (2) columns: A ← A·J, V ← V·J
+            let items = n * half;
+            for (var e = tid; e < 2u * items; e += WG) {
+                let m = select(a, v, e >= items);
+                if (e >= items && !vecs) { continue; }
+                let f = e % items;
+                let rot = jrot[f / n];
+                if (rot.y == 0.0) { continue; }
+                let k = f % n;
+                let pp = u32(rot.z);
+                let q = u32(rot.w);
+                let kp = sget(m + k * n + pp);
+                let kq = sget(m + k * n + q);
+                sset(m + k * n + pp, rot.x * kp - rot.y * kq);
+                sset(m + k * n + q, rot.y * kp + rot.x * kq);
+            }
+            ssync();
+            // (3) rows: A ← Jᵀ·A
+            for (var f = tid; f < items; f += WG) {
+                let rot = jrot[f / n];
+                if (rot.y == 0.0) { continue; }
+                let k = f % n;
+                let pp = u32(rot.z);
+                let q = u32(rot.w);
+                let pk = sget(a + pp * n + k);
+                let qk = sget(a + q * n + k);
+                sset(a + pp * n + k, rot.x * pk - rot.y * qk);
+                sset(a + q * n + k, rot.y * pk + rot.x * qk);
+            }
+            ssync();
+        }
+        if (workgroupUniformLoad(&wflag) == 0u) { break; }
+    }
+}
+
+// index of the largest diagonal entry of the n×n matrix at a not in `taken`
+fn next_largest(a: u32, n: u32, taken: u32) -> u32 {
+    var best = n;
+    var bv = 0.0;
+    for (var i = 0u; i < n; i++) {
+        if ((taken & (1u << i)) != 0u) { continue; }
+        let x = sget(a + i * n + i);
+        if (best == n || x > bv) {
+            best = i;
+            bv = x;
+        }
+    }
+    return best;
+}
+
+// sin θ between G's top-r* basis and the top-m subspace of a factor X from k = XᵀX (at kg) and
+// rg = RᵀR (at rgo): with k = W Λ Wᵀ, sin² θ is the largest eigenvalue of
+// Λ_m^{-1/2} W_mᵀ rg W_m Λ_m^{-1/2} (directions with eigenvalue below 1e-6 of the largest left
+// out). −1 when X = 0 or a Gram is not finite. Work blocks (r×r): Λ is left on m1's diagonal
+// and W in m2 (σ(AB) reuses them for AᵀA); m3 holds rg·W_m, then the inner matrix goes to rgo.
+fn sin_theta(tid: u32, kg: u32, rgo: u32, m1: u32, m2: u32, m3: u32, mm: u32) -> f32 {
+    let r = p.r;
+    let rr = r * r;
+    workgroupBarrier();
+    if (tid == 0u) {
+        var tr = 0.0;
+        var bad = 0u;
+        for (var i = 0u; i < rr; i++) {
+            if (nonfinite(sget(kg + i)) || nonfinite(sget(rgo + i))) { bad = 1u; }
+        }
+        for (var i = 0u; i < r; i++) { tr += sget(kg + i * r + i); }
+        if (!(tr > 0.0)) { bad = 1u; }
+        wflag = bad;
+    }
+    for (var i = tid; i < rr; i += WG) {
+        sset(m1 + i, 0.5 * (sget(kg + i) + sget(kg + (i % r) * r + i / r)));
+    }
+    ssync();
+    if (workgroupUniformLoad(&wflag) == 1u) { return -1.0; }
+    jacobi(tid, m1, m2, r, true);
+    // the top-m eigenpairs, descending, above the noise floor
+    if (tid == 0u) {
+        var taken = 0u;
+        var keep = 0u;
+        var top = 0.0;
+        for (var a = 0u; a < mm; a++) {
+            let i = next_largest(m1, r, taken);
+            let lam = sget(m1 + i * r + i);
+            if (a == 0u) { top = lam; }
+            if (a > 0u && !(lam > 1e-6 * top)) { break; }
+            taken |= 1u << i;
+            wcols[a] = i;
+            keep += 1u;
+        }
+        wkeep = keep;
+    }
+    let keep = workgroupUniformLoad(&wkeep);
+    // m3 (r×keep) = sym(rg)·W_m Λ_m^{-1/2}; then the inner matrix (keep×keep) over rg
+    for (var e = tid; e < r * keep; e += WG) {
+        let i = e / keep;
+        let b = wcols[e % keep];
+        var t = 0.0;
+        for (var j = 0u; j < r; j++) {
+            t += 0.5 * (sget(rgo + i * r + j) + sget(rgo + j * r + i)) * sget(m2 + j * r + b);
+        }
+        sset(m3 + e, t / sqrt(max(sget(m1 + b * r + b), 1e-38)));
+    }
+    ssync();
+    for (var e = tid; e < keep * keep; e += WG) {
+        let a = e / keep;
+        let ia = wcols[a];
+        var s = 0.0;
+        for (var i = 0u; i < r; i++) { s += sget(m2 + i * r + ia) * sget(m3 + i * keep + e % keep); }
+        sset(rgo + e, s / sqrt(max(sget(m1 + ia * r + ia), 1e-38)));
+    }
+    ssync();
+    jacobi(tid, rgo, rgo, keep, false);
+    var big_ev = 0.0;
+    for (var a = 0u; a < keep; a++) { big_ev = max(big_ev, sget(rgo + a * keep + a)); }
+    return min(sqrt(max(big_ev, 0.0)), 1.0);
+}
+
+// Record fields 3.. of the row at rowo: sin θ_A, sin θ_B, σ(AB), from the four Grams at ka.
+fn align_metrics(tid: u32, ka: u32, rowo: u32) {
+    let r = p.r;
+    let rr = r * r;
+    let kb = ka + rr;
+    let ra = ka + 2u * rr;
+    let rb = ka + 3u * rr;
+    let m1 = ka + 4u * rr;
+    let m2 = ka + 5u * rr;
+    let m3 = ka + 6u * rr;
+    let mm = min(r, p.rs);
+    let sb = sin_theta(tid, kb, rb, m1, m2, m3, mm);
+    let sa = sin_theta(tid, ka, ra, m1, m2, m3, mm);
+    if (tid == 0u) {
+        rec[rowo + 3u] = sa;
+        rec[rowo + 4u] = sb;
+    }
+    // σ(AB): square roots of the eigenvalues of H·BBᵀ·H with H = (AᵀA)^{1/2} = W Λ₊^{1/2} Wᵀ
+    // (W in m2, Λ on m1's diagonal, left by sin θ_A); 0 when A = 0
+    if (sa < 0.0) {
+        for (var i = tid; i < r; i += WG) { rec[rowo + 5u + i] = 0.0; }
+        return;
+    }
+    // H into m3, T = H·BBᵀ into ra, C = T·H into rb (those Grams are used)
+    for (var e = tid; e < rr; e += WG) {
+        let i = e / r;
+        let j = e % r;
+        var s = 0.0;
+        for (var a = 0u; a < r; a++) {
+            s += sget(m2 + i * r + a) * sqrt(max(sget(m1 + a * r + a), 0.0)) * sget(m2 + j * r + a);
+        }
+        sset(m3 + e, s);
+    }
+    ssync();
+    for (var e = tid; e < rr; e += WG) {
+        let i = e / r;
+        let j = e % r;
+        var s = 0.0;
+        for (var a = 0u; a < r; a++) {
+            s += sget(m3 + i * r + a) * 0.5 * (sget(kb + a * r + j) + sget(kb + j * r + a));
+        }
+        sset(ra + e, s);
+    }
+    ssync();
+    for (var e = tid; e < rr; e += WG) {
+        let i = e / r;
+        let j = e % r;
+        var s = 0.0;
+        for (var a = 0u; a < r; a++) { s += sget(ra + i * r + a) * sget(m3 + a * r + j); }
+        sset(rb + e, s);
+    }
+    ssync();
+    jacobi(tid, rb, rb, r, false);
+    if (tid == 0u) {
+        var taken = 0u;
+        for (var a = 0u; a < r; a++) {
+            let i = next_largest(rb, r, taken);
+            taken |= 1u << i;
+            rec[rowo + 5u + a] = sqrt(max(sget(rb + i * r + i), 0.0));
         }
     }
 }

@@ -93,14 +93,15 @@ impl StepSettings {
 pub enum Factors {
     /// The factors themselves (d×r and r×k).
     Full { a: DMatrix<f64>, b: DMatrix<f64> },
-    /// r×r summaries formed on the device, so that recording a step reads back O(r²) numbers
-    /// instead of O((d+k)r): `ata = AᵀA`, `bbt = BBᵀ`, and the Grams `ra = RᵀR` of
-    /// `R = (I − UUᵀ)A` and `rb = SᵀS` of `S = (I − VVᵀ)Bᵀ` against the [`MetricBasis`].
-    Grams {
-        ata: DMatrix<f64>,
-        bbt: DMatrix<f64>,
-        ra: DMatrix<f64>,
-        rb: DMatrix<f64>,
+    /// The alignment metrics themselves, formed on the device (so that recording a step reads
+    /// back O(r) numbers instead of O((d+k)r)): sin θ_A and sin θ_B against the
+    /// [`MetricBasis`] (None when the factor is 0) and the singular values of AB, descending.
+    /// The batched GPU path forms them from the r×r Grams `AᵀA`, `BBᵀ`, `RᵀR` and `SᵀS`
+    /// (`R = (I − UUᵀ)A`, `S = (I − VVᵀ)Bᵀ`); `linalg::gram_metrics` is its CPU twin.
+    Aligned {
+        sin_a: Option<f64>,
+        sin_b: Option<f64>,
+        sv_ab: Vec<f64>,
     },
 }
 
@@ -159,7 +160,7 @@ pub trait Backend {
     /// The top-m singular triplets of G (raw: callers canonicalise them).
     async fn top_svd(&mut self, m: usize) -> Result<TopSvd, EngineError>;
     /// Begin a batch of runs (replacing any previous one); returns, per run, the snapshot of
-    /// step 0 or its divergence. `basis` is what snapshots of [`Factors::Grams`] are measured
+    /// step 0 or its divergence. `basis` is what snapshots of [`Factors::Aligned`] are measured
     /// against.
     async fn start_batch(
         &mut self,
@@ -759,10 +760,11 @@ fn record_of(prep: &Prepared, problem: &Problem, s: &Snapshot, base_ms: f64) -> 
             };
             (sin_a, sin_b, linalg::product_singular_values(a, b), proj)
         }
-        Factors::Grams { ata, bbt, ra, rb } => {
-            let (sa, sb, sv) = linalg::gram_metrics(ata, bbt, ra, rb, m);
-            (sa, sb, sv, None)
-        }
+        Factors::Aligned {
+            sin_a,
+            sin_b,
+            sv_ab,
+        } => (*sin_a, *sin_b, sv_ab.clone(), None),
     };
     Record {
         step: s.step,

@@ -162,9 +162,11 @@ fn batched_matches_cpu_across_shapes_ranks_and_optimisers() {
     for (i, c) in cases.iter().enumerate() {
         let b = c.runs().len();
         assert!([1, 3, 4, 64].contains(&b), "batch of {b}");
-        // packs in workgroup memory (the adapter's limit), and every other case in storage
+        // packs in workgroup memory (the adapter's limit), and every other case in storage;
+        // small batches spread one run a pack (the default) or packed together
         let opts = GpuOptions {
             batched_wg_bytes: (i % 2 == 1).then_some(0),
+            batched_min_packs: if i % 3 == 0 { 16 } else { 1 },
             ..GpuOptions::default()
         };
         let Some(rg) = gpu_runs(c, opts, true) else {
@@ -179,20 +181,23 @@ fn pack_in_workgroup_memory_or_storage_same_numbers() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
     let mut c = cfg(45, 39, 4, 2, Optimiser::Preconditioned);
     c.seeds = 5;
-    let Some(wg) = gpu_runs(&c, GpuOptions::default(), true) else {
+    let packed = GpuOptions {
+        batched_min_packs: 1,
+        ..GpuOptions::default()
+    };
+    let Some(wg) = gpu_runs(&c, packed, true) else {
         return;
     };
-    let stor = gpu_runs(
-        &c,
-        GpuOptions {
-            batched_wg_bytes: Some(0),
-            ..GpuOptions::default()
-        },
-        true,
-    )
-    .unwrap();
-    for (a, b) in wg.iter().zip(&stor) {
+    let stor = GpuOptions {
+        batched_wg_bytes: Some(0),
+        ..packed
+    };
+    let stor = gpu_runs(&c, stor, true).unwrap();
+    // and one run a pack: the same arithmetic per trajectory
+    let spread = gpu_runs(&c, GpuOptions::default(), true).unwrap();
+    for ((a, b), s) in wg.iter().zip(&stor).zip(&spread) {
         common::same_bits(a, b);
+        common::same_bits(a, s);
     }
 }
 
@@ -276,7 +281,12 @@ fn one_diverging_run_leaves_the_others_untouched() {
     c.alpha2 = vec![1e-3, 30.0];
     c.steps = 60;
     c.record_every = 1;
-    let Some(rg) = gpu_runs(&c, GpuOptions::default(), true) else {
+    // the four runs share packs, so that a stopped trajectory sits beside running ones
+    let packed = GpuOptions {
+        batched_min_packs: 1,
+        ..GpuOptions::default()
+    };
+    let Some(rg) = gpu_runs(&c, packed, true) else {
         return;
     };
     let rc = cpu_runs(&c);
@@ -290,7 +300,7 @@ fn one_diverging_run_leaves_the_others_untouched() {
     // the same runs without the diverging one, bit for bit on the GPU
     let mut c2 = c.clone();
     c2.alpha2 = vec![1e-3];
-    let rg2 = gpu_runs(&c2, GpuOptions::default(), true).unwrap();
+    let rg2 = gpu_runs(&c2, packed, true).unwrap();
     for (a, b) in [(&rg[0], &rg2[0]), (&rg[2], &rg2[1])] {
         common::same_bits(a, b);
     }

@@ -3,8 +3,9 @@
 //! workgroup owns a *pack* of T trajectories (T·r ≤ 32 columns side by side), so each element of
 //! Σ̂ and G it reads feeds 8 columns; the pack's factors and scratch stay in its own storage
 //! region and its r×r matrices in workgroup memory. Recording a step reads back O(r²) numbers per
-//! run (loss, risk, ‖AB − Δ‖_F and four r×r Grams, see [`Factors::Grams`]), never A and B,
-//! except for r = 1 (the phase portrait's projection needs the factors; they are d + k numbers).
+//! run (loss, risk, ‖AB − Δ‖_F, sin θ_A, sin θ_B and σ(AB), see [`Factors::Aligned`], all formed
+//! on the device from snapshots of A and B by a parallel metrics dispatch), never A and B, except
+//! for r = 1 (the phase portrait's projection needs the factors; they are d + k numbers).
 //!
 //! Eligible: the linear model in factored form with r ≤ 32 and max(d, k) ≤
 //! `GpuOptions::batched_max_dim`, one optimiser and one record schedule for the whole batch.
@@ -80,7 +81,8 @@ pub struct Layout {
     pub wfloats: usize,
     /// Floats per record row of one trajectory.
     pub rstride: usize,
-    /// Floats of one trajectory's snapshot (A and Bᵀ, rows padded to a vec4).
+    /// Floats of one trajectory's snapshot slot (A and Bᵀ, rows padded to a vec4; seven r×r
+    /// blocks of scratch for the metrics).
     pub sf: usize,
 }
 
@@ -115,7 +117,7 @@ impl Layout {
         let wk = wq + rr;
         let pend = wk + rr;
         let (ws, wfloats) = if in_wg { (send, pend) } else { (pend, 0) };
-        let rstride = 3 + 4 * r * r + if full { (d + k) * r } else { 0 };
+        let rstride = 5 + r + if full { (d + k) * r } else { 0 };
         Layout {
             d,
             k,
@@ -142,12 +144,14 @@ impl Layout {
             wk,
             wfloats,
             rstride,
-            sf: (d + k) * ceil4(r),
+            sf: (d + k) * ceil4(r) + ceil4(7 * r * r),
         }
     }
 
     /// The layout of a batch of `nb` runs: the pack in workgroup memory with as many
-    /// trajectories as fit `wg_bytes` (up to T·r = 32), else in storage with T·r ≈ 16.
+    /// trajectories as fit `wg_bytes` (up to T·r = 32), else in storage with T·r ≈ 16; either
+    /// way no more than spread the batch over `min_packs` packs.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         d: usize,
         k: usize,
@@ -156,16 +160,18 @@ impl Layout {
         nb: usize,
         full: bool,
         wg_bytes: usize,
+        min_packs: usize,
     ) -> Self {
         let cap = wg_bytes.saturating_sub(FIXED_WG_BYTES) / 4;
-        let tmax = (MAX_TR / r).clamp(1, MAX_T).min(nb.max(1));
+        let spread = nb.max(1).div_ceil(min_packs.max(1));
+        let tmax = (MAX_TR / r).clamp(1, MAX_T).min(spread);
         for t in (1..=tmax).rev() {
             let l = Self::with_t(d, k, r, rs, t, full, true);
             if l.wfloats <= cap {
                 return l;
             }
         }
-        let t = (MAX_TR / 2 / r).clamp(1, MAX_T).min(nb.max(1));
+        let t = (MAX_TR / 2 / r).clamp(1, MAX_T).min(spread);
         Self::with_t(d, k, r, rs, t, full, false)
     }
 
@@ -209,7 +215,16 @@ impl Layout {
         let grams = |n: usize| {
             cd(rs * r) * n + n.div_ceil(ch) * (cd(ch * r) * (rs + 1) + 4 * (ch + 1)) + 8
         };
-        let it = grams(d) + grams(k) + cd(d * k) * (2 * r.div_ceil(4) + 2) + 9
+        let jacobi = |n: usize| {
+            let nn = n + n % 2;
+            16 * (nn.saturating_sub(1) * (3 + cd(n * nn) + cd(n * nn / 2)) + 1) + cd(n * n)
+        };
+        let m = r.min(rs).max(1);
+        let sin_theta = r * r + r + m * r + cd(r * r) + jacobi(r) + cd(r * m) * r + cd(m * m) * r
+            + jacobi(m)
+            + m;
+        let align = 2 * sin_theta + 3 * cd(r * r) * r + jacobi(r) + r * r + r;
+        let it = grams(d) + grams(k) + cd(d * k) * (2 * r.div_ceil(4) + 2) + 9 + align
             + if self.full { cd((d + k) * r) } else { 0 };
         it + it / 4
     }
@@ -481,6 +496,7 @@ impl GpuBackend {
             runs.len(),
             full,
             self.batched_wg_bytes(),
+            self.ctx.options.batched_min_packs,
         );
         let max = self.ctx.max_binding();
         if (lay.ws * 4) as u64 > max || (lay.big_floats() * 4) as u64 > max {
@@ -520,7 +536,16 @@ impl GpuBackend {
         let r = runs[0].init.a0.ncols();
         let rs = basis.u.ncols();
         let full = r == 1 || rs == 0;
-        let lay = Layout::new(d, k, r, rs, nb, full, self.batched_wg_bytes());
+        let lay = Layout::new(
+            d,
+            k,
+            r,
+            rs,
+            nb,
+            full,
+            self.batched_wg_bytes(),
+            self.ctx.options.batched_min_packs,
+        );
         let pipeline = self.batched_pipeline(lay.wfloats).await?;
         let metrics = self.kern.batched_metrics.clone();
         let l = self.loaded.as_ref().expect("loaded");
@@ -921,20 +946,18 @@ fn reason(status: u32, at: usize, loss: f64, s: &StepSettings) -> Divergence {
 /// A snapshot from one record row.
 fn snapshot(lay: &Layout, row: &[f32], step: usize, t_ms: f64) -> Snapshot {
     let r = lay.r;
-    let rr = r * r;
-    let sq = |i: usize| from_f32(&row[3 + i * rr..3 + (i + 1) * rr], r, r);
     let factors = if lay.full {
-        let fo = 3 + 4 * rr;
+        let fo = 5 + r;
         Factors::Full {
             a: from_f32(&row[fo..fo + lay.d * r], lay.d, r),
             b: from_f32(&row[fo + lay.d * r..fo + (lay.d + lay.k) * r], r, lay.k),
         }
     } else {
-        Factors::Grams {
-            ata: sq(0),
-            bbt: sq(1),
-            ra: sq(2),
-            rb: sq(3),
+        let sin = |x: f32| (x >= 0.0).then_some(x as f64);
+        Factors::Aligned {
+            sin_a: sin(row[3]),
+            sin_b: sin(row[4]),
+            sv_ab: row[5..5 + r].iter().map(|&x| x as f64).collect(),
         }
     };
     Snapshot {
@@ -960,7 +983,7 @@ mod tests {
             (37, 4, 64, 32768),
             (9, 1, 3, 16384),
         ] {
-            let lay = Layout::new(d, d, r, 2, nb, r == 1, wg);
+            let lay = Layout::new(d, d, r, 2, nb, r == 1, wg, 1);
             assert!(lay.wfloats > 0, "d={d} r={r} fits {wg} B");
             assert!(lay.wfloats * 4 + FIXED_WG_BYTES <= wg);
             let src = shader_source(Some(lay.wfloats));
@@ -976,9 +999,13 @@ mod tests {
                 .unwrap();
         }
         // too large for 16 KiB: the pack goes to storage
-        let lay = Layout::new(400, 400, 8, 4, 64, false, 16384);
+        let lay = Layout::new(400, 400, 8, 4, 64, false, 16384, 1);
         assert_eq!(lay.wfloats, 0);
-        assert!(Layout::new(100, 100, 8, 4, 1024, false, 49152).t >= 3);
+        assert!(Layout::new(100, 100, 8, 4, 1024, false, 49152, 16).t >= 3);
+        // a small batch is spread first: five runs, five packs
+        assert_eq!(Layout::new(100, 100, 8, 4, 5, false, 49152, 16).t, 1);
+        assert_eq!(Layout::new(100, 100, 8, 4, 5, false, 49152, 1).t, 3);
+        assert_eq!(Layout::new(100, 100, 8, 4, 64, false, 49152, 16).t, 3);
     }
 
     #[test]

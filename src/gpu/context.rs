@@ -9,6 +9,8 @@ use wgpu::util::DeviceExt;
 /// Default size limit of the batched path (see `GpuOptions::batched_max_dim`; BENCHMARKS.md has
 /// the crossover measured on the H200).
 pub const BATCHED_MAX_DIM: usize = 1024;
+/// Default of `GpuOptions::batched_min_packs` (BENCHMARKS.md, issue 7: the `alignment` preset).
+pub const BATCHED_MIN_PACKS: usize = 16;
 
 /// Options for creating the GPU context.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +31,10 @@ pub struct GpuOptions {
     /// Workgroup memory the batched kernel may use for its packs (None: the adapter's limit;
     /// Some(0) keeps every pack in storage). Tests use it to cover both variants.
     pub batched_wg_bytes: Option<usize>,
+    /// A small batch is spread over at least this many packs (workgroups, one per SM of a
+    /// GPU) before trajectories share a pack: a lone pack's step is latency-bound, so five runs
+    /// in five packs finish sooner than in two. Tests set 1 to keep small batches packed.
+    pub batched_min_packs: usize,
 }
 
 impl Default for GpuOptions {
@@ -40,6 +46,7 @@ impl Default for GpuOptions {
             batched_max_dim: BATCHED_MAX_DIM,
             batched_steps_per_dispatch: None,
             batched_wg_bytes: None,
+            batched_min_packs: BATCHED_MIN_PACKS,
         }
     }
 }
