@@ -481,11 +481,13 @@ fn record_state(tid: u32, pack: u32, nrec: u32) {
 
 // ---- Record metrics: one workgroup per (trajectory of the segment, record slot) ----
 
-// a chunk of rows of X (a factor, r columns) and of its residual R = X − basis·M, side by side
+// Workgroup memory of the metrics: while the Grams are formed, a chunk of rows of X (a factor,
+// r columns) and of its residual R = X − basis·M side by side (2·MCH floats), then M = basisᵀX
+// (r*×r, at MM); afterwards the eigen work of `align_metrics` where its 7 r×r blocks fit.
 const MCH: u32 = 1024u;
-var<workgroup> mrow: array<f32, 2048>;
-// M = basisᵀX (r*×r)
-var<workgroup> mm: array<f32, 1024>;
+const MM: u32 = 2048u;
+const MW: u32 = 3072u;
+var<workgroup> mw: array<f32, 3072>;
 var<workgroup> red: array<f32, 256>;
 var<workgroup> red2: array<f32, 256>;
 
@@ -510,7 +512,7 @@ fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, fx: u32, fr: u32)
         for (var i = 0u; i < n; i++) {
             s += big[bo + i * rs + q] * sx(so, r4, row0 + i, a);
         }
-        mm[e] = s;
+        mw[MM + e] = s;
     }
     workgroupBarrier();
     let ch = MCH / r;
@@ -524,10 +526,10 @@ fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, fx: u32, fr: u32)
             let x = sx(so, r4, row0 + i, a);
             var res = x;
             for (var q = 0u; q < rs; q++) {
-                res -= big[bo + i * rs + q] * mm[q * r + a];
+                res -= big[bo + i * rs + q] * mw[MM + q * r + a];
             }
-            mrow[e] = x;
-            mrow[MCH + e] = res;
+            mw[e] = x;
+            mw[MCH + e] = res;
         }
         workgroupBarrier();
         for (var m = 0u; m < 4u; m++) {
@@ -538,8 +540,8 @@ fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, fx: u32, fr: u32)
                 var s1 = 0.0;
                 var s2 = 0.0;
                 for (var i = 0u; i < rows; i++) {
-                    s1 += mrow[i * r + a] * mrow[i * r + b];
-                    s2 += mrow[MCH + i * r + a] * mrow[MCH + i * r + b];
+                    s1 += mw[i * r + a] * mw[i * r + b];
+                    s2 += mw[MCH + i * r + a] * mw[MCH + i * r + b];
                 }
                 gx[m] += s1;
                 gr[m] += s2;
@@ -642,20 +644,31 @@ var<workgroup> wflag: u32;
 var<workgroup> wcols: array<u32, 32>;
 var<workgroup> wkeep: u32;
 
-// A phase boundary of the eigen work, whose matrices live in the slot's scratch (storage).
+// The eigen work's matrices: in workgroup memory (mw) when its blocks fit, else in the slot's
+// scratch (storage); the choice is uniform over the workgroup.
+var<private> mwg: bool;
+fn mget(i: u32) -> f32 {
+    if (mwg) { return mw[i]; }
+    return sget(i);
+}
+fn mset(i: u32, v: f32) {
+    if (mwg) { mw[i] = v; } else { sset(i, v); }
+}
+
+// A phase boundary of the eigen work.
 fn ssync() {
     storageBarrier();
     workgroupBarrier();
 }
 
 // Eigenvalues (left on the diagonal) and, when `vecs`, eigenvectors (columns of the n×n matrix
-// at v) of the symmetric n×n matrix at a (row stride n, float offsets in `snap`): parallel
+// at v) of the symmetric n×n matrix at a (row stride n, offsets as `mget`): parallel
 // cyclic Jacobi, the n/2 disjoint rotations of a round (round-robin order) at once; sweeps until
 // no pair needs a rotation (|a_pq| ≤ 1e-7·√|a_pp·a_qq|, which keeps small eigenvalues to relative
 // accuracy), at most 16. n ≤ 32.
 fn jacobi(tid: u32, a: u32, v: u32, n: u32, vecs: bool) {
     if (vecs) {
-        for (var i = tid; i < n * n; i += WG) { sset(v + i, select(0.0, 1.0, i % (n + 1u) == 0u)); }
+        for (var i = tid; i < n * n; i += WG) { mset(v + i, select(0.0, 1.0, i % (n + 1u) == 0u)); }
     }
     let nn = n + (n & 1u); // players, with a dummy one when n is odd
     let half = nn / 2u;
@@ -674,9 +687,9 @@ fn jacobi(tid: u32, a: u32, v: u32, n: u32, vecs: bool) {
                 var c = 1.0;
                 var sn = 0.0;
                 if (q < n) {
-                    let apq = sget(a + pp * n + q);
-                    let app = sget(a + pp * n + pp);
-                    let aqq = sget(a + q * n + q);
+                    let apq = mget(a + pp * n + q);
+                    let app = mget(a + pp * n + pp);
+                    let aqq = mget(a + q * n + q);
                     if (apq * apq > 1e-14 * abs(app * aqq)) {
                         wflag = 1u;
                         let th = (aqq - app) / (2.0 * apq);
@@ -704,10 +717,10 @@ fn jacobi(tid: u32, a: u32, v: u32, n: u32, vecs: bool) {
                 let k = f % n;
                 let pp = u32(rot.z);
                 let q = u32(rot.w);
-                let kp = sget(m + k * n + pp);
-                let kq = sget(m + k * n + q);
-                sset(m + k * n + pp, rot.x * kp - rot.y * kq);
-                sset(m + k * n + q, rot.y * kp + rot.x * kq);
+                let kp = mget(m + k * n + pp);
+                let kq = mget(m + k * n + q);
+                mset(m + k * n + pp, rot.x * kp - rot.y * kq);
+                mset(m + k * n + q, rot.y * kp + rot.x * kq);
             }
             ssync();
             // (3) rows: A ← Jᵀ·A
@@ -717,10 +730,10 @@ fn jacobi(tid: u32, a: u32, v: u32, n: u32, vecs: bool) {
                 let k = f % n;
                 let pp = u32(rot.z);
                 let q = u32(rot.w);
-                let pk = sget(a + pp * n + k);
-                let qk = sget(a + q * n + k);
-                sset(a + pp * n + k, rot.x * pk - rot.y * qk);
-                sset(a + q * n + k, rot.y * pk + rot.x * qk);
+                let pk = mget(a + pp * n + k);
+                let qk = mget(a + q * n + k);
+                mset(a + pp * n + k, rot.x * pk - rot.y * qk);
+                mset(a + q * n + k, rot.y * pk + rot.x * qk);
             }
             ssync();
         }
@@ -734,7 +747,7 @@ fn next_largest(a: u32, n: u32, taken: u32) -> u32 {
     var bv = 0.0;
     for (var i = 0u; i < n; i++) {
         if ((taken & (1u << i)) != 0u) { continue; }
-        let x = sget(a + i * n + i);
+        let x = mget(a + i * n + i);
         if (best == n || x > bv) {
             best = i;
             bv = x;
@@ -756,14 +769,14 @@ fn sin_theta(tid: u32, kg: u32, rgo: u32, m1: u32, m2: u32, m3: u32, mm: u32) ->
         var tr = 0.0;
         var bad = 0u;
         for (var i = 0u; i < rr; i++) {
-            if (nonfinite(sget(kg + i)) || nonfinite(sget(rgo + i))) { bad = 1u; }
+            if (nonfinite(mget(kg + i)) || nonfinite(mget(rgo + i))) { bad = 1u; }
         }
-        for (var i = 0u; i < r; i++) { tr += sget(kg + i * r + i); }
+        for (var i = 0u; i < r; i++) { tr += mget(kg + i * r + i); }
         if (!(tr > 0.0)) { bad = 1u; }
         wflag = bad;
     }
     for (var i = tid; i < rr; i += WG) {
-        sset(m1 + i, 0.5 * (sget(kg + i) + sget(kg + (i % r) * r + i / r)));
+        mset(m1 + i, 0.5 * (mget(kg + i) + mget(kg + (i % r) * r + i / r)));
     }
     ssync();
     if (workgroupUniformLoad(&wflag) == 1u) { return -1.0; }
@@ -775,7 +788,7 @@ fn sin_theta(tid: u32, kg: u32, rgo: u32, m1: u32, m2: u32, m3: u32, mm: u32) ->
         var top = 0.0;
         for (var a = 0u; a < mm; a++) {
             let i = next_largest(m1, r, taken);
-            let lam = sget(m1 + i * r + i);
+            let lam = mget(m1 + i * r + i);
             if (a == 0u) { top = lam; }
             if (a > 0u && !(lam > 1e-6 * top)) { break; }
             taken |= 1u << i;
@@ -791,29 +804,37 @@ fn sin_theta(tid: u32, kg: u32, rgo: u32, m1: u32, m2: u32, m3: u32, mm: u32) ->
         let b = wcols[e % keep];
         var t = 0.0;
         for (var j = 0u; j < r; j++) {
-            t += 0.5 * (sget(rgo + i * r + j) + sget(rgo + j * r + i)) * sget(m2 + j * r + b);
+            t += 0.5 * (mget(rgo + i * r + j) + mget(rgo + j * r + i)) * mget(m2 + j * r + b);
         }
-        sset(m3 + e, t / sqrt(max(sget(m1 + b * r + b), 1e-38)));
+        mset(m3 + e, t / sqrt(max(mget(m1 + b * r + b), 1e-38)));
     }
     ssync();
     for (var e = tid; e < keep * keep; e += WG) {
         let a = e / keep;
         let ia = wcols[a];
         var s = 0.0;
-        for (var i = 0u; i < r; i++) { s += sget(m2 + i * r + ia) * sget(m3 + i * keep + e % keep); }
-        sset(rgo + e, s / sqrt(max(sget(m1 + ia * r + ia), 1e-38)));
+        for (var i = 0u; i < r; i++) { s += mget(m2 + i * r + ia) * mget(m3 + i * keep + e % keep); }
+        mset(rgo + e, s / sqrt(max(mget(m1 + ia * r + ia), 1e-38)));
     }
     ssync();
     jacobi(tid, rgo, rgo, keep, false);
     var big_ev = 0.0;
-    for (var a = 0u; a < keep; a++) { big_ev = max(big_ev, sget(rgo + a * keep + a)); }
+    for (var a = 0u; a < keep; a++) { big_ev = max(big_ev, mget(rgo + a * keep + a)); }
     return min(sqrt(max(big_ev, 0.0)), 1.0);
 }
 
-// Record fields 3.. of the row at rowo: sin θ_A, sin θ_B, σ(AB), from the four Grams at ka.
-fn align_metrics(tid: u32, ka: u32, rowo: u32) {
+// Record fields 3.. of the row at rowo: sin θ_A, sin θ_B, σ(AB), from the four Grams at float
+// offset gs of `snap` (copied into workgroup memory when the work fits there).
+fn align_metrics(tid: u32, gs: u32, rowo: u32) {
     let r = p.r;
     let rr = r * r;
+    mwg = 7u * rr <= MW;
+    var ka = gs;
+    if (mwg) {
+        for (var i = tid; i < 4u * rr; i += WG) { mw[i] = sget(gs + i); }
+        ka = 0u;
+    }
+    ssync();
     let kb = ka + rr;
     let ra = ka + 2u * rr;
     let rb = ka + 3u * rr;
@@ -839,9 +860,9 @@ fn align_metrics(tid: u32, ka: u32, rowo: u32) {
         let j = e % r;
         var s = 0.0;
         for (var a = 0u; a < r; a++) {
-            s += sget(m2 + i * r + a) * sqrt(max(sget(m1 + a * r + a), 0.0)) * sget(m2 + j * r + a);
+            s += mget(m2 + i * r + a) * sqrt(max(mget(m1 + a * r + a), 0.0)) * mget(m2 + j * r + a);
         }
-        sset(m3 + e, s);
+        mset(m3 + e, s);
     }
     ssync();
     for (var e = tid; e < rr; e += WG) {
@@ -849,17 +870,17 @@ fn align_metrics(tid: u32, ka: u32, rowo: u32) {
         let j = e % r;
         var s = 0.0;
         for (var a = 0u; a < r; a++) {
-            s += sget(m3 + i * r + a) * 0.5 * (sget(kb + a * r + j) + sget(kb + j * r + a));
+            s += mget(m3 + i * r + a) * 0.5 * (mget(kb + a * r + j) + mget(kb + j * r + a));
         }
-        sset(ra + e, s);
+        mset(ra + e, s);
     }
     ssync();
     for (var e = tid; e < rr; e += WG) {
         let i = e / r;
         let j = e % r;
         var s = 0.0;
-        for (var a = 0u; a < r; a++) { s += sget(ra + i * r + a) * sget(m3 + a * r + j); }
-        sset(rb + e, s);
+        for (var a = 0u; a < r; a++) { s += mget(ra + i * r + a) * mget(m3 + a * r + j); }
+        mset(rb + e, s);
     }
     ssync();
     jacobi(tid, rb, rb, r, false);
@@ -868,7 +889,7 @@ fn align_metrics(tid: u32, ka: u32, rowo: u32) {
         for (var a = 0u; a < r; a++) {
             let i = next_largest(rb, r, taken);
             taken |= 1u << i;
-            rec[rowo + 5u + a] = sqrt(max(sget(rb + i * r + i), 0.0));
+            rec[rowo + 5u + a] = sqrt(max(mget(rb + i * r + i), 0.0));
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::init::{self, InitFactors};
 use crate::linalg::{self, TopSvd};
 use crate::problem::Problem;
 use nalgebra::DMatrix;
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use web_time::Instant;
@@ -384,16 +385,63 @@ pub struct Experiment {
     /// its start in the model (formed at the first records).
     linear: LinearState,
     lin_a0: Vec<Option<DMatrix<f64>>>,
-    lin_starts: Vec<Option<crate::linearised::Start>>,
+    lin_starts: Arc<Vec<Option<crate::linearised::Start>>>,
+    /// The prediction at every recorded step of every run, computed natively on a thread of its
+    /// own from the first records on (it needs nothing from the backend), so that a long batch's
+    /// host work overlaps the backend's; records use it once it is ready, and compute the same
+    /// numbers in place before.
+    lin_table: LinTable,
+    /// Host milliseconds spent turning snapshots into records (benchmarks' breakdown).
+    absorb_ms: f64,
 }
 
 /// The linearised model: natively on a thread of its own, started with `prepare` and joined at
 /// the first records, so its host work (G in f64 from the samples and G's full SVD) overlaps the
 /// backend's load and steps; in the browser's one wasm thread, computed in place.
 enum LinearState {
-    Ready(Option<crate::linearised::Linearised>),
+    Ready(Option<Arc<crate::linearised::Linearised>>),
     #[cfg(not(target_arch = "wasm32"))]
     Pending(std::thread::JoinHandle<Option<crate::linearised::Linearised>>),
+}
+
+/// The linearised prediction of every run at every recorded step (`steps`, ascending): None per
+/// run that has no prediction.
+struct LinValues {
+    steps: Vec<usize>,
+    runs: Vec<Option<Vec<Option<f64>>>>,
+}
+
+impl LinValues {
+    fn get(&self, run: usize, step: usize) -> Option<Option<f64>> {
+        let i = self.steps.binary_search(&step).ok()?;
+        Some(self.runs.get(run)?.as_ref()?[i])
+    }
+}
+
+enum LinTable {
+    None,
+    #[cfg(not(target_arch = "wasm32"))]
+    Pending(std::thread::JoinHandle<LinValues>),
+    Ready(LinValues),
+}
+
+impl LinTable {
+    /// The table if it is ready (joined without waiting).
+    fn ready(&mut self) -> Option<&LinValues> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if matches!(self, LinTable::Pending(h) if h.is_finished()) {
+            let LinTable::Pending(h) = std::mem::replace(self, LinTable::None) else {
+                unreachable!()
+            };
+            if let Ok(v) = h.join() {
+                *self = LinTable::Ready(v);
+            }
+        }
+        match self {
+            LinTable::Ready(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl LinearState {
@@ -407,16 +455,16 @@ impl LinearState {
             LinearState::Pending(std::thread::spawn(move || linearised_model(&p)))
         }
         #[cfg(target_arch = "wasm32")]
-        LinearState::Ready(linearised_model(problem))
+        LinearState::Ready(linearised_model(problem).map(Arc::new))
     }
 
-    fn get(&mut self) -> Option<&crate::linearised::Linearised> {
+    fn get(&mut self) -> Option<&Arc<crate::linearised::Linearised>> {
         #[cfg(not(target_arch = "wasm32"))]
         if let LinearState::Pending(_) = self {
             let LinearState::Pending(h) = std::mem::replace(self, LinearState::Ready(None)) else {
                 unreachable!()
             };
-            *self = LinearState::Ready(h.join().expect("linearised model thread"));
+            *self = LinearState::Ready(h.join().expect("linearised model thread").map(Arc::new));
         }
         match self {
             LinearState::Ready(l) => l.as_ref(),
@@ -445,7 +493,9 @@ impl Experiment {
             backend_info: None,
             linear: LinearState::Ready(None),
             lin_a0: Vec::new(),
-            lin_starts: Vec::new(),
+            lin_starts: Arc::new(Vec::new()),
+            lin_table: LinTable::None,
+            absorb_ms: 0.0,
         }
     }
 
@@ -631,6 +681,7 @@ impl Experiment {
     /// Turn every run's snapshots into records (SPEC §4 metrics; natively on all cores when
     /// there are many) and note divergences.
     fn absorb_all(&mut self, work: Vec<(usize, Advance, f64)>) {
+        let t_absorb = Instant::now();
         if self.lin_starts.len() < self.lin_a0.len() {
             let starts: Vec<_> = match self.linear.get() {
                 Some(l) => self
@@ -640,8 +691,24 @@ impl Experiment {
                     .collect(),
                 None => self.lin_a0.iter().map(|_| None).collect(),
             };
-            self.lin_starts = starts;
+            self.lin_starts = Arc::new(starts);
+            #[cfg(not(target_arch = "wasm32"))]
+            if let Some(l) = self.linear.get() {
+                let (l, starts) = (l.clone(), self.lin_starts.clone());
+                let sched = StepSettings::from_config(self.cfg());
+                let steps: Vec<usize> = (0..=sched.last_step)
+                    .filter(|&t| sched.records(t))
+                    .collect();
+                self.lin_table = LinTable::Pending(std::thread::spawn(move || {
+                    let runs = par_map(&starts, |st| {
+                        st.as_ref()
+                            .map(|st| steps.iter().map(|&t| l.sin_a(st, t)).collect())
+                    });
+                    LinValues { steps, runs }
+                }));
+            }
         }
+        let table = self.lin_table.ready();
         let linear = self.linear.get();
         let prep = self.prepared.as_ref().expect("prepared");
         let problem = &self.problem;
@@ -653,7 +720,10 @@ impl Experiment {
         let recs = par_map(&jobs, |&(i, s, base)| {
             let mut rec = record_of(prep, problem, s, base);
             if let (Some(l), Some(Some(st))) = (linear, starts.get(i)) {
-                rec.lin_sin_a = l.sin_a(st, s.step);
+                rec.lin_sin_a = match table.and_then(|t| t.get(i, s.step)) {
+                    Some(v) => v,
+                    None => l.sin_a(st, s.step),
+                };
             }
             rec
         });
@@ -666,6 +736,13 @@ impl Experiment {
                 self.live[i] = false;
             }
         }
+        self.absorb_ms += ms(t_absorb);
+    }
+
+    /// Host milliseconds spent so far turning the backend's snapshots into records (the SPEC §4
+    /// metrics the backend does not form, the linearised prediction, bookkeeping).
+    pub fn absorb_ms(&self) -> f64 {
+        self.absorb_ms
     }
 
     /// Everything so far as a serialisable report (the CLI's JSON schema).
@@ -835,4 +912,40 @@ pub fn gpu_is_faster(cfg: &Config) -> Result<(), String> {
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    /// The background table of linearised predictions holds exactly what the records computed
+    /// in place (the records use whichever is at hand, so both must agree to the bit).
+    #[test]
+    fn linearised_table_equals_the_in_place_prediction() {
+        let mut cfg = crate::config::Preset::Alignment.config();
+        cfg.d = 24;
+        cfg.k = 20;
+        cfg.steps = 45;
+        cfg.record_every = 4; // 45 is recorded too, off the grid
+        cfg.seeds = 3;
+        let mut e = Experiment::new(&cfg).unwrap();
+        let mut cpu = crate::cpu::CpuBackend::new();
+        pollster::block_on(e.run_to_end(&mut cpu, 7, |_| {})).unwrap();
+        let table = loop {
+            if let Some(t) = e.lin_table.ready() {
+                break t;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut checked = 0;
+        for (i, run) in e.runs.iter().enumerate() {
+            for rec in &run.records {
+                let v = table.get(i, rec.step).expect("every recorded step is in the table");
+                assert_eq!(v.map(f64::to_bits), rec.lin_sin_a.map(f64::to_bits));
+                checked += v.is_some() as usize;
+            }
+        }
+        assert!(checked > 3 * 12, "{checked} predictions checked");
+        assert_eq!(table.steps.last(), Some(&45));
+    }
 }

@@ -596,20 +596,32 @@ mod bench {
             cfg.k = d;
             cfg.alpha2 = vec![1e-3];
             cfg.seeds = b;
-            cfg.record_every = 10;
+            // BATCHED_REC=n records every n-th step instead (the records' share of the time)
+            cfg.record_every = std::env::var("BATCHED_REC")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10);
             let problem = lora_one_lab::Problem::generate(&cfg).map_err(EngineError::Config)?;
             let steps = cfg.steps;
             let mut gpu_ms = Vec::new();
             let mut last = None;
             let reps = if d >= 1000 { 2 } else { 3 };
+            // where the time goes: the batch's start (upload, step 0) and the host's share
+            let (mut start_ms, mut host_ms) = (Vec::new(), Vec::new());
             for _ in 0..reps {
                 let mut e = Experiment::from_problem(problem.clone());
                 block_on(e.prepare(&mut g))?;
                 let t = Instant::now();
+                block_on(e.step(&mut g, 1))?; // starts the batch
+                start_ms.push(t.elapsed().as_secs_f64() * 1e3);
                 block_on(e.run_to_end(&mut g, usize::MAX, |_| {}))?;
                 gpu_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                host_ms.push(e.absorb_ms());
                 last = Some(e);
             }
+            eprintln!(
+                "batched d=k={d} B={b}: end to end {gpu_ms:.1?} ms, of which batch start {start_ms:.1?} ms and records on the host {host_ms:.1?} ms"
+            );
             let e = last.expect("ran");
             let path = if g.batched_path() == Some(true) {
                 "batched"
@@ -652,6 +664,7 @@ mod bench {
                 serde_json::json!({"d": d, "k": d, "r": cfg.r, "trajectories": b, "steps": steps,
                     "record_every": cfg.record_every, "path": path,
                     "gpu_ms": gm, "gpu_samples_ms": gpu_ms, "cpu_ms_scaled": cpu_ms,
+                    "start_samples_ms": start_ms, "host_samples_ms": host_ms,
                     "cpu_subset": sub, "cpu_subset_ms": cpu_sub_ms,
                     "traj_steps_per_s": tsteps / gm * 1e3, "tflops": flops / gm / 1e9,
                     "flops_per_traj_step": step_flops(d, d, cfg.r), "max_abs_dln_risk": worst,
