@@ -620,8 +620,10 @@ fn batched_metrics(@builtin(local_invocation_index) tid: u32, @builtin(workgroup
         rec[rowo + 1u] = 0.5 * red[0];
         rec[rowo + 2u] = sqrt(red2[0]);
     }
-    ssync();
-    align_metrics(tid, go, rowo);
+    if (r > SMAX) {
+        ssync();
+        align_metrics(tid, go, rowo);
+    }
     if (p.full == 1u) {
         let fo = rowo + 5u + r;
         for (var e = tid; e < (p.d + p.k) * r; e += WG) {
@@ -891,5 +893,184 @@ fn align_metrics(tid: u32, gs: u32, rowo: u32) {
             taken |= 1u << i;
             rec[rowo + 5u + a] = sqrt(max(mget(rb + i * r + i), 0.0));
         }
+    }
+}
+
+// ---- The same for r ≤ 8 (`batched_align`): one thread a record, its matrices in private
+// memory, no barriers; after `batched_metrics` has left the Grams in the slot's scratch. The
+// sweeps are capped at 10 (an 8×8 Jacobi converges in 5–7) so that one invocation stays within
+// a software adapter's loop budget.
+
+const SMAX: u32 = 8u;
+
+fn jacobi_s(a: ptr<function, array<f32, 64>>, v: ptr<function, array<f32, 64>>, n: u32, vecs: bool) {
+    if (vecs) {
+        for (var i = 0u; i < n * n; i++) { (*v)[i] = select(0.0, 1.0, i % (n + 1u) == 0u); }
+    }
+    for (var sweep = 0u; sweep < 10u; sweep++) {
+        var rotated = false;
+        for (var pp = 0u; pp + 1u < n; pp++) {
+            for (var q = pp + 1u; q < n; q++) {
+                let apq = (*a)[pp * n + q];
+                let app = (*a)[pp * n + pp];
+                let aqq = (*a)[q * n + q];
+                if (!(apq * apq > 1e-14 * abs(app * aqq))) { continue; }
+                rotated = true;
+                let th = (aqq - app) / (2.0 * apq);
+                var t = 1.0;
+                if (abs(th) >= 1e15) {
+                    t = 0.5 / th;
+                } else if (th != 0.0) {
+                    t = sign(th) / (abs(th) + sqrt(th * th + 1.0));
+                }
+                let c = 1.0 / sqrt(t * t + 1.0);
+                let sn = t * c;
+                for (var k = 0u; k < n; k++) {
+                    let kp = (*a)[k * n + pp];
+                    let kq = (*a)[k * n + q];
+                    (*a)[k * n + pp] = c * kp - sn * kq;
+                    (*a)[k * n + q] = sn * kp + c * kq;
+                }
+                for (var k = 0u; k < n; k++) {
+                    let pk = (*a)[pp * n + k];
+                    let qk = (*a)[q * n + k];
+                    (*a)[pp * n + k] = c * pk - sn * qk;
+                    (*a)[q * n + k] = sn * pk + c * qk;
+                }
+                if (vecs) {
+                    for (var k = 0u; k < n; k++) {
+                        let kp = (*v)[k * n + pp];
+                        let kq = (*v)[k * n + q];
+                        (*v)[k * n + pp] = c * kp - sn * kq;
+                        (*v)[k * n + q] = sn * kp + c * kq;
+                    }
+                }
+            }
+        }
+        if (!rotated) { break; }
+    }
+}
+
+// index of the largest diagonal entry of the n×n matrix not in `taken`
+fn next_largest_s(a: ptr<function, array<f32, 64>>, n: u32, taken: u32) -> u32 {
+    var best = n;
+    var bv = 0.0;
+    for (var i = 0u; i < n; i++) {
+        if ((taken & (1u << i)) != 0u) { continue; }
+        let x = (*a)[i * n + i];
+        if (best == n || x > bv) {
+            best = i;
+            bv = x;
+        }
+    }
+    return best;
+}
+
+// `sin_theta` with k = XᵀX and rg = RᵀR at float offsets kg, rgo of `snap`; Λ left on the
+// diagonal of m1 and W in m2; m3 is work.
+fn sin_theta_s(kg: u32, rgo: u32, m1: ptr<function, array<f32, 64>>, m2: ptr<function, array<f32, 64>>, m3: ptr<function, array<f32, 64>>, mm: u32) -> f32 {
+    let r = p.r;
+    var tr = 0.0;
+    var bad = false;
+    for (var i = 0u; i < r * r; i++) {
+        let x = sget(kg + i);
+        if (nonfinite(x) || nonfinite(sget(rgo + i))) { bad = true; }
+        (*m1)[i] = 0.5 * (x + sget(kg + (i % r) * r + i / r));
+    }
+    for (var i = 0u; i < r; i++) { tr += sget(kg + i * r + i); }
+    if (bad || !(tr > 0.0)) { return -1.0; }
+    jacobi_s(m1, m2, r, true);
+    var cols: array<u32, 8>;
+    var taken = 0u;
+    var keep = 0u;
+    var top = 0.0;
+    for (var a = 0u; a < mm; a++) {
+        let i = next_largest_s(m1, r, taken);
+        let lam = (*m1)[i * r + i];
+        if (a == 0u) { top = lam; }
+        if (a > 0u && !(lam > 1e-6 * top)) { break; }
+        taken |= 1u << i;
+        cols[a] = i;
+        keep += 1u;
+    }
+    // m3 (keep×keep) = Λ_m^{-1/2} W_mᵀ sym(rg) W_m Λ_m^{-1/2}
+    for (var a = 0u; a < keep; a++) {
+        for (var b = 0u; b < keep; b++) {
+            let ia = cols[a];
+            let ib = cols[b];
+            var s = 0.0;
+            for (var i = 0u; i < r; i++) {
+                var t = 0.0;
+                for (var j = 0u; j < r; j++) {
+                    t += 0.5 * (sget(rgo + i * r + j) + sget(rgo + j * r + i)) * (*m2)[j * r + ib];
+                }
+                s += (*m2)[i * r + ia] * t;
+            }
+            let la = max((*m1)[ia * r + ia], 1e-38);
+            let lb = max((*m1)[ib * r + ib], 1e-38);
+            (*m3)[a * keep + b] = s / sqrt(la * lb);
+        }
+    }
+    jacobi_s(m3, m2, keep, false);
+    var big_ev = 0.0;
+    for (var a = 0u; a < keep; a++) { big_ev = max(big_ev, (*m3)[a * keep + a]); }
+    return min(sqrt(max(big_ev, 0.0)), 1.0);
+}
+
+@compute @workgroup_size(64)
+fn batched_align(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let x = gid.x;
+    let slot = gid.y;
+    let g = p.pack0 * p.t + x;
+    if (x >= p.snt || g >= p.nb || p.r > SMAX) { return; }
+    let r = p.r;
+    let rr = r * r;
+    let r4 = (r + 3u) / 4u;
+    let rowo = (slot * p.nb + g) * p.rstride;
+    let ka = (slot * p.snt + x) * p.sf + (p.d + p.k) * r4 * 4u;
+    let kb = ka + rr;
+    let mm = min(r, p.rs);
+    var m1: array<f32, 64>;
+    var m2: array<f32, 64>;
+    var m3: array<f32, 64>;
+    rec[rowo + 4u] = sin_theta_s(kb, ka + 3u * rr, &m1, &m2, &m3, mm);
+    let sa = sin_theta_s(ka, ka + 2u * rr, &m1, &m2, &m3, mm);
+    rec[rowo + 3u] = sa;
+    if (sa < 0.0) {
+        for (var i = 0u; i < r; i++) { rec[rowo + 5u + i] = 0.0; }
+        return;
+    }
+    // σ(AB): H = W Λ₊^{1/2} Wᵀ into m3, T = H·sym(BBᵀ) into m2 (W is used), C = T·H into m1
+    for (var e = 0u; e < rr; e++) {
+        let i = e / r;
+        let j = e % r;
+        var s = 0.0;
+        for (var a = 0u; a < r; a++) {
+            s += m2[i * r + a] * sqrt(max(m1[a * r + a], 0.0)) * m2[j * r + a];
+        }
+        m3[e] = s;
+    }
+    for (var e = 0u; e < rr; e++) {
+        let i = e / r;
+        let j = e % r;
+        var s = 0.0;
+        for (var a = 0u; a < r; a++) {
+            s += m3[i * r + a] * 0.5 * (sget(kb + a * r + j) + sget(kb + j * r + a));
+        }
+        m2[e] = s;
+    }
+    for (var e = 0u; e < rr; e++) {
+        let i = e / r;
+        let j = e % r;
+        var s = 0.0;
+        for (var a = 0u; a < r; a++) { s += m2[i * r + a] * m3[a * r + j]; }
+        m1[e] = s;
+    }
+    jacobi_s(&m1, &m2, r, false);
+    var taken = 0u;
+    for (var a = 0u; a < r; a++) {
+        let i = next_largest_s(&m1, r, taken);
+        taken |= 1u << i;
+        rec[rowo + 5u + a] = sqrt(max(m1[i * r + i], 0.0));
     }
 }

@@ -45,6 +45,9 @@ const FIXED_WG_BYTES: usize = 4 * (32 + 16 + 16 + 16);
 /// Most bytes of snapshot slots (A and Bᵀ of every recorded trajectory of one submission,
 /// waiting for `batched_metrics`); a segment's packs are capped so that one slot fits.
 const MAX_SNAP_BYTES: u64 = 128 << 20;
+/// Largest r whose alignment metrics `batched_align` forms one thread a record (larger ranks: the
+/// metrics workgroup, in parallel; the shader's `SMAX`).
+const ALIGN_SERIAL_MAX_R: usize = 8;
 /// Workgroups along one dimension of a dispatch (WebGPU's default limit).
 const MAX_GROUPS: u64 = 65_535;
 
@@ -206,8 +209,9 @@ impl Layout {
         it + it / 4
     }
 
-    /// Loop iterations one invocation of `batched_metrics` runs (worst case, counted one by one
-    /// as in [`Self::iters_per_step`]).
+    /// Loop iterations one invocation of the record metrics runs (`batched_metrics`, and
+    /// `batched_align` for r ≤ 8; the larger of the two, worst case, counted one by one as in
+    /// [`Self::iters_per_step`]).
     pub fn metrics_iters(&self) -> usize {
         let cd = |n: usize| n.div_ceil(WG);
         let (d, k, r, rs) = (self.d, self.k, self.r, self.rs);
@@ -215,17 +219,29 @@ impl Layout {
         let grams = |n: usize| {
             cd(rs * r) * n + n.div_ceil(ch) * (cd(ch * r) * (rs + 1) + 4 * (ch + 1)) + 8
         };
-        let jacobi = |n: usize| {
-            let nn = n + n % 2;
-            16 * (nn.saturating_sub(1) * (3 + cd(n * nn) + cd(n * nn / 2)) + 1) + cd(n * n)
-        };
         let m = r.min(rs).max(1);
-        let sin_theta = r * r + r + m * r + cd(r * r) + jacobi(r) + cd(r * m) * r + cd(m * m) * r
-            + jacobi(m)
-            + m;
-        let align = 2 * sin_theta + 3 * cd(r * r) * r + jacobi(r) + r * r + r;
-        let it = grams(d) + grams(k) + cd(d * k) * (2 * r.div_ceil(4) + 2) + 9 + align
+        let mut it = grams(d) + grams(k) + cd(d * k) * (2 * r.div_ceil(4) + 2) + 9
             + if self.full { cd((d + k) * r) } else { 0 };
+        let serial = if r <= ALIGN_SERIAL_MAX_R {
+            // one thread: Jacobi of at most 10 sweeps of n(n − 1)/2 rotations
+            let jacobi = |n: usize| 10 * (n * n.saturating_sub(1) / 2 * (3 * n + 1) + 1) + n * n;
+            let sin_theta = r * r + r + jacobi(r) + m * r + m * m * r * (r + 1) + jacobi(m) + m;
+            2 * sin_theta + 3 * r * r * r + jacobi(r) + r * r + r
+        } else {
+            // the workgroup's parallel Jacobi: 16 sweeps of n − 1 rounds
+            let jacobi = |n: usize| {
+                let nn = n + n % 2;
+                16 * (nn.saturating_sub(1) * (3 + cd(n * nn) + cd(n * nn / 2)) + 1) + cd(n * n)
+            };
+            let sin_theta = r * r + r + m * r + cd(r * r) + jacobi(r)
+                + cd(r * m) * r
+                + cd(m * m) * r
+                + jacobi(m)
+                + m;
+            it += 2 * sin_theta + 3 * cd(r * r) * r + jacobi(r) + r * r + r;
+            0
+        };
+        it = it.max(serial);
         it + it / 4
     }
 
@@ -356,6 +372,7 @@ pub(super) struct Segment {
     params: wgpu::Buffer,
     bind: wgpu::BindGroup,
     metrics_bind: wgpu::BindGroup,
+    align_bind: wgpu::BindGroup,
     _st: wgpu::Buffer,
 }
 
@@ -363,6 +380,7 @@ pub(super) struct Batch {
     lay: Layout,
     pipeline: wgpu::ComputePipeline,
     metrics: wgpu::ComputePipeline,
+    align: wgpu::ComputePipeline,
     nb: usize,
     precond: bool,
     any_offset: bool,
@@ -548,6 +566,7 @@ impl GpuBackend {
         );
         let pipeline = self.batched_pipeline(lay.wfloats).await?;
         let metrics = self.kern.batched_metrics.clone();
+        let align = self.kern.batched_align.clone();
         let l = self.loaded.as_ref().expect("loaded");
         let s0 = runs[0].settings;
         let precond = s0.optimiser == Optimiser::Preconditioned;
@@ -692,12 +711,18 @@ impl GpuBackend {
                     entry(6, &base0),
                 ],
             });
+            let align_bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("batched align"),
+                layout: &align.get_bind_group_layout(0),
+                entries: &[entry(0, &params), entry(4, &rec), entry(5, &snap)],
+            });
             segments.push(Segment {
                 pack0,
                 npacks: np,
                 params,
                 bind,
                 metrics_bind,
+                align_bind,
                 _st: st_buf,
             });
             pack0 += np;
@@ -707,6 +732,7 @@ impl GpuBackend {
             lay,
             pipeline,
             metrics,
+            align,
             nb,
             precond,
             any_offset,
@@ -806,9 +832,15 @@ impl GpuBackend {
                 pass.set_bind_group(0, &s.bind, &[]);
                 pass.dispatch_workgroups(s.npacks as u32, 1, 1);
                 if nrec > 0 {
+                    let traj = (s.npacks * lay.t) as u32;
                     pass.set_pipeline(&b.metrics);
                     pass.set_bind_group(0, &s.metrics_bind, &[]);
-                    pass.dispatch_workgroups((s.npacks * lay.t) as u32, nrec as u32, 1);
+                    pass.dispatch_workgroups(traj, nrec as u32, 1);
+                    if lay.r <= ALIGN_SERIAL_MAX_R {
+                        pass.set_pipeline(&b.align);
+                        pass.set_bind_group(0, &s.align_bind, &[]);
+                        pass.dispatch_workgroups(traj.div_ceil(64), nrec as u32, 1);
+                    }
                 }
             }
         }
