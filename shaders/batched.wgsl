@@ -46,7 +46,7 @@ struct Params {
     snt: u32, oe: u32, of_: u32, rstride: u32,
     wa: u32, wb: u32, wx: u32, wy: u32,
     wp: u32, wq: u32, wk: u32, any_offset: u32,
-    pack0: u32, wfloats: u32, _p1: u32, _p2: u32,
+    pack0: u32, wfloats: u32, rb: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -93,17 +93,28 @@ fn nonfinite(x: f32) -> bool {
 fn lds(i: u32) -> f32 { return st[(base + i) >> 2u][(base + i) & 3u]; }
 fn sts(i: u32, v: f32) { st[(base + i) >> 2u][(base + i) & 3u] = v; }
 
-// out(row, c) = Σ_j M(j, row) · C(j, c) for rows < nrows, 8 columns (2 vec4) per task;
-// C and out in pack memory (vec4 offsets cv, ov), M in `big` at mo with row stride nrows.
+// out(row, c) = Σ_j M(j, row) · C(j, c) for rows < nrows, 8 columns (2 vec4) per task and
+// p.rb rows (1 or 2: rows row and row + ⌈nrows/2⌉, so that a pack's products take one round of
+// the workgroup instead of two and each loaded column of C feeds both); C and out in pack memory
+// (vec4 offsets cv, ov), M in `big` at mo with row stride nrows. Each output is summed in the
+// same order whatever p.rb, so results do not depend on it.
 fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
     let cpv = p.cp / 4u;
-    let g = task / nrows;
-    let row = task % nrows;
+    let nr = (nrows + p.rb - 1u) / p.rb;
+    let g = task / nr;
+    let row = task % nr;
     let xv = cv + 2u * g;
+    // the second row (a valid row to read when there is none; its sums are dropped)
+    let two = p.rb == 2u && row + nr < nrows;
+    let row2 = select(row, row + nr, two);
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var b0 = vec4<f32>(0.0);
     var b1 = vec4<f32>(0.0);
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var e0 = vec4<f32>(0.0);
+    var e1 = vec4<f32>(0.0);
     // four rows of M a turn: their loads are independent, so they are in flight together
     var j = 0u;
     for (; j + 3u < inner; j += 4u) {
@@ -113,24 +124,59 @@ fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
         let m2 = big[mi + 2u * nrows];
         let m3 = big[mi + 3u * nrows];
         let x0 = xv + j * cpv;
-        a0 += m0 * ldw4(x0);
-        a1 += m0 * ldw4(x0 + 1u);
-        b0 += m1 * ldw4(x0 + cpv);
-        b1 += m1 * ldw4(x0 + cpv + 1u);
-        a0 += m2 * ldw4(x0 + 2u * cpv);
-        a1 += m2 * ldw4(x0 + 2u * cpv + 1u);
-        b0 += m3 * ldw4(x0 + 3u * cpv);
-        b1 += m3 * ldw4(x0 + 3u * cpv + 1u);
+        let y00 = ldw4(x0);
+        let y01 = ldw4(x0 + 1u);
+        let y10 = ldw4(x0 + cpv);
+        let y11 = ldw4(x0 + cpv + 1u);
+        let y20 = ldw4(x0 + 2u * cpv);
+        let y21 = ldw4(x0 + 2u * cpv + 1u);
+        let y30 = ldw4(x0 + 3u * cpv);
+        let y31 = ldw4(x0 + 3u * cpv + 1u);
+        a0 += m0 * y00;
+        a1 += m0 * y01;
+        b0 += m1 * y10;
+        b1 += m1 * y11;
+        a0 += m2 * y20;
+        a1 += m2 * y21;
+        b0 += m3 * y30;
+        b1 += m3 * y31;
+        if (p.rb == 2u) {
+            let ni = mo + j * nrows + row2;
+            let n0 = big[ni];
+            let n1 = big[ni + nrows];
+            let n2 = big[ni + 2u * nrows];
+            let n3 = big[ni + 3u * nrows];
+            c0 += n0 * y00;
+            c1 += n0 * y01;
+            e0 += n1 * y10;
+            e1 += n1 * y11;
+            c0 += n2 * y20;
+            c1 += n2 * y21;
+            e0 += n3 * y30;
+            e1 += n3 * y31;
+        }
     }
     for (; j < inner; j++) {
-        let m0 = big[mo + j * nrows + row];
         let x0 = xv + j * cpv;
-        a0 += m0 * ldw4(x0);
-        a1 += m0 * ldw4(x0 + 1u);
+        let y0 = ldw4(x0);
+        let y1 = ldw4(x0 + 1u);
+        let m0 = big[mo + j * nrows + row];
+        a0 += m0 * y0;
+        a1 += m0 * y1;
+        if (p.rb == 2u) {
+            let n0 = big[mo + j * nrows + row2];
+            c0 += n0 * y0;
+            c1 += n0 * y1;
+        }
     }
     let o = ov + row * cpv + 2u * g;
     stw4(o, a0 + b0);
     stw4(o + 1u, a1 + b1);
+    if (two) {
+        let o2 = ov + row2 * cpv + 2u * g;
+        stw4(o2, c0 + e0);
+        stw4(o2 + 1u, c1 + e1);
+    }
 }
 
 // Write v to element (c, e) of the block-diagonal r×r matrices, if c and e belong to the same
@@ -256,7 +302,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         let recd = check && (step % p.rec_every == 0u || step == p.last_step);
         let need_k = p.precond == 1u;
         // (a) Q = BBᵀ, K = AᵀA, the offset Grams E = B0Bᵀ (k) and F = AᵀSA0 (d); X = Σ̂A
-        let nx = p.d * (p.cp / 8u);
+        let nx = ((p.d + p.rb - 1u) / p.rb) * (p.cp / 8u);
         var ngram = tiles;
         if (need_k) { ngram += tiles; }
         var noff = 0u;
@@ -279,7 +325,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         // (b) P = AᵀX; Y = G Bᵀ (+ SA0·E for offset runs)
-        let ny = p.d * (p.cp / 8u);
+        let ny = ((p.d + p.rb - 1u) / p.rb) * (p.cp / 8u);
         for (var e = tid; e < tiles + ny; e += WG) {
             if (e < tiles) {
                 gram_tile(e, p.d, av, false, xv, p.wp, 0u, 0u);
@@ -352,7 +398,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         // (f) Z = (AᵀG)ᵀ into X (the old A), + B0·Fᵀ for offset runs
-        let nz = p.k * (p.cp / 8u);
+        let nz = ((p.k + p.rb - 1u) / p.rb) * (p.cp / 8u);
         for (var e = tid; e < nz; e += WG) {
             product(e, p.k, p.d, p.o_g, av, xv);
         }

@@ -201,6 +201,31 @@ fn pack_in_workgroup_memory_or_storage_same_numbers() {
     }
 }
 
+/// A pack whose big products would need two rounds of the workgroup's threads computes two rows
+/// a task (d = 131, four runs of r = 4 a pack: 262 tasks of one row): the same numbers, to the
+/// bit, as one run a pack (131 tasks of one row).
+#[test]
+fn two_rows_a_task_same_numbers() {
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = cfg(131, 129, 4, 2, Optimiser::Gd);
+    c.inits = vec![InitKind::Vanilla, InitKind::LoraOne];
+    c.seeds = 3;
+    c.steps = 12;
+    let packed = GpuOptions {
+        batched_wg_bytes: Some(0),
+        batched_min_packs: 1,
+        ..GpuOptions::default()
+    };
+    let Some(two) = gpu_runs(&c, packed, true) else {
+        return;
+    };
+    let one = gpu_runs(&c, GpuOptions::default(), true).unwrap();
+    assert_eq!(two.len(), 4);
+    for (a, b) in two.iter().zip(&one) {
+        common::same_bits(a, b);
+    }
+}
+
 #[test]
 fn alignment_preset_on_the_batched_path() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());

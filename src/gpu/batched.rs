@@ -309,10 +309,20 @@ impl Layout {
             any_offset as usize,
             pack0,
             self.wfloats,
-            0,
+            self.rows_per_task(),
             0,
         ];
         v.map(|x| x as u32)
+    }
+
+    /// Rows of a big product per task (the shader's `p.rb`): two when one row a task would
+    /// need a second round of the workgroup's threads.
+    fn rows_per_task(&self) -> usize {
+        if self.d.max(self.k) * (self.cp / 8) > WG {
+            2
+        } else {
+            1
+        }
     }
 
     fn big_floats(&self) -> usize {
@@ -1038,6 +1048,11 @@ mod tests {
         assert_eq!(Layout::new(100, 100, 8, 4, 5, false, 49152, 16).t, 1);
         assert_eq!(Layout::new(100, 100, 8, 4, 5, false, 49152, 1).t, 3);
         assert_eq!(Layout::new(100, 100, 8, 4, 64, false, 49152, 16).t, 3);
+        // two rows a task where one would take the workgroup two rounds
+        assert_eq!(Layout::new(100, 100, 8, 4, 64, false, 49152, 16).rows_per_task(), 2);
+        assert_eq!(Layout::new(100, 100, 8, 4, 5, false, 49152, 16).rows_per_task(), 1);
+        let storage = Layout::new(131, 129, 4, 2, 4, false, 0, 1);
+        assert_eq!((storage.t, storage.rows_per_task()), (4, 2));
     }
 
     #[test]
