@@ -888,23 +888,33 @@ pub fn step_flops(d: usize, k: usize, r: usize) -> f64 {
     2.0 * (d * d * r) as f64 + 4.0 * (d * k * r) as f64 + 4.0 * ((d + k) * r * r) as f64
 }
 
-/// Work of one step of a whole batch below which the CPU engine beats a hardware GPU. Measured on
-/// the H200 against the native CPU reference (BENCHMARKS.md, "crossover"): a batched GPU step
-/// costs a nearly fixed 0.1–0.4 ms of latency and barriers up to ~10⁸ flop per step, the CPU's
-/// costs its flops; the GPU wins from 2–4·10⁶ flop per batch step (d = 100: 4 runs lose 0.47×,
-/// 16 win 4.8×; d = 200: 1 run loses 0.35×, 4 win 2.8×). The browser's wasm CPU engine is slower
-/// than native, so 2·10⁶ is the conservative side: `spectral` (3 × 5.3·10⁵) stays on the CPU,
-/// `alignment` (5 × 5.3·10⁵) goes to a hardware GPU.
+/// Work of one step of a whole batch below which the CPU engine beats a hardware GPU, at
+/// max(d, k) ≤ 100. Measured on the H200 against the native CPU reference (BENCHMARKS.md,
+/// "crossover"): a batched GPU step costs a nearly fixed latency (one pack's chain of dependent
+/// phases: 0.1–0.3 ms in a short run up to d = 100) up to ~10⁸ flop per step, the CPU's costs
+/// its flops; at d ≤ 100 the GPU wins from 2–4·10⁶ flop per batch step. The browser's wasm CPU
+/// engine is slower than native, so 2·10⁶ is the conservative side: `spectral` (3 × 5.3·10⁵)
+/// stays on the CPU, `alignment` (5 × 5.3·10⁵, 5.4× faster on the GPU end to end) goes to a
+/// hardware GPU. Above d = 100 one pack's latency grows with the size of Σ̂ and G, so the
+/// threshold grows as (max(d, k)/100)² ([`gpu_min_batch_flops`]).
 pub const GPU_MIN_BATCH_FLOPS: f64 = 2e6;
+
+/// The crossover for a problem of this size: [`GPU_MIN_BATCH_FLOPS`], times (max(d, k)/100)²
+/// above 100 (d = 200: one run loses 0.16× on the GPU, sixteen win 2×).
+pub fn gpu_min_batch_flops(d: usize, k: usize) -> f64 {
+    let s = d.max(k) as f64 / 100.0;
+    GPU_MIN_BATCH_FLOPS * (s * s).max(1.0)
+}
 
 /// Whether a hardware GPU is the faster place for this configuration (`compute=auto`). A
 /// software adapter never is (that choice is made from the adapter, not from here).
 pub fn gpu_is_faster(cfg: &Config) -> Result<(), String> {
     let runs = cfg.runs().len().max(1);
     let work = step_flops(cfg.d, cfg.k, cfg.r) * runs as f64;
-    if work < GPU_MIN_BATCH_FLOPS {
+    let min = gpu_min_batch_flops(cfg.d, cfg.k);
+    if work < min {
         return Err(format!(
-            "a step of this batch is {work:.1e} flop, below the GPU/CPU crossover ({GPU_MIN_BATCH_FLOPS:.0e}): the CPU engine is faster at this size"
+            "a step of this batch is {work:.1e} flop, below the GPU/CPU crossover at this size ({min:.1e}): the CPU engine is faster here"
         ));
     }
     Ok(())

@@ -747,6 +747,15 @@ fn gpu_is_chosen_only_above_the_measured_crossover() {
     assert!(gpu_is_faster(&c).is_err());
     c.seeds = (GPU_MIN_BATCH_FLOPS / one).ceil() as usize;
     assert!(gpu_is_faster(&c).is_ok());
+    // above d = 100 the threshold grows with the problem: one run of d = 200 stays on the CPU
+    // (0.16× on the H200), sixteen go to the GPU (2×)
+    let mut c = small(Preset::Alignment);
+    (c.d, c.k, c.r, c.alpha2) = (200, 200, 8, vec![1e-3]);
+    c.inits = vec![InitKind::Vanilla];
+    assert!(step_flops(200, 200, c.r) >= GPU_MIN_BATCH_FLOPS);
+    assert!(gpu_is_faster(&c).is_err());
+    c.seeds = 16;
+    assert!(gpu_is_faster(&c).is_ok());
 }
 
 /// The talk's linearised dynamics: from a tiny vanilla init the measured sin θ_A follows the
