@@ -496,7 +496,16 @@ mod bench {
     /// turning one record's r×r Grams into the SPEC §4 metrics.
     fn kernel_profile(g: &mut GpuBackend, quick: bool) -> Result<(), EngineError> {
         use lora_one_lab::engine::{MetricBasis, RunSpec};
-        let bs: &[usize] = if quick { &[1, 16] } else { &[1, 16, 128, 1024] };
+        // PROFILE_B=1,396,399 profiles those batch sizes instead (396 and 399 runs straddle one
+        // pack of 3 per SM of the H200)
+        let picked: Option<Vec<usize>> = std::env::var("PROFILE_B")
+            .ok()
+            .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect());
+        let bs: &[usize] = match &picked {
+            Some(v) => v,
+            None if quick => &[1, 16],
+            None => &[1, 16, 128, 1024],
+        };
         let mut cfg = Preset::Alignment.config();
         cfg.alpha2 = vec![1e-3];
         let p = lora_one_lab::Problem::generate(&cfg).map_err(EngineError::Config)?;
@@ -574,7 +583,14 @@ mod bench {
     }
 
     fn batched(quick: bool, dump: Option<&str>) -> Result<(), EngineError> {
-        let mut g = block_on(GpuBackend::new())?;
+        // BATCHED_WG_BYTES=n caps the workgroup memory of a pack (0: packs in storage)
+        let wg = std::env::var("BATCHED_WG_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let mut g = block_on(GpuBackend::with_options(GpuOptions {
+            batched_wg_bytes: wg,
+            ..GpuOptions::default()
+        }))?;
         kernel_profile(&mut g, quick)?;
         if std::env::var_os("SKIP_CROSSOVER").is_none() {
             crossover(&mut g, quick)?;
