@@ -7,9 +7,9 @@ use crate::init::{self, InitFactors};
 use crate::linalg::{self, TopSvd};
 use crate::problem::Problem;
 use nalgebra::DMatrix;
-use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use web_time::Instant;
 
 /// What went wrong in the engine (never a panic).
@@ -418,6 +418,8 @@ impl LinValues {
     }
 }
 
+// in the browser's one wasm thread the table is never built
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 enum LinTable {
     None,
     #[cfg(not(target_arch = "wasm32"))]
@@ -556,10 +558,14 @@ impl Experiment {
         let settings = StepSettings::from_config(self.cfg());
         let prep = self.prepared.as_ref().expect("prepared");
         let mut specs = Vec::with_capacity(self.plan.len());
-        for plan in &self.plan {
+        // every run's factors (natively on all cores: an ensemble draws thousands)
+        let cfg = &self.problem.cfg;
+        let built = par_map(&self.plan, |plan| {
             let t = Instant::now();
-            let factors = init::build(&self.problem.cfg, plan, &prep.g, prep.w0.as_ref());
-            let build_ms = ms(t);
+            let factors = init::build(cfg, plan, &prep.g, prep.w0.as_ref());
+            (factors, ms(t))
+        });
+        for (plan, (factors, build_ms)) in self.plan.iter().zip(built) {
             let init_ms = match plan.init {
                 InitKind::Vanilla => build_ms,
                 InitKind::Pissa => prep.w0_svd_ms + build_ms,
@@ -682,6 +688,7 @@ impl Experiment {
     /// there are many) and note divergences.
     fn absorb_all(&mut self, work: Vec<(usize, Advance, f64)>) {
         let t_absorb = Instant::now();
+        let mut new_starts = false;
         if self.lin_starts.len() < self.lin_a0.len() {
             let starts: Vec<_> = match self.linear.get() {
                 Some(l) => self
@@ -692,21 +699,7 @@ impl Experiment {
                 None => self.lin_a0.iter().map(|_| None).collect(),
             };
             self.lin_starts = Arc::new(starts);
-            #[cfg(not(target_arch = "wasm32"))]
-            if let Some(l) = self.linear.get() {
-                let (l, starts) = (l.clone(), self.lin_starts.clone());
-                let sched = StepSettings::from_config(self.cfg());
-                let steps: Vec<usize> = (0..=sched.last_step)
-                    .filter(|&t| sched.records(t))
-                    .collect();
-                self.lin_table = LinTable::Pending(std::thread::spawn(move || {
-                    let runs = par_map(&starts, |st| {
-                        st.as_ref()
-                            .map(|st| steps.iter().map(|&t| l.sin_a(st, t)).collect())
-                    });
-                    LinValues { steps, runs }
-                }));
-            }
+            new_starts = true;
         }
         let table = self.lin_table.ready();
         let linear = self.linear.get();
@@ -730,6 +723,27 @@ impl Experiment {
         for ((i, _, _), rec) in jobs.iter().zip(recs) {
             self.runs[*i].records.push(rec);
         }
+        // the table of predictions, started once these records are done (not competing with
+        // them for the cores)
+        #[cfg(not(target_arch = "wasm32"))]
+        if new_starts {
+            if let Some(l) = self.linear.get() {
+                let (l, starts) = (l.clone(), self.lin_starts.clone());
+                let sched = StepSettings::from_config(self.cfg());
+                let steps: Vec<usize> = (0..=sched.last_step)
+                    .filter(|&t| sched.records(t))
+                    .collect();
+                self.lin_table = LinTable::Pending(std::thread::spawn(move || {
+                    let runs = par_map(&starts, |st| {
+                        st.as_ref()
+                            .map(|st| steps.iter().map(|&t| l.sin_a(st, t)).collect())
+                    });
+                    LinValues { steps, runs }
+                }));
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = new_starts; // one wasm thread: predictions are computed in place
         for (i, adv, _) in work {
             if adv.diverged.is_some() {
                 self.runs[i].diverged = adv.diverged;
@@ -950,7 +964,9 @@ mod tests {
         let mut checked = 0;
         for (i, run) in e.runs.iter().enumerate() {
             for rec in &run.records {
-                let v = table.get(i, rec.step).expect("every recorded step is in the table");
+                let v = table
+                    .get(i, rec.step)
+                    .expect("every recorded step is in the table");
                 assert_eq!(v.map(f64::to_bits), rec.lin_sin_a.map(f64::to_bits));
                 checked += v.is_some() as usize;
             }

@@ -94,19 +94,31 @@ fn ceil4(n: usize) -> usize {
 }
 
 impl Layout {
-    fn with_t(d: usize, k: usize, r: usize, rs: usize, t: usize, full: bool, in_wg: bool) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    fn with_t(
+        d: usize,
+        k: usize,
+        r: usize,
+        rs: usize,
+        t: usize,
+        full: bool,
+        offset: bool,
+        in_wg: bool,
+    ) -> Self {
         let tr = t * r;
         let cp = tr.div_ceil(8) * 8;
         let rr = ceil4(t * r * r);
         let mx = d.max(k);
         let oa = 0;
         let ob = oa + d * cp;
+        // A0, B0, SA0 and the Grams E, F exist only in a batch with offset runs
+        let on = offset as usize;
         let oa0 = ob + k * cp;
-        let ob0 = oa0 + d * cp;
-        let osa0 = ob0 + k * cp;
-        let oe = osa0 + d * cp;
-        let of = oe + rr;
-        let send = of + rr;
+        let ob0 = oa0 + on * d * cp;
+        let osa0 = ob0 + on * k * cp;
+        let oe = osa0 + on * d * cp;
+        let of = oe + on * rr;
+        let send = of + on * rr;
         // pack memory: A, B, X, Y, P, Q, K
         let (pa, pb, pbase) = if in_wg {
             (0, d * cp, 0)
@@ -151,9 +163,9 @@ impl Layout {
         }
     }
 
-    /// The layout of a batch of `nb` runs: the pack in workgroup memory with as many
-    /// trajectories as fit `wg_bytes` (up to T·r = 32), else in storage with T·r ≈ 16; either
-    /// way no more than spread the batch over `min_packs` packs.
+    /// The layout of a batch of `nb` runs (`offset`: some of them are offset runs): the pack in
+    /// workgroup memory with as many trajectories as fit `wg_bytes` (up to T·r = 32), else in
+    /// storage with T·r ≈ 16; either way no more than spread the batch over `min_packs` packs.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         d: usize,
@@ -162,6 +174,7 @@ impl Layout {
         rs: usize,
         nb: usize,
         full: bool,
+        offset: bool,
         wg_bytes: usize,
         min_packs: usize,
     ) -> Self {
@@ -169,13 +182,13 @@ impl Layout {
         let spread = nb.max(1).div_ceil(min_packs.max(1));
         let tmax = (MAX_TR / r).clamp(1, MAX_T).min(spread);
         for t in (1..=tmax).rev() {
-            let l = Self::with_t(d, k, r, rs, t, full, true);
+            let l = Self::with_t(d, k, r, rs, t, full, offset, true);
             if l.wfloats <= cap {
                 return l;
             }
         }
         let t = (MAX_TR / 2 / r).clamp(1, MAX_T).min(spread);
-        Self::with_t(d, k, r, rs, t, full, false)
+        Self::with_t(d, k, r, rs, t, full, offset, false)
     }
 
     /// Loop iterations one invocation runs for one step (worst case over the threads), the
@@ -216,11 +229,13 @@ impl Layout {
         let cd = |n: usize| n.div_ceil(WG);
         let (d, k, r, rs) = (self.d, self.k, self.r, self.rs);
         let ch = 1024 / r;
-        let grams = |n: usize| {
-            cd(rs * r) * n + n.div_ceil(ch) * (cd(ch * r) * (rs + 1) + 4 * (ch + 1)) + 8
-        };
+        let grams =
+            |n: usize| cd(rs * r) * n + n.div_ceil(ch) * (cd(ch * r) * (rs + 1) + 4 * (ch + 1)) + 8;
         let m = r.min(rs).max(1);
-        let mut it = grams(d) + grams(k) + cd(d * k) * (2 * r.div_ceil(4) + 2) + 9
+        let mut it = grams(d)
+            + grams(k)
+            + cd(d * k) * (2 * r.div_ceil(4) + 2)
+            + 9
             + if self.full { cd((d + k) * r) } else { 0 };
         let serial = if r <= ALIGN_SERIAL_MAX_R {
             // one thread: Jacobi of at most 10 sweeps of n(n − 1)/2 rotations
@@ -233,7 +248,11 @@ impl Layout {
                 let nn = n + n % 2;
                 16 * (nn.saturating_sub(1) * (3 + cd(n * nn) + cd(n * nn / 2)) + 1) + cd(n * n)
             };
-            let sin_theta = r * r + r + m * r + cd(r * r) + jacobi(r)
+            let sin_theta = r * r
+                + r
+                + m * r
+                + cd(r * r)
+                + jacobi(r)
                 + cd(r * m) * r
                 + cd(m * m) * r
                 + jacobi(m)
@@ -488,6 +507,24 @@ impl GpuBackend {
         Ok(pipe)
     }
 
+    /// The layout of this batch: A and B read back whole at r = 1 (the phase portrait's
+    /// projection) or without a metric basis.
+    fn batch_layout(&self, d: usize, k: usize, runs: &[RunSpec], basis: &MetricBasis) -> Layout {
+        let r = runs.first().map_or(1, |s| s.init.a0.ncols());
+        let rs = basis.u.ncols();
+        Layout::new(
+            d,
+            k,
+            r,
+            rs,
+            runs.len(),
+            r == 1 || rs == 0,
+            runs.iter().any(|s| s.init.offset),
+            self.batched_wg_bytes(),
+            self.ctx.options.batched_min_packs,
+        )
+    }
+
     /// Why this batch cannot take the batched path (None: it can).
     pub(super) fn batched_refusal(&self, runs: &[RunSpec], basis: &MetricBasis) -> Option<String> {
         let max_dim = self.ctx.options.batched_max_dim;
@@ -515,17 +552,7 @@ impl GpuBackend {
         }) {
             return Some("runs differ in rank, optimiser or record schedule".into());
         }
-        let full = r == 1 || basis.u.ncols() == 0;
-        let lay = Layout::new(
-            l.d,
-            l.k,
-            r,
-            basis.u.ncols(),
-            runs.len(),
-            full,
-            self.batched_wg_bytes(),
-            self.ctx.options.batched_min_packs,
-        );
+        let lay = self.batch_layout(l.d, l.k, runs, basis);
         let max = self.ctx.max_binding();
         if (lay.ws * 4) as u64 > max || (lay.big_floats() * 4) as u64 > max {
             return Some("a pack does not fit one storage binding".into());
@@ -562,18 +589,8 @@ impl GpuBackend {
         };
         let nb = runs.len();
         let r = runs[0].init.a0.ncols();
-        let rs = basis.u.ncols();
-        let full = r == 1 || rs == 0;
-        let lay = Layout::new(
-            d,
-            k,
-            r,
-            rs,
-            nb,
-            full,
-            self.batched_wg_bytes(),
-            self.ctx.options.batched_min_packs,
-        );
+        let lay = self.batch_layout(d, k, runs, basis);
+        let rs = lay.rs;
         let pipeline = self.batched_pipeline(lay.wfloats).await?;
         let metrics = self.kern.batched_metrics.clone();
         let align = self.kern.batched_align.clone();
@@ -1025,7 +1042,7 @@ mod tests {
             (37, 4, 64, 32768),
             (9, 1, 3, 16384),
         ] {
-            let lay = Layout::new(d, d, r, 2, nb, r == 1, wg, 1);
+            let lay = Layout::new(d, d, r, 2, nb, r == 1, true, wg, 1);
             assert!(lay.wfloats > 0, "d={d} r={r} fits {wg} B");
             assert!(lay.wfloats * 4 + FIXED_WG_BYTES <= wg);
             let src = shader_source(Some(lay.wfloats));
@@ -1041,17 +1058,26 @@ mod tests {
                 .unwrap();
         }
         // too large for 16 KiB: the pack goes to storage
-        let lay = Layout::new(400, 400, 8, 4, 64, false, 16384, 1);
+        let lay = Layout::new(400, 400, 8, 4, 64, false, true, 16384, 1);
         assert_eq!(lay.wfloats, 0);
-        assert!(Layout::new(100, 100, 8, 4, 1024, false, 49152, 16).t >= 3);
+        assert!(Layout::new(100, 100, 8, 4, 1024, false, false, 49152, 16).t >= 3);
         // a small batch is spread first: five runs, five packs
-        assert_eq!(Layout::new(100, 100, 8, 4, 5, false, 49152, 16).t, 1);
-        assert_eq!(Layout::new(100, 100, 8, 4, 5, false, 49152, 1).t, 3);
-        assert_eq!(Layout::new(100, 100, 8, 4, 64, false, 49152, 16).t, 3);
+        assert_eq!(Layout::new(100, 100, 8, 4, 5, false, false, 49152, 16).t, 1);
+        assert_eq!(Layout::new(100, 100, 8, 4, 5, false, false, 49152, 1).t, 3);
+        assert_eq!(
+            Layout::new(100, 100, 8, 4, 64, false, false, 49152, 16).t,
+            3
+        );
         // two rows a task where one would take the workgroup two rounds
-        assert_eq!(Layout::new(100, 100, 8, 4, 64, false, 49152, 16).rows_per_task(), 2);
-        assert_eq!(Layout::new(100, 100, 8, 4, 5, false, 49152, 16).rows_per_task(), 1);
-        let storage = Layout::new(131, 129, 4, 2, 4, false, 0, 1);
+        assert_eq!(
+            Layout::new(100, 100, 8, 4, 64, false, false, 49152, 16).rows_per_task(),
+            2
+        );
+        assert_eq!(
+            Layout::new(100, 100, 8, 4, 5, false, false, 49152, 16).rows_per_task(),
+            1
+        );
+        let storage = Layout::new(131, 129, 4, 2, 4, false, false, 0, 1);
         assert_eq!((storage.t, storage.rows_per_task()), (4, 2));
     }
 

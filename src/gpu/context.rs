@@ -206,14 +206,22 @@ impl Context {
 
     pub fn storage_init(&self, label: &str, data: &[f32]) -> Result<wgpu::Buffer, EngineError> {
         self.check_size(label, data.len())?;
-        // padded to whole vec4s (kernels read some operands as array<vec4<f32>>)
-        let mut v = data.to_vec();
-        v.resize(data.len().max(1).div_ceil(4) * 4, 0.0);
+        // padded to whole vec4s (kernels read some operands as array<vec4<f32>>); copied only
+        // when it needs the padding
+        let padded;
+        let v = if !data.is_empty() && data.len() % 4 == 0 {
+            data
+        } else {
+            let mut p = data.to_vec();
+            p.resize(data.len().max(1).div_ceil(4) * 4, 0.0);
+            padded = p;
+            &padded
+        };
         Ok(self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
-                contents: bytemuck::cast_slice(&v),
+                contents: bytemuck::cast_slice(v),
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
