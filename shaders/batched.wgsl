@@ -691,6 +691,7 @@ var<workgroup> jrot: array<vec4<f32>, 16>; // a round's rotations: (c, s, p, q)
 var<workgroup> wflag: u32;
 var<workgroup> wcols: array<u32, 32>;
 var<workgroup> wkeep: u32;
+var<workgroup> wbad: u32;  // the last `sin_theta`'s factor was 0 or not finite
 
 // The eigen work's matrices: in workgroup memory (mw) when its blocks fit, else in the slot's
 // scratch (storage); the choice is uniform over the workgroup.
@@ -821,13 +822,13 @@ fn sin_theta(tid: u32, kg: u32, rgo: u32, m1: u32, m2: u32, m3: u32, mm: u32) ->
         }
         for (var i = 0u; i < r; i++) { tr += mget(kg + i * r + i); }
         if (!(tr > 0.0)) { bad = 1u; }
-        wflag = bad;
+        wbad = bad;
     }
     for (var i = tid; i < rr; i += WG) {
         mset(m1 + i, 0.5 * (mget(kg + i) + mget(kg + (i % r) * r + i / r)));
     }
     ssync();
-    if (workgroupUniformLoad(&wflag) == 1u) { return -1.0; }
+    if (workgroupUniformLoad(&wbad) == 1u) { return -1.0; }
     jacobi(tid, m1, m2, r, true);
     // the top-m eigenpairs, descending, above the noise floor
     if (tid == 0u) {
@@ -897,8 +898,9 @@ fn align_metrics(tid: u32, gs: u32, rowo: u32) {
         rec[rowo + 4u] = sb;
     }
     // σ(AB): square roots of the eigenvalues of H·BBᵀ·H with H = (AᵀA)^{1/2} = W Λ₊^{1/2} Wᵀ
-    // (W in m2, Λ on m1's diagonal, left by sin θ_A); 0 when A = 0
-    if (sa < 0.0) {
+    // (W in m2, Λ on m1's diagonal, left by sin θ_A); 0 when A = 0 (the test is the uniform
+    // flag rather than `sa`, so that the barriers below stay in uniform control flow)
+    if (workgroupUniformLoad(&wbad) == 1u) {
         for (var i = tid; i < r; i += WG) { rec[rowo + 5u + i] = 0.0; }
         return;
     }
