@@ -872,6 +872,28 @@ fn sin_theta(tid: u32, kg: u32, rgo: u32, m1: u32, m2: u32, m3: u32, mm: u32) ->
     return min(sqrt(max(big_ev, 0.0)), 1.0);
 }
 
+// o = X·Y for the r×r matrices at x, y (offsets as `mget`); Y read as is (mode 0), transposed
+// (1) or symmetrised, (Y + Yᵀ)/2 (2).
+fn mat_r(tid: u32, x: u32, y: u32, o: u32, mode: u32) {
+    let r = p.r;
+    for (var e = tid; e < r * r; e += WG) {
+        let i = e / r;
+        let j = e % r;
+        var s = 0.0;
+        for (var a = 0u; a < r; a++) {
+            var yv = mget(y + a * r + j);
+            if (mode == 1u) {
+                yv = mget(y + j * r + a);
+            } else if (mode == 2u) {
+                yv = 0.5 * (yv + mget(y + j * r + a));
+            }
+            s += mget(x + i * r + a) * yv;
+        }
+        mset(o + e, s);
+    }
+    ssync();
+}
+
 // Record fields 3.. of the row at rowo: sin θ_A, sin θ_B, σ(AB), from the four Grams at float
 // offset gs of `snap` (copied into workgroup memory when the work fits there).
 fn align_metrics(tid: u32, gs: u32, rowo: u32) {
@@ -904,35 +926,15 @@ fn align_metrics(tid: u32, gs: u32, rowo: u32) {
         for (var i = tid; i < r; i += WG) { rec[rowo + 5u + i] = 0.0; }
         return;
     }
-    // H into m3, T = H·BBᵀ into ra, C = T·H into rb (those Grams are used)
+    // S = W Λ₊^{1/2} into ra, H = S·Wᵀ into m3, T = H·sym(BBᵀ) into ra, C = T·H into rb (RᵀR and
+    // SᵀS are used by now)
     for (var e = tid; e < rr; e += WG) {
-        let i = e / r;
-        let j = e % r;
-        var s = 0.0;
-        for (var a = 0u; a < r; a++) {
-            s += mget(m2 + i * r + a) * sqrt(max(mget(m1 + a * r + a), 0.0)) * mget(m2 + j * r + a);
-        }
-        mset(m3 + e, s);
+        mset(ra + e, mget(m2 + e) * sqrt(max(mget(m1 + (e % r) * (r + 1u)), 0.0)));
     }
     ssync();
-    for (var e = tid; e < rr; e += WG) {
-        let i = e / r;
-        let j = e % r;
-        var s = 0.0;
-        for (var a = 0u; a < r; a++) {
-            s += mget(m3 + i * r + a) * 0.5 * (mget(kb + a * r + j) + mget(kb + j * r + a));
-        }
-        mset(ra + e, s);
-    }
-    ssync();
-    for (var e = tid; e < rr; e += WG) {
-        let i = e / r;
-        let j = e % r;
-        var s = 0.0;
-        for (var a = 0u; a < r; a++) { s += mget(ra + i * r + a) * mget(m3 + a * r + j); }
-        mset(rb + e, s);
-    }
-    ssync();
+    mat_r(tid, ra, m2, m3, 1u);
+    mat_r(tid, m3, kb, ra, 2u);
+    mat_r(tid, ra, m3, rb, 0u);
     jacobi(tid, rb, rb, r, false);
     if (tid == 0u) {
         var taken = 0u;

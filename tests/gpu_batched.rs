@@ -134,7 +134,7 @@ fn cfg(d: usize, k: usize, r: usize, rs: usize, opt: Optimiser) -> Config {
     c
 }
 
-/// B ∈ {1, 3, 64}, odd d and k, r ∈ {1, 4, 8, 32}, GD and preconditioned, every init.
+/// B ∈ {1, 3, 64}, odd d and k, r ∈ {1, 4, 8, 16, 32}, GD and preconditioned, every init.
 #[test]
 fn batched_matches_cpu_across_shapes_ranks_and_optimisers() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,13 +151,19 @@ fn batched_matches_cpu_across_shapes_ranks_and_optimisers() {
         let mut c = cfg(37, 29, 4, 2, opt);
         c.seeds = 62;
         cases.push(c);
-        // B = 1 at r = 32 (LoRA-GA would need 64 singular triplets: the GPU SVD takes 32)
+        // B = 1 at r = 32 (LoRA-GA would need 64 singular triplets: the GPU SVD takes 32); the
+        // records' eigen work of r > 8 runs in the metrics workgroup, in its workgroup memory
+        // up to r = 20 (r = 16 here) and in storage above (r = 32)
         for init in [InitKind::LoraOne, InitKind::Vanilla] {
             let mut c = cfg(67, 65, 32, 5, opt);
             c.inits = vec![init];
             c.steps = 12;
             cases.push(c);
         }
+        let mut c = cfg(41, 39, 16, 3, opt);
+        c.inits = vec![InitKind::Vanilla];
+        c.steps = 12;
+        cases.push(c);
     }
     for (i, c) in cases.iter().enumerate() {
         let b = c.runs().len();
