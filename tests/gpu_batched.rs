@@ -169,10 +169,10 @@ fn batched_matches_cpu_across_shapes_ranks_and_optimisers() {
         let b = c.runs().len();
         assert!([1, 3, 4, 64].contains(&b), "batch of {b}");
         // packs in workgroup memory (the adapter's limit), and every other case in storage;
-        // small batches spread one run a pack (the default) or packed together
+        // small batches spread one run a pack (a hardware adapter's default) or packed together
         let opts = GpuOptions {
             batched_wg_bytes: (i % 2 == 1).then_some(0),
-            batched_min_packs: if i % 3 == 0 { 16 } else { 1 },
+            batched_min_packs: Some(if i % 3 == 0 { 16 } else { 1 }),
             ..GpuOptions::default()
         };
         let Some(rg) = gpu_runs(c, opts, true) else {
@@ -188,7 +188,7 @@ fn pack_in_workgroup_memory_or_storage_same_numbers() {
     let mut c = cfg(45, 39, 4, 2, Optimiser::Preconditioned);
     c.seeds = 5;
     let packed = GpuOptions {
-        batched_min_packs: 1,
+        batched_min_packs: Some(1),
         ..GpuOptions::default()
     };
     let Some(wg) = gpu_runs(&c, packed, true) else {
@@ -200,7 +200,11 @@ fn pack_in_workgroup_memory_or_storage_same_numbers() {
     };
     let stor = gpu_runs(&c, stor, true).unwrap();
     // and one run a pack: the same arithmetic per trajectory
-    let spread = gpu_runs(&c, GpuOptions::default(), true).unwrap();
+    let spread = GpuOptions {
+        batched_min_packs: Some(16),
+        ..GpuOptions::default()
+    };
+    let spread = gpu_runs(&c, spread, true).unwrap();
     for ((a, b), s) in wg.iter().zip(&stor).zip(&spread) {
         common::same_bits(a, b);
         common::same_bits(a, s);
@@ -219,13 +223,17 @@ fn two_rows_a_task_same_numbers() {
     c.steps = 12;
     let packed = GpuOptions {
         batched_wg_bytes: Some(0),
-        batched_min_packs: 1,
+        batched_min_packs: Some(1),
         ..GpuOptions::default()
     };
     let Some(two) = gpu_runs(&c, packed, true) else {
         return;
     };
-    let one = gpu_runs(&c, GpuOptions::default(), true).unwrap();
+    let spread = GpuOptions {
+        batched_min_packs: Some(16),
+        ..GpuOptions::default()
+    };
+    let one = gpu_runs(&c, spread, true).unwrap();
     assert_eq!(two.len(), 4);
     for (a, b) in two.iter().zip(&one) {
         common::same_bits(a, b);
@@ -314,7 +322,7 @@ fn one_diverging_run_leaves_the_others_untouched() {
     c.record_every = 1;
     // the four runs share packs, so that a stopped trajectory sits beside running ones
     let packed = GpuOptions {
-        batched_min_packs: 1,
+        batched_min_packs: Some(1),
         ..GpuOptions::default()
     };
     let Some(rg) = gpu_runs(&c, packed, true) else {

@@ -17,6 +17,7 @@
 //! (65,535 iterations; see `../shared/TOOLCHAIN.md`): [`Layout::iters_per_step`] counts a step's
 //! loop iterations per invocation and a dispatch stays under [`SOFTWARE_LOOP_BUDGET`].
 
+use super::context::BATCHED_MIN_PACKS;
 use super::{from_f32, loss_reason, nonfinite_reason, singular_reason, GpuBackend};
 use crate::config::Optimiser;
 use crate::engine::{
@@ -521,7 +522,14 @@ impl GpuBackend {
             r == 1 || rs == 0,
             runs.iter().any(|s| s.init.offset),
             self.batched_wg_bytes(),
-            self.ctx.options.batched_min_packs,
+            self.ctx
+                .options
+                .batched_min_packs
+                .unwrap_or(if self.ctx.is_software() {
+                    1
+                } else {
+                    BATCHED_MIN_PACKS
+                }),
         )
     }
 

@@ -33,8 +33,10 @@ pub struct GpuOptions {
     pub batched_wg_bytes: Option<usize>,
     /// A small batch is spread over at least this many packs (workgroups, one per SM of a
     /// GPU) before trajectories share a pack: a lone pack's step is latency-bound, so five runs
-    /// in five packs finish sooner than in two. Tests set 1 to keep small batches packed.
-    pub batched_min_packs: usize,
+    /// in five packs finish sooner than in two. None: [`BATCHED_MIN_PACKS`] on a hardware
+    /// adapter, 1 on a software one (a CPU emulating the GPU gains nothing from spreading and
+    /// pays for every pack's reads of Σ̂ and G). Tests set it to cover both.
+    pub batched_min_packs: Option<usize>,
 }
 
 impl Default for GpuOptions {
@@ -46,7 +48,7 @@ impl Default for GpuOptions {
             batched_max_dim: BATCHED_MAX_DIM,
             batched_steps_per_dispatch: None,
             batched_wg_bytes: None,
-            batched_min_packs: BATCHED_MIN_PACKS,
+            batched_min_packs: None,
         }
     }
 }
