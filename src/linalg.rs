@@ -295,8 +295,9 @@ fn sin_theta_from_eigen(
     Some(ev[0].max(0.0).sqrt().min(1.0))
 }
 
-/// sin θ_A, sin θ_B and the singular values of AB from a snapshot's r×r Grams (see
-/// `engine::Factors::Grams`), sharing the eigendecomposition of AᵀA.
+/// sin θ_A, sin θ_B and the singular values of AB from a factor pair's r×r Grams `AᵀA`, `BBᵀ`,
+/// `RᵀR`, `SᵀS` (see `engine::Factors::Aligned`), sharing the eigendecomposition of AᵀA: the f64
+/// CPU twin of the batched GPU path's `align_metrics` / `batched_align` (shaders/batched.wgsl).
 pub fn gram_metrics(
     ata: &DMatrix<f64>,
     bbt: &DMatrix<f64>,

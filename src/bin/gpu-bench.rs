@@ -492,8 +492,9 @@ mod bench {
     }
 
     /// One dispatch of n steps, no records: the kernel's own time per step (slope over n) and
-    /// its fixed cost, for d = 100, r = 8 and several batch sizes; and the host's cost of
-    /// turning one record's r×r Grams into the SPEC §4 metrics.
+    /// its fixed cost, for d = 100, r = 8 and several batch sizes; and the cost of the CPU twin
+    /// of the records' alignment metrics (r×r Grams → sin θ, σ(AB): what the host paid per
+    /// record before they moved to the GPU).
     fn kernel_profile(g: &mut GpuBackend, quick: bool) -> Result<(), EngineError> {
         use lora_one_lab::engine::{MetricBasis, RunSpec};
         // PROFILE_B=1,396,399 profiles those batch sizes instead (396 and 399 runs straddle one
