@@ -65,8 +65,13 @@ struct Params {
 
 const WG: u32 = 256u;
 const MAXT: u32 = 16u;
+// row groups of the trace sums (a fixed number, so that the sums' order does not depend on the
+// pack: results are the same whatever T)
+const TRG: u32 = 8u;
 
-var<workgroup> wd: array<f32, 32>;     // tr parts: Σ_i A(i, c) Y(i, c)
+var<workgroup> wtr: array<f32, 256>;   // their partial sums over the rows i ≡ g (mod TRG)
+var<workgroup> wpq: array<f32, 32>;    // Σ_b P(a, b) Q(b, a) per column a of a trajectory
+var<workgroup> wrun: array<vec4<f32>, 16>;  // per trajectory: η, c, limit (fixed in a dispatch)
 var<workgroup> wl: array<f32, 16>;     // loss
 var<workgroup> alive: array<u32, 16>;
 var<workgroup> sing: array<u32, 16>;
@@ -292,6 +297,9 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         alive[tid] = ok;
         sing[tid] = 0u;
+        if (tid < tcount && g < p.nb) {
+            wrun[tid] = vec4<f32>(rp[g * 8u], rp[g * 8u + 2u], rp[g * 8u + 3u], 0.0);
+        }
     }
     pack_in(tid);
     sync();
@@ -343,38 +351,47 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             }
             sync();
         }
-        // (c) the trace parts tr(AᵀY) per column
-        for (var cv = tid; cv < cpv; cv += WG) {
-            var acc = vec4<f32>(0.0);
-            for (var i = 0u; i < p.d; i++) {
-                acc += ldw4(av + i * cpv + cv) * ldw4(yv + i * cpv + cv);
+        // (c) the trace parts tr(AᵀY) per column, in TRG row groups (thread (group, column)),
+        // and the rows of tr(PQ) (thread per column)
+        if (tid < TRG * p.cp) {
+            let c = tid % p.cp;
+            var acc = 0.0;
+            for (var i = tid / p.cp; i < p.d; i += TRG) {
+                acc += ldw(p.wa + i * p.cp + c) * ldw(p.wy + i * p.cp + c);
             }
-            for (var u = 0u; u < 4u; u++) {
-                let c = cv * 4u + u;
-                if (c < p.tr) { wd[c] = acc[u]; }
+            wtr[tid] = acc;
+        }
+        if (tid < p.tr) {
+            let t = tid / r;
+            let a = tid % r;
+            var s = 0.0;
+            for (var b = 0u; b < r; b++) {
+                s += ldw(p.wp + t * rr + a * r + b) * ldw(p.wq + t * rr + b * r + a);
             }
+            wpq[tid] = s;
         }
         workgroupBarrier();
         // (d) loss and the divergence check
         if (tid < tcount) {
             let g = gidx(pack, tid);
             var pq = 0.0;
-            for (var a = 0u; a < r; a++) {
-                for (var b = 0u; b < r; b++) {
-                    pq += ldw(p.wp + tid * rr + a * r + b) * ldw(p.wq + tid * rr + b * r + a);
-                }
-            }
             var trace = 0.0;
-            for (var q = 0u; q < r; q++) { trace += wd[tid * r + q]; }
+            for (var a = 0u; a < r; a++) {
+                pq += wpq[tid * r + a];
+                let c = tid * r + a;
+                var tc = 0.0;
+                for (var h = 0u; h < TRG; h++) { tc += wtr[h * p.cp + c]; }
+                trace += tc;
+            }
             if (g < p.nb) {
-                let loss = 0.5 * pq - trace + rp[g * 8u + 2u];
+                let loss = 0.5 * pq - trace + wrun[tid].y;
                 wl[tid] = loss;
                 if (check && alive[tid] == 1u) {
                     if (nonfinite(loss)) {
                         alive[tid] = 0u;
                         rp[g * 8u + 4u] = 2.0;
                         rp[g * 8u + 5u] = f32(step);
-                    } else if (loss > rp[g * 8u + 3u]) {
+                    } else if (loss > wrun[tid].z) {
                         alive[tid] = 0u;
                         rp[g * 8u + 4u] = 1.0;
                         rp[g * 8u + 5u] = f32(step);
@@ -475,7 +492,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             let c = e % p.tr;
             let t = c / r;
             if (alive[t] == 0u) { continue; }
-            let eta = rp[gidx(pack, t) * 8u];
+            let eta = wrun[t].x;
             if (row < p.d) {
                 var s = ldw(p.wy + row * p.cp + c);
                 if (p.precond == 1u) {

@@ -41,8 +41,8 @@ const MAX_STEPS_PER_DISPATCH: usize = 4096;
 pub const SOFTWARE_LOOP_BUDGET: usize = 48_000;
 const MAX_READBACK_BYTES: u64 = 48 << 20;
 
-/// Bytes of the step kernel's fixed workgroup arrays (wd, wl, alive, sing).
-const FIXED_WG_BYTES: usize = 4 * (32 + 16 + 16 + 16);
+/// Bytes of the step kernel's fixed workgroup arrays (wtr, wpq, wrun, wl, alive, sing).
+const FIXED_WG_BYTES: usize = 4 * (256 + 32 + 64 + 16 + 16 + 16);
 /// Most bytes of snapshot slots (A and Bᵀ of every recorded trajectory of one submission,
 /// waiting for `batched_metrics`); a segment's packs are capped so that one slot fits.
 const MAX_SNAP_BYTES: u64 = 128 << 20;
@@ -203,9 +203,9 @@ impl Layout {
         let prod = mx / 2 + 2;
         let mut it = cd(d * cp / 8 + 2 * tiles) * prod.max(per_tile)
             + cd(tiles + d * cp / 8) * prod.max(per_tile)
-            + cd(cp / 4) * (d + 5)
-            + r * r
+            + d.div_ceil(8) + 1
             + r
+            + r * 9
             + 4
             + cd(d * tr) * (r + 1)
             + cd(k * cp / 8) * prod
