@@ -203,7 +203,8 @@ impl Layout {
         let prod = mx / 2 + 2;
         let mut it = cd(d * cp / 8 + 2 * tiles) * prod.max(per_tile)
             + cd(tiles + d * cp / 8) * prod.max(per_tile)
-            + d.div_ceil(8) + 1
+            + d.div_ceil(8)
+            + 1
             + r
             + r * 9
             + 4
