@@ -721,6 +721,14 @@ fn mset(i: u32, v: f32) {
     if (mwg) { mw[i] = v; } else { sset(i, v); }
 }
 
+// (x_i, x_j) ← (c·x_i − s·x_j, s·x_i + c·x_j): one pair of a Jacobi rotation's update.
+fn rotate(i: u32, j: u32, c: f32, sn: f32) {
+    let xi = mget(i);
+    let xj = mget(j);
+    mset(i, c * xi - sn * xj);
+    mset(j, sn * xi + c * xj);
+}
+
 // A phase boundary of the eigen work.
 fn ssync() {
     storageBarrier();
@@ -781,12 +789,7 @@ fn jacobi(tid: u32, a: u32, v: u32, n: u32, vecs: bool) {
                 let rot = jrot[f / n];
                 if (rot.y == 0.0) { continue; }
                 let k = f % n;
-                let pp = u32(rot.z);
-                let q = u32(rot.w);
-                let kp = mget(m + k * n + pp);
-                let kq = mget(m + k * n + q);
-                mset(m + k * n + pp, rot.x * kp - rot.y * kq);
-                mset(m + k * n + q, rot.y * kp + rot.x * kq);
+                rotate(m + k * n + u32(rot.z), m + k * n + u32(rot.w), rot.x, rot.y);
             }
             ssync();
             // (3) rows: A ← Jᵀ·A
@@ -794,12 +797,7 @@ fn jacobi(tid: u32, a: u32, v: u32, n: u32, vecs: bool) {
                 let rot = jrot[f / n];
                 if (rot.y == 0.0) { continue; }
                 let k = f % n;
-                let pp = u32(rot.z);
-                let q = u32(rot.w);
-                let pk = mget(a + pp * n + k);
-                let qk = mget(a + q * n + k);
-                mset(a + pp * n + k, rot.x * pk - rot.y * qk);
-                mset(a + q * n + k, rot.y * pk + rot.x * qk);
+                rotate(a + u32(rot.z) * n + k, a + u32(rot.w) * n + k, rot.x, rot.y);
             }
             ssync();
         }
@@ -970,6 +968,14 @@ fn align_metrics(tid: u32, gs: u32, rowo: u32) {
 
 const SMAX: u32 = 8u;
 
+// `rotate` on a private matrix
+fn rotate_s(m: ptr<function, array<f32, 64>>, i: u32, j: u32, c: f32, sn: f32) {
+    let xi = (*m)[i];
+    let xj = (*m)[j];
+    (*m)[i] = c * xi - sn * xj;
+    (*m)[j] = sn * xi + c * xj;
+}
+
 fn jacobi_s(a: ptr<function, array<f32, 64>>, v: ptr<function, array<f32, 64>>, n: u32, vecs: bool) {
     if (vecs) {
         for (var i = 0u; i < n * n; i++) { (*v)[i] = select(0.0, 1.0, i % (n + 1u) == 0u); }
@@ -992,25 +998,10 @@ fn jacobi_s(a: ptr<function, array<f32, 64>>, v: ptr<function, array<f32, 64>>, 
                 }
                 let c = 1.0 / sqrt(t * t + 1.0);
                 let sn = t * c;
-                for (var k = 0u; k < n; k++) {
-                    let kp = (*a)[k * n + pp];
-                    let kq = (*a)[k * n + q];
-                    (*a)[k * n + pp] = c * kp - sn * kq;
-                    (*a)[k * n + q] = sn * kp + c * kq;
-                }
-                for (var k = 0u; k < n; k++) {
-                    let pk = (*a)[pp * n + k];
-                    let qk = (*a)[q * n + k];
-                    (*a)[pp * n + k] = c * pk - sn * qk;
-                    (*a)[q * n + k] = sn * pk + c * qk;
-                }
+                for (var k = 0u; k < n; k++) { rotate_s(a, k * n + pp, k * n + q, c, sn); }
+                for (var k = 0u; k < n; k++) { rotate_s(a, pp * n + k, q * n + k, c, sn); }
                 if (vecs) {
-                    for (var k = 0u; k < n; k++) {
-                        let kp = (*v)[k * n + pp];
-                        let kq = (*v)[k * n + q];
-                        (*v)[k * n + pp] = c * kp - sn * kq;
-                        (*v)[k * n + q] = sn * kp + c * kq;
-                    }
+                    for (var k = 0u; k < n; k++) { rotate_s(v, k * n + pp, k * n + q, c, sn); }
                 }
             }
         }
