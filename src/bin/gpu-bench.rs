@@ -542,7 +542,7 @@ mod bench {
             for n in [1usize, 1, 10, 100, 1000] {
                 let ms = median(
                     (0..3)
-                        .map(|_| block_on(g.time_batched_dispatch(n)))
+                        .map(|_| block_on(g.time_batched_dispatch(n, false)))
                         .collect::<Result<Vec<_>, _>>()?,
                 );
                 pts.push((n, ms));
@@ -561,6 +561,40 @@ mod bench {
                 "kernel_profile",
                 serde_json::json!({"d": 100, "r": 8, "trajectories": b,
                 "points_ms": pts, "us_per_step": per * 1e3, "fixed_ms": t1 - per}),
+            );
+        }
+        // the records' GPU cost: one submission of 150 steps recording every 10th step, with the
+        // metrics dispatches and the rows' readback and without (the kernel snapshots either way)
+        for &b in bs {
+            let specs: Vec<RunSpec> = (0..b)
+                .map(|i| RunSpec {
+                    init: lora_one_lab::init::vanilla_draw(&cfg, 1e-3, i),
+                    settings: StepSettings {
+                        eta: cfg.eta,
+                        optimiser: Optimiser::Gd,
+                        damping: 1e-3,
+                        record_every: 10,
+                        last_step: 1 << 30,
+                        divergence_factor: 1e8,
+                    },
+                })
+                .collect();
+            block_on(g.start_batch(&specs, &basis))?;
+            let (mut with, mut without) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                with.push(block_on(g.time_batched_dispatch(150, true))?);
+                without.push(block_on(g.time_batched_dispatch(150, false))?);
+            }
+            let (w, wo) = (median(with.clone()), median(without.clone()));
+            eprintln!(
+                "records d=k=100 r=8 B={b}: 150 steps with 15 records {with:.2?} ms, without {without:.2?} ms: {:.3} ms a record slot ({:.2} µs a record)",
+                (w - wo) / 15.0,
+                (w - wo) / 15.0 / b as f64 * 1e3
+            );
+            result(
+                "records_profile",
+                serde_json::json!({"d": 100, "r": 8, "trajectories": b,
+                "with_ms": with, "without_ms": without}),
             );
         }
         // host: r×r Grams → sin θ_A, sin θ_B, σ(AB)
@@ -588,8 +622,15 @@ mod bench {
         let wg = std::env::var("BATCHED_WG_BYTES")
             .ok()
             .and_then(|v| v.parse().ok());
+        // BATCHED_IN_FLIGHT=1 queues one chunk at a time (the host then waits on the GPU and the
+        // GPU on the host's parsing)
+        let in_flight = std::env::var("BATCHED_IN_FLIGHT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(GpuOptions::default().batched_in_flight);
         let mut g = block_on(GpuBackend::with_options(GpuOptions {
             batched_wg_bytes: wg,
+            batched_in_flight: in_flight,
             ..GpuOptions::default()
         }))?;
         kernel_profile(&mut g, quick)?;

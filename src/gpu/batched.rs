@@ -832,6 +832,29 @@ impl GpuBackend {
         first_new: bool,
         nrec: usize,
     ) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
+        let sub = self.submit_chunk(b, n, first_new, nrec)?;
+        self.collect(sub).await
+    }
+
+    /// A submitted chunk's record rows and run table (waiting for that submission only).
+    async fn collect(&self, s: Submitted) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
+        let mut all = self
+            .ctx
+            .read_after(&s.rb, s.rec_floats + s.rp_floats, Some(s.index))
+            .await?;
+        let rpv = all.split_off(s.rec_floats);
+        Ok((all, rpv))
+    }
+
+    /// `dispatch` up to the submission: the rows are collected later, so that the next chunk can
+    /// be queued first.
+    fn submit_chunk(
+        &self,
+        b: &Batch,
+        n: usize,
+        first_new: bool,
+        nrec: usize,
+    ) -> Result<Submitted, EngineError> {
         let lay = &b.lay;
         let rec_floats = nrec * b.nb * lay.rstride;
         let rp_floats = b.nb * RP;
@@ -890,9 +913,13 @@ impl GpuBackend {
             (rec_floats * 4) as u64,
             (rp_floats * 4) as u64,
         );
-        self.submit(enc);
-        let all = self.ctx.read(&rb, rec_floats + rp_floats).await?;
-        Ok((all[..rec_floats].to_vec(), all[rec_floats..].to_vec()))
+        let index = self.ctx.queue.submit([enc.finish()]);
+        Ok(Submitted {
+            rb,
+            rec_floats,
+            rp_floats,
+            index,
+        })
     }
 
     /// Steps the next submission may take.
@@ -925,23 +952,46 @@ impl GpuBackend {
         n.max(1)
     }
 
-    /// Wall time (ms) of exactly one submission of `n` steps of the batch in progress, no
-    /// records read back (benchmarks: the kernel's time per step is the slope over n). It
+    /// Wall time (ms) of exactly one submission of `n` steps of the batch in progress
+    /// (benchmarks: the kernel's time per step is the slope over n). With `records`, the
+    /// records' metrics of the steps the schedule records run too and their rows are read back;
+    /// without, the kernel still snapshots those steps but nothing more is done with them. It
     /// advances the batch.
-    pub async fn time_batched_dispatch(&mut self, n: usize) -> Result<f64, EngineError> {
+    pub async fn time_batched_dispatch(
+        &mut self,
+        n: usize,
+        records: bool,
+    ) -> Result<f64, EngineError> {
         let Some(super::BatchState::Batched(mut b)) = self.batch.take() else {
             return Err(EngineError::Unsupported(
                 "time_batched_dispatch needs a batch on the batched path".into(),
             ));
         };
+        let nrec = if records {
+            (b.step + 1..=b.step + n)
+                .filter(|&s| b.schedule.records(s))
+                .count()
+        } else {
+            0
+        };
+        if nrec > b.rec_cap {
+            let cap = b.rec_cap;
+            self.batch = Some(super::BatchState::Batched(b));
+            return Err(EngineError::Unsupported(format!(
+                "{nrec} records in one submission; the record buffer holds {cap}"
+            )));
+        }
         let t = Instant::now();
-        let r = self.dispatch(&b, n, false, 0).await;
+        let r = self.dispatch(&b, n, false, nrec).await;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         b.step += n;
         self.batch = Some(super::BatchState::Batched(b));
         r.map(|_| ms)
     }
 
+    /// Advance every live run by `steps`, in chunks sized by time; up to
+    /// `GpuOptions::batched_in_flight` chunks are queued at once, so that the GPU works on the
+    /// next chunk while the host reads and parses the last one's records.
     pub(super) async fn advance_batched(
         &self,
         b: &mut Batch,
@@ -951,21 +1001,37 @@ impl GpuBackend {
         let t0 = Instant::now();
         let mut left = steps;
         let lay = b.lay;
-        while left > 0 && b.stopped.iter().any(|s| !s) {
-            let n = self.batched_chunk(b, left);
-            let recsteps: Vec<usize> = (b.step + 1..=b.step + n)
-                .filter(|&s| b.schedule.records(s))
-                .collect();
-            let tc = Instant::now();
-            let (recv, rpv) = self.dispatch(b, n, false, recsteps.len()).await?;
-            let dt = tc.elapsed().as_secs_f64() * 1e3;
+        let depth = self.ctx.options.batched_in_flight.max(1);
+        // chunks in flight: (submission, steps, first step, recorded steps, submitted at)
+        let mut queue = std::collections::VecDeque::new();
+        let mut done_at = t0;
+        loop {
+            while queue.len() < depth && left > 0 && b.stopped.iter().any(|s| !s) {
+                let n = self.batched_chunk(b, left);
+                let recsteps: Vec<usize> = (b.step + 1..=b.step + n)
+                    .filter(|&s| b.schedule.records(s))
+                    .collect();
+                let sub = self.submit_chunk(b, n, false, recsteps.len())?;
+                queue.push_back((sub, n, b.step, recsteps, Instant::now()));
+                b.step += n;
+                left -= n;
+            }
+            let Some((sub, n, step0, recsteps, at)) = queue.pop_front() else {
+                break;
+            };
+            let (recv, rpv) = self.collect(sub).await?;
+            // the chunk's own time: from its submission or the previous chunk's end, whichever
+            // is later (queued chunks wait for the ones before them)
+            let now = Instant::now();
+            let dt = (now - at.max(done_at)).as_secs_f64() * 1e3;
+            done_at = now;
             b.pace.add(n, dt);
             b.last_n = n;
             let elapsed = t0.elapsed().as_secs_f64() * 1e3;
             // parse every recorded row of every live run (in parallel natively: 1500 rows of a
             // few runs are as many as one row of 1500 runs)
             let runs: Vec<usize> = (0..b.nb).filter(|&gi| !b.stopped[gi]).collect();
-            let (step0, stride) = (b.step, lay.rstride);
+            let stride = lay.rstride;
             let rows: Vec<(usize, usize, usize)> = runs
                 .iter()
                 .flat_map(|&gi| {
@@ -995,12 +1061,18 @@ impl GpuBackend {
                         Some(reason(status, at, rpv[o + 7] as f64, &b.settings[gi]));
                 }
             }
-            b.step += n;
-            left -= n;
         }
         self.ctx.check()?;
         Ok(advs)
     }
+}
+
+/// A chunk on the queue: where its rows will be read from.
+struct Submitted {
+    rb: wgpu::Buffer,
+    rec_floats: usize,
+    rp_floats: usize,
+    index: wgpu::SubmissionIndex,
 }
 
 fn reason(status: u32, at: usize, loss: f64, s: &StepSettings) -> Divergence {

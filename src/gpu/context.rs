@@ -37,6 +37,10 @@ pub struct GpuOptions {
     /// adapter, 1 on a software one (a CPU emulating the GPU gains nothing from spreading and
     /// pays for every pack's reads of Σ̂ and G). Tests set it to cover both.
     pub batched_min_packs: Option<usize>,
+    /// Submissions of the batched path in flight at once: the next chunk is queued before the
+    /// last one's records are read back and parsed, so the GPU does not wait on the host (1:
+    /// one at a time; benchmarks compare).
+    pub batched_in_flight: usize,
 }
 
 impl Default for GpuOptions {
@@ -49,6 +53,7 @@ impl Default for GpuOptions {
             batched_steps_per_dispatch: None,
             batched_wg_bytes: None,
             batched_min_packs: None,
+            batched_in_flight: 2,
         }
     }
 }
@@ -254,8 +259,20 @@ impl Context {
     }
 
     /// Map a MAP_READ buffer and return its first `floats` values. Awaits the map callback (on
-    /// wasm the browser drives it; natively we poll the device until the queue is idle).
+    /// wasm the browser drives it; natively we poll the device until the latest submission is
+    /// done).
     pub async fn read(&self, buf: &wgpu::Buffer, floats: usize) -> Result<Vec<f32>, EngineError> {
+        self.read_after(buf, floats, None).await
+    }
+
+    /// `read` of a buffer that submission `index` (None: the latest) fills: natively only that
+    /// submission is waited for, so later ones already queued keep the GPU busy.
+    pub async fn read_after(
+        &self,
+        buf: &wgpu::Buffer,
+        floats: usize,
+        index: Option<wgpu::SubmissionIndex>,
+    ) -> Result<Vec<f32>, EngineError> {
         let bytes = (floats as u64) * 4;
         if bytes == 0 {
             return Ok(Vec::new());
@@ -265,10 +282,15 @@ impl Context {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        #[cfg(target_arch = "wasm32")]
+        let _ = index;
         #[cfg(not(target_arch = "wasm32"))]
         {
             self.device
-                .poll(wgpu::PollType::wait_indefinitely())
+                .poll(wgpu::PollType::Wait {
+                    submission_index: index,
+                    timeout: None,
+                })
                 .map_err(|e| dev_err(format!("waiting for the GPU failed: {e}")))?;
         }
         let r = rx
