@@ -120,14 +120,19 @@ fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
     var c1 = vec4<f32>(0.0);
     var e0 = vec4<f32>(0.0);
     var e1 = vec4<f32>(0.0);
-    // four rows of M a turn: their loads are independent, so they are in flight together
+    // eight rows of M a turn: their loads are independent, so they are in flight together
+    // (a lone pack's step waits mostly on these loads)
     var j = 0u;
-    for (; j + 3u < inner; j += 4u) {
+    for (; j + 7u < inner; j += 8u) {
         let mi = mo + j * nrows + row;
         let m0 = big[mi];
         let m1 = big[mi + nrows];
         let m2 = big[mi + 2u * nrows];
         let m3 = big[mi + 3u * nrows];
+        let m4 = big[mi + 4u * nrows];
+        let m5 = big[mi + 5u * nrows];
+        let m6 = big[mi + 6u * nrows];
+        let m7 = big[mi + 7u * nrows];
         let x0 = xv + j * cpv;
         let y00 = ldw4(x0);
         let y01 = ldw4(x0 + 1u);
@@ -137,6 +142,14 @@ fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
         let y21 = ldw4(x0 + 2u * cpv + 1u);
         let y30 = ldw4(x0 + 3u * cpv);
         let y31 = ldw4(x0 + 3u * cpv + 1u);
+        let y40 = ldw4(x0 + 4u * cpv);
+        let y41 = ldw4(x0 + 4u * cpv + 1u);
+        let y50 = ldw4(x0 + 5u * cpv);
+        let y51 = ldw4(x0 + 5u * cpv + 1u);
+        let y60 = ldw4(x0 + 6u * cpv);
+        let y61 = ldw4(x0 + 6u * cpv + 1u);
+        let y70 = ldw4(x0 + 7u * cpv);
+        let y71 = ldw4(x0 + 7u * cpv + 1u);
         a0 += m0 * y00;
         a1 += m0 * y01;
         b0 += m1 * y10;
@@ -145,12 +158,24 @@ fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
         a1 += m2 * y21;
         b0 += m3 * y30;
         b1 += m3 * y31;
+        a0 += m4 * y40;
+        a1 += m4 * y41;
+        b0 += m5 * y50;
+        b1 += m5 * y51;
+        a0 += m6 * y60;
+        a1 += m6 * y61;
+        b0 += m7 * y70;
+        b1 += m7 * y71;
         if (p.rb == 2u) {
             let ni = mo + j * nrows + row2;
             let n0 = big[ni];
             let n1 = big[ni + nrows];
             let n2 = big[ni + 2u * nrows];
             let n3 = big[ni + 3u * nrows];
+            let n4 = big[ni + 4u * nrows];
+            let n5 = big[ni + 5u * nrows];
+            let n6 = big[ni + 6u * nrows];
+            let n7 = big[ni + 7u * nrows];
             c0 += n0 * y00;
             c1 += n0 * y01;
             e0 += n1 * y10;
@@ -159,6 +184,14 @@ fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
             c1 += n2 * y21;
             e0 += n3 * y30;
             e1 += n3 * y31;
+            c0 += n4 * y40;
+            c1 += n4 * y41;
+            e0 += n5 * y50;
+            e1 += n5 * y51;
+            c0 += n6 * y60;
+            c1 += n6 * y61;
+            e0 += n7 * y70;
+            e1 += n7 * y71;
         }
     }
     for (; j < inner; j++) {
@@ -563,22 +596,39 @@ fn sx(so: u32, r4: u32, row: u32, q: u32) -> f32 {
 }
 
 // XᵀX and RᵀR of one factor (n rows from row0 of the snapshot at vec4 offset so; basis (n×r*)
-// in `big` at bo), into `snap` at float offsets fx and fr.
+// in `big` at bo), into `snap` at float offsets fx and fr. Each sum over the rows is split over
+// groups of threads (rows i ≡ h mod the group count) whose partial sums are then added in a fixed
+// order, so that all the workgroup's threads work and no thread walks all n rows.
 fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, fx: u32, fr: u32) {
     let r = p.r;
     let rs = p.rs;
     let r4 = (r + 3u) / 4u;
-    for (var e = tid; e < rs * r; e += WG) {
-        let q = e / r;
-        let a = e % r;
+    // M = basisᵀX (r*×r at MM): thread (output o, row group h), partials at MM + h·nm + o
+    let nm = rs * r;
+    let gm = max(1u, WG / nm);
+    for (var e = tid; e < nm * gm; e += WG) {
+        let o = e % nm;
+        let h = e / nm;
+        let q = o / r;
+        let a = o % r;
         var s = 0.0;
-        for (var i = 0u; i < n; i++) {
+        for (var i = h; i < n; i += gm) {
             s += big[bo + i * rs + q] * sx(so, r4, row0 + i, a);
         }
         mw[MM + e] = s;
     }
     workgroupBarrier();
+    // each output's partials added into group 0's slot by the thread that owns it
+    for (var o = tid; o < nm; o += WG) {
+        var s = mw[MM + o];
+        for (var h = 1u; h < gm; h++) { s += mw[MM + h * nm + o]; }
+        mw[MM + o] = s;
+    }
+    workgroupBarrier();
+    // the Grams: thread (entry o of r×r, row group h) over the rows of each chunk
     let ch = MCH / r;
+    let ng = r * r;
+    let gg = max(1u, WG / ng);
     var gx = vec4<f32>(0.0);
     var gr = vec4<f32>(0.0);
     for (var i0 = 0u; i0 < n; i0 += ch) {
@@ -596,13 +646,14 @@ fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, fx: u32, fr: u32)
         }
         workgroupBarrier();
         for (var m = 0u; m < 4u; m++) {
-            let o = tid + m * WG;
-            if (o < r * r) {
+            let e = tid + m * WG;
+            if (e < ng * gg) {
+                let o = e % ng;
                 let a = o / r;
                 let b = o % r;
                 var s1 = 0.0;
                 var s2 = 0.0;
-                for (var i = 0u; i < rows; i++) {
+                for (var i = e / ng; i < rows; i += gg) {
                     s1 += mw[i * r + a] * mw[i * r + b];
                     s2 += mw[MCH + i * r + a] * mw[MCH + i * r + b];
                 }
@@ -612,13 +663,26 @@ fn factor_grams(tid: u32, so: u32, row0: u32, n: u32, bo: u32, fx: u32, fr: u32)
         }
         workgroupBarrier();
     }
+    // the row groups' partials (Gram of X at 0, of R at MCH), then their sums
     for (var m = 0u; m < 4u; m++) {
-        let o = tid + m * WG;
-        if (o < r * r) {
-            sset(fx + o, gx[m]);
-            sset(fr + o, gr[m]);
+        let e = tid + m * WG;
+        if (e < ng * gg) {
+            mw[e] = gx[m];
+            mw[MCH + e] = gr[m];
         }
     }
+    workgroupBarrier();
+    for (var o = tid; o < ng; o += WG) {
+        var s1 = 0.0;
+        var s2 = 0.0;
+        for (var h = 0u; h < gg; h++) {
+            s1 += mw[h * ng + o];
+            s2 += mw[MCH + h * ng + o];
+        }
+        sset(fx + o, s1);
+        sset(fr + o, s2);
+    }
+    workgroupBarrier();
 }
 
 @compute @workgroup_size(256)
@@ -1024,9 +1088,9 @@ fn next_largest_s(a: ptr<function, array<f32, 64>>, n: u32, taken: u32) -> u32 {
     return best;
 }
 
-// `sin_theta` with k = XᵀX and rg = RᵀR at float offsets kg, rgo of `snap`; Λ left on the
-// diagonal of m1 and W in m2; m3 is work.
-fn sin_theta_s(kg: u32, rgo: u32, m1: ptr<function, array<f32, 64>>, m2: ptr<function, array<f32, 64>>, m3: ptr<function, array<f32, 64>>, mm: u32) -> f32 {
+// The eigenpairs of sym(XᵀX) at float offset kg of `snap`: Λ on the diagonal of m1, W in m2;
+// false when XᵀX or the residual Gram at rgo has a non-finite entry, or XᵀX is 0.
+fn eig_s(kg: u32, rgo: u32, m1: ptr<function, array<f32, 64>>, m2: ptr<function, array<f32, 64>>) -> bool {
     let r = p.r;
     var tr = 0.0;
     var bad = false;
@@ -1036,8 +1100,16 @@ fn sin_theta_s(kg: u32, rgo: u32, m1: ptr<function, array<f32, 64>>, m2: ptr<fun
         (*m1)[i] = 0.5 * (x + sget(kg + (i % r) * r + i / r));
     }
     for (var i = 0u; i < r; i++) { tr += sget(kg + i * r + i); }
-    if (bad || !(tr > 0.0)) { return -1.0; }
+    if (bad || !(tr > 0.0)) { return false; }
     jacobi_s(m1, m2, r, true);
+    return true;
+}
+
+// `sin_theta` with k = XᵀX and rg = RᵀR at float offsets kg, rgo of `snap`; Λ left on the
+// diagonal of m1 and W in m2; m3 is work.
+fn sin_theta_s(kg: u32, rgo: u32, m1: ptr<function, array<f32, 64>>, m2: ptr<function, array<f32, 64>>, m3: ptr<function, array<f32, 64>>, mm: u32) -> f32 {
+    let r = p.r;
+    if (!eig_s(kg, rgo, m1, m2)) { return -1.0; }
     var cols: array<u32, 8>;
     var taken = 0u;
     var keep = 0u;
@@ -1075,10 +1147,14 @@ fn sin_theta_s(kg: u32, rgo: u32, m1: ptr<function, array<f32, 64>>, m2: ptr<fun
     return min(sqrt(max(big_ev, 0.0)), 1.0);
 }
 
+// Three jobs a record, one per z of the dispatch (so that a warp's threads run the same code):
+// 0 sin θ_B, 1 sin θ_A, 2 σ(AB) (which solves AᵀA's eigenproblem again rather than wait for
+// job 1).
 @compute @workgroup_size(64)
 fn batched_align(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x = gid.x;
     let slot = gid.y;
+    let job = gid.z;
     let g = p.pack0 * p.t + x;
     if (x >= p.snt || g >= p.nb || p.r > SMAX) { return; }
     let r = p.r;
@@ -1091,10 +1167,15 @@ fn batched_align(@builtin(global_invocation_id) gid: vec3<u32>) {
     var m1: array<f32, 64>;
     var m2: array<f32, 64>;
     var m3: array<f32, 64>;
-    rec[rowo + 4u] = sin_theta_s(kb, ka + 3u * rr, &m1, &m2, &m3, mm);
-    let sa = sin_theta_s(ka, ka + 2u * rr, &m1, &m2, &m3, mm);
-    rec[rowo + 3u] = sa;
-    if (sa < 0.0) {
+    if (job == 0u) {
+        rec[rowo + 4u] = sin_theta_s(kb, ka + 3u * rr, &m1, &m2, &m3, mm);
+        return;
+    }
+    if (job == 1u) {
+        rec[rowo + 3u] = sin_theta_s(ka, ka + 2u * rr, &m1, &m2, &m3, mm);
+        return;
+    }
+    if (!eig_s(ka, ka + 2u * rr, &m1, &m2)) {
         for (var i = 0u; i < r; i++) { rec[rowo + 5u + i] = 0.0; }
         return;
     }

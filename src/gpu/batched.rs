@@ -898,7 +898,7 @@ impl GpuBackend {
                     if lay.r <= ALIGN_SERIAL_MAX_R {
                         pass.set_pipeline(&b.align);
                         pass.set_bind_group(0, &s.align_bind, &[]);
-                        pass.dispatch_workgroups(traj.div_ceil(64), nrec as u32, 1);
+                        pass.dispatch_workgroups(traj.div_ceil(64), nrec as u32, 3);
                     }
                 }
             }
