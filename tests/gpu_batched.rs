@@ -240,6 +240,32 @@ fn two_rows_a_task_same_numbers() {
     }
 }
 
+/// A batch of 512 runs or more keeps its packs in storage with T·r = 32 (r = 2 here: sixteen runs
+/// a pack): every run as the CPU twin computes it, and its first draws the same bits as in a
+/// batch of five (packed in workgroup memory).
+#[test]
+fn large_batch_in_storage_packs() {
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = cfg(13, 11, 2, 1, Optimiser::Gd);
+    c.inits = vec![InitKind::Vanilla];
+    c.seeds = 512;
+    c.steps = 20;
+    let opts = GpuOptions {
+        batched_min_packs: Some(1),
+        ..GpuOptions::default()
+    };
+    let Some(big) = gpu_runs(&c, opts, true) else {
+        return;
+    };
+    compare(&c, &cpu_runs(&c), &big);
+    let mut small = c.clone();
+    small.seeds = 5;
+    let small = gpu_runs(&small, opts, true).unwrap();
+    for (a, b) in small.iter().zip(&big) {
+        common::same_bits(a, b);
+    }
+}
+
 #[test]
 fn alignment_preset_on_the_batched_path() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());

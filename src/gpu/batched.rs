@@ -49,6 +49,15 @@ const MAX_SNAP_BYTES: u64 = 128 << 20;
 /// Largest r whose alignment metrics `batched_align` forms one thread a record (larger ranks: the
 /// metrics workgroup, in parallel; the shader's `SMAX`).
 const ALIGN_SERIAL_MAX_R: usize = 8;
+/// Batches of at least this many runs keep their packs in storage, with as many trajectories a
+/// pack as the kernel takes. A pack in workgroup memory has the fastest step, but the H200 runs
+/// one such pack (~40 KB) per SM at a time (396 runs in 132 packs take 52 µs a step, 399 runs
+/// 114), so a batch of several waves of packs waits on its last wave; packs in storage are slower
+/// alone but several share an SM. On the H200 at d = 100, r = 8: 1024 runs take 116 µs a step in
+/// storage (T = 4) against 155 µs in workgroup memory (T = 3, three waves), 528 runs 89 against
+/// 103, while 396 runs (one wave) take 52 in workgroup memory against ~89 (BENCHMARKS.md). The
+/// number of SMs is not known to WebGPU, so the switch is by the batch's size.
+const STORAGE_MIN_RUNS: usize = 512;
 /// Workgroups along one dimension of a dispatch (WebGPU's default limit).
 const MAX_GROUPS: u64 = 65_535;
 
@@ -167,6 +176,7 @@ impl Layout {
     /// The layout of a batch of `nb` runs (`offset`: some of them are offset runs): the pack in
     /// workgroup memory with as many trajectories as fit `wg_bytes` (up to T·r = 32), else in
     /// storage with T·r ≈ 16; either way no more than spread the batch over `min_packs` packs.
+    /// A batch of `STORAGE_MIN_RUNS` or more keeps its packs in storage with T·r = 32.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         d: usize,
@@ -182,6 +192,9 @@ impl Layout {
         let cap = wg_bytes.saturating_sub(FIXED_WG_BYTES) / 4;
         let spread = nb.max(1).div_ceil(min_packs.max(1));
         let tmax = (MAX_TR / r).clamp(1, MAX_T).min(spread);
+        if nb >= STORAGE_MIN_RUNS {
+            return Self::with_t(d, k, r, rs, tmax, full, offset, false);
+        }
         for t in (1..=tmax).rev() {
             let l = Self::with_t(d, k, r, rs, t, full, offset, true);
             if l.wfloats <= cap {
@@ -1118,7 +1131,7 @@ mod tests {
     #[test]
     fn workgroup_variant_validates() {
         for (d, r, nb, wg) in [
-            (100, 8, 1024, 49152),
+            (100, 8, 300, 49152),
             (100, 8, 5, 16384),
             (37, 4, 64, 32768),
             (9, 1, 3, 16384),
@@ -1141,7 +1154,13 @@ mod tests {
         // too large for 16 KiB: the pack goes to storage
         let lay = Layout::new(400, 400, 8, 4, 64, false, true, 16384, 1);
         assert_eq!(lay.wfloats, 0);
-        assert!(Layout::new(100, 100, 8, 4, 1024, false, false, 49152, 16).t >= 3);
+        assert_eq!(
+            Layout::new(100, 100, 8, 4, 396, false, false, 49152, 16).t,
+            3
+        );
+        // a large batch: packs in storage, four trajectories each
+        let big = Layout::new(100, 100, 8, 4, 1024, false, false, 49152, 16);
+        assert_eq!((big.t, big.wfloats), (4, 0));
         // a small batch is spread first: five runs, five packs
         assert_eq!(Layout::new(100, 100, 8, 4, 5, false, false, 49152, 16).t, 1);
         assert_eq!(Layout::new(100, 100, 8, 4, 5, false, false, 49152, 1).t, 3);
