@@ -171,6 +171,19 @@ pub trait Backend {
     /// Take `steps` updates of every live run of the batch; per run, snapshots at its recorded
     /// steps and its divergence (runs already stopped get an empty `Advance`).
     async fn advance_batch(&mut self, steps: usize) -> Result<Vec<Advance>, EngineError>;
+    /// `advance_batch` in parts: each part (per run, the snapshots and divergence of a stretch
+    /// of the steps, in order) goes to `sink` as soon as the backend has it, so that the
+    /// caller's work on it overlaps the backend's (the GPU's batched path hands over each
+    /// chunk's records while the next chunk runs). The parts of one call, joined per run, are
+    /// what `advance_batch` returns. By default one part, at the end.
+    async fn advance_batch_into(
+        &mut self,
+        steps: usize,
+        sink: &mut dyn FnMut(Vec<Advance>),
+    ) -> Result<(), EngineError> {
+        sink(self.advance_batch(steps).await?);
+        Ok(())
+    }
 
     /// Begin a batch of one run (returns full factors' snapshots on every backend).
     async fn start(
@@ -636,18 +649,23 @@ impl Experiment {
         }
         let n = budget.max(1).min(self.cfg().steps - t0);
         let t = Instant::now();
-        let advs = be.advance_batch(n).await?;
+        // the runs live at the call, and their training time before it (records' wall times)
+        let live: Vec<bool> = self.live.clone();
+        let bases: Vec<f64> = self.runs.iter().map(|r| r.train_ms).collect();
+        be.advance_batch_into(n, &mut |advs| {
+            let work = advs
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| live.get(*i).copied().unwrap_or(false))
+                .map(|(i, adv)| (i, adv, bases[i]))
+                .collect();
+            self.absorb_all(work);
+        })
+        .await?;
         let dt = ms(t);
-        let mut work = Vec::with_capacity(advs.len());
-        for (i, adv) in advs.into_iter().enumerate() {
-            if !self.live.get(i).copied().unwrap_or(false) {
-                continue;
-            }
-            let base = self.runs[i].train_ms;
-            self.runs[i].train_ms += dt;
-            work.push((i, adv, base));
+        for (run, _) in self.runs.iter_mut().zip(&live).filter(|(_, l)| **l) {
+            run.train_ms += dt;
         }
-        self.absorb_all(work);
         self.batch_step = Some(t0 + n);
         self.update_finished();
         Ok(self.progress())

@@ -1002,15 +1002,36 @@ impl GpuBackend {
         r.map(|_| ms)
     }
 
-    /// Advance every live run by `steps`, in chunks sized by time; up to
-    /// `GpuOptions::batched_in_flight` chunks are queued at once, so that the GPU works on the
-    /// next chunk while the host reads and parses the last one's records.
+    /// `advance_batched_into` with its parts joined per run.
     pub(super) async fn advance_batched(
         &self,
         b: &mut Batch,
         steps: usize,
     ) -> Result<Vec<Advance>, EngineError> {
         let mut advs = vec![Advance::default(); b.nb];
+        self.advance_batched_into(b, steps, &mut |part| {
+            for (a, p) in advs.iter_mut().zip(part) {
+                a.snapshots.extend(p.snapshots);
+                if p.diverged.is_some() {
+                    a.diverged = p.diverged;
+                }
+            }
+        })
+        .await?;
+        Ok(advs)
+    }
+
+    /// Advance every live run by `steps`, in chunks sized by time; up to
+    /// `GpuOptions::batched_in_flight` chunks are queued at once, so that the GPU works on the
+    /// next chunk while the host reads and parses the last one's records. Each chunk's part of
+    /// the advance goes to `sink` as soon as it is parsed, the next chunk already queued (the
+    /// caller's work on it overlaps the GPU's too).
+    pub(super) async fn advance_batched_into(
+        &self,
+        b: &mut Batch,
+        steps: usize,
+        sink: &mut dyn FnMut(Vec<Advance>),
+    ) -> Result<(), EngineError> {
         let t0 = Instant::now();
         let mut left = steps;
         let lay = b.lay;
@@ -1018,20 +1039,24 @@ impl GpuBackend {
         // chunks in flight: (submission, steps, first step, recorded steps, submitted at)
         let mut queue = std::collections::VecDeque::new();
         let mut done_at = t0;
-        loop {
-            while queue.len() < depth && left > 0 && b.stopped.iter().any(|s| !s) {
-                let n = self.batched_chunk(b, left);
+        let top_up = |b: &mut Batch,
+                      left: &mut usize,
+                      queue: &mut std::collections::VecDeque<_>|
+         -> Result<(), EngineError> {
+            while queue.len() < depth && *left > 0 && b.stopped.iter().any(|s| !s) {
+                let n = self.batched_chunk(b, *left);
                 let recsteps: Vec<usize> = (b.step + 1..=b.step + n)
                     .filter(|&s| b.schedule.records(s))
                     .collect();
                 let sub = self.submit_chunk(b, n, false, recsteps.len())?;
                 queue.push_back((sub, n, b.step, recsteps, Instant::now()));
                 b.step += n;
-                left -= n;
+                *left -= n;
             }
-            let Some((sub, n, step0, recsteps, at)) = queue.pop_front() else {
-                break;
-            };
+            Ok(())
+        };
+        top_up(b, &mut left, &mut queue)?;
+        while let Some((sub, n, step0, recsteps, at)) = queue.pop_front() {
             let (recv, rpv) = self.collect(sub).await?;
             // the chunk's own time: from its submission or the previous chunk's end, whichever
             // is later (queued chunks wait for the ones before them)
@@ -1041,6 +1066,9 @@ impl GpuBackend {
             b.pace.add(n, dt);
             b.last_n = n;
             let elapsed = t0.elapsed().as_secs_f64() * 1e3;
+            // the next chunk goes on the queue before this one's rows are parsed (runs stopped
+            // in this chunk stay stopped on the GPU: their status is in the run table)
+            top_up(b, &mut left, &mut queue)?;
             // parse every recorded row of every live run (in parallel natively: 1500 rows of a
             // few runs are as many as one row of 1500 runs)
             let runs: Vec<usize> = (0..b.nb).filter(|&gi| !b.stopped[gi]).collect();
@@ -1062,6 +1090,7 @@ impl GpuBackend {
                 let t_ms = elapsed - dt + dt * (s - step0) as f64 / n as f64;
                 snapshot(&lay, row, s, t_ms)
             });
+            let mut advs = vec![Advance::default(); b.nb];
             for (&(gi, _, _), snap) in rows.iter().zip(snaps) {
                 advs[gi].snapshots.push(snap);
             }
@@ -1074,9 +1103,9 @@ impl GpuBackend {
                         Some(reason(status, at, rpv[o + 7] as f64, &b.settings[gi]));
                 }
             }
+            sink(advs);
         }
-        self.ctx.check()?;
-        Ok(advs)
+        self.ctx.check()
     }
 }
 

@@ -226,6 +226,24 @@ impl Backend for GpuBackend {
         }
     }
 
+    async fn advance_batch_into(
+        &mut self,
+        steps: usize,
+        sink: &mut dyn FnMut(Vec<Advance>),
+    ) -> Result<(), EngineError> {
+        if !matches!(self.batch, Some(BatchState::Batched(_))) {
+            sink(self.advance_batch(steps).await?);
+            return Ok(());
+        }
+        let Some(BatchState::Batched(mut b)) = self.batch.take() else {
+            unreachable!()
+        };
+        let out = self.advance_batched_into(&mut b, steps, sink).await;
+        // keep the batch after a failed advance (the caller may fall back or retry)
+        self.batch = Some(BatchState::Batched(b));
+        out
+    }
+
     async fn advance_batch(&mut self, steps: usize) -> Result<Vec<Advance>, EngineError> {
         let mut state = self
             .batch

@@ -86,6 +86,16 @@ impl Backend for AppBackend {
             AppBackend::Gpu(b) => b.advance_batch(steps).await,
         }
     }
+    async fn advance_batch_into(
+        &mut self,
+        steps: usize,
+        sink: &mut dyn FnMut(Vec<Advance>),
+    ) -> Result<(), EngineError> {
+        match self {
+            AppBackend::Cpu(b) => b.advance_batch_into(steps, sink).await,
+            AppBackend::Gpu(b) => b.advance_batch_into(steps, sink).await,
+        }
+    }
 }
 
 impl crate::digits::FtCompute for AppBackend {
