@@ -709,11 +709,7 @@ impl Experiment {
         let mut new_starts = false;
         if self.lin_starts.len() < self.lin_a0.len() {
             let starts: Vec<_> = match self.linear.get() {
-                Some(l) => self
-                    .lin_a0
-                    .iter()
-                    .map(|a| a.as_ref().map(|a| l.start(a)))
-                    .collect(),
+                Some(l) => par_map(&self.lin_a0, |a| a.as_ref().map(|a| l.start(a))),
                 None => self.lin_a0.iter().map(|_| None).collect(),
             };
             self.lin_starts = Arc::new(starts);
