@@ -698,9 +698,11 @@ impl GpuBackend {
         let mut pack0 = 0;
         while pack0 < npacks {
             let np = max_packs.min(npacks - pack0);
-            let mut st = vec![0f32; np * lay.ws];
-            for p in 0..np {
-                let base = p * lay.ws;
+            // what each pack uploads: A, B and the offset runs' A0, B0, SA0 (the rest of its
+            // region starts at zero), filled on all cores natively
+            let idx: Vec<usize> = (0..np).collect();
+            let data = crate::engine::par_map(&idx, |&p| {
+                let mut st = vec![0f32; lay.oe];
                 for t in 0..lay.t {
                     let gi = (pack0 + p) * lay.t + t;
                     if gi >= nb {
@@ -712,23 +714,28 @@ impl GpuBackend {
                         let c = t * r + q;
                         for i in 0..d {
                             let a = init.a0[(i, q)] as f32;
-                            st[base + lay.oa + i * lay.cp + c] = a;
+                            st[lay.oa + i * lay.cp + c] = a;
                             if let Some(sa0) = &sa0 {
-                                st[base + lay.oa0 + i * lay.cp + c] = a;
-                                st[base + lay.osa0 + i * lay.cp + c] = sa0[(i, q)] as f32;
+                                st[lay.oa0 + i * lay.cp + c] = a;
+                                st[lay.osa0 + i * lay.cp + c] = sa0[(i, q)] as f32;
                             }
                         }
                         for j in 0..k {
                             let b = init.b0[(q, j)] as f32;
-                            st[base + lay.ob + j * lay.cp + c] = b;
+                            st[lay.ob + j * lay.cp + c] = b;
                             if init.offset {
-                                st[base + lay.ob0 + j * lay.cp + c] = b;
+                                st[lay.ob0 + j * lay.cp + c] = b;
                             }
                         }
                     }
                 }
+                st
+            });
+            let st_buf = ctx.storage("batched state", np * lay.ws)?;
+            for (p, v) in data.iter().enumerate() {
+                ctx.queue
+                    .write_buffer(&st_buf, (p * lay.ws * 4) as u64, bytemuck::cast_slice(v));
             }
-            let st_buf = ctx.storage_init("batched state", &st)?;
             let params = ctx.uniform(&[0u32; 44]);
             fn entry(binding: u32, buf: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
                 wgpu::BindGroupEntry {
