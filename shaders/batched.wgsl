@@ -46,7 +46,7 @@ struct Params {
     snt: u32, oe: u32, of_: u32, rstride: u32,
     wa: u32, wb: u32, wx: u32, wy: u32,
     wp: u32, wq: u32, wk: u32, any_offset: u32,
-    pack0: u32, wfloats: u32, _p1: u32, _p2: u32,
+    pack0: u32, wfloats: u32, rb: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -98,256 +98,122 @@ fn nonfinite(x: f32) -> bool {
 fn lds(i: u32) -> f32 { return st[(base + i) >> 2u][(base + i) & 3u]; }
 fn sts(i: u32, v: f32) { st[(base + i) >> 2u][(base + i) & 3u] = v; }
 
-// Rows of a big product per task: 1, 2 or 4 (set by the host per layout, a pipeline constant so
-// that the compiler keeps only the accumulators it needs).
-override RB: u32 = 2u;
-
-// out(row, c) = Σ_j M(j, row) · C(j, c) for rows < nrows, 8 columns (2 vec4) per task and RB rows
-// (row + h·⌈nrows/RB⌉, h < RB: each loaded C row feeds them all, and a pack's products take fewer
-// rounds of the workgroup); C and out in pack memory (vec4 offsets cv, ov), M in `big` at mo with
-// row stride nrows. Each output sums its even j and its odd j in two chains, in order, then adds
-// them: the same order whatever RB and the unrolling, so results do not depend on them.
+// out(row, c) = Σ_j M(j, row) · C(j, c) for rows < nrows, 8 columns (2 vec4) per task and
+// p.rb rows (1 or 2: rows row and row + ⌈nrows/2⌉, so that a pack's products take one round of
+// the workgroup instead of two and each loaded column of C feeds both); C and out in pack memory
+// (vec4 offsets cv, ov), M in `big` at mo with row stride nrows. Each output is summed in the
+// same order whatever p.rb, so results do not depend on it.
 fn product(task: u32, nrows: u32, inner: u32, mo: u32, cv: u32, ov: u32) {
     let cpv = p.cp / 4u;
-    let nr = (nrows + RB - 1u) / RB;
+    let nr = (nrows + p.rb - 1u) / p.rb;
     let g = task / nr;
     let row = task % nr;
     let xv = cv + 2u * g;
-    // rows 1.. (a valid row to read when there is none; its sums are dropped)
-    let v1 = RB > 1u && row + 1u * nr < nrows;
-    let row1 = select(row, row + 1u * nr, v1);
-    let v2 = RB > 2u && row + 2u * nr < nrows;
-    let row2 = select(row, row + 2u * nr, v2);
-    let v3 = RB > 3u && row + 3u * nr < nrows;
-    let row3 = select(row, row + 3u * nr, v3);
-    let mi0 = mo + row;
-    let mi1 = mo + row1;
-    let mi2 = mo + row2;
-    let mi3 = mo + row3;
-    var a0_0 = vec4<f32>(0.0);
-    var a1_0 = vec4<f32>(0.0);
-    var b0_0 = vec4<f32>(0.0);
-    var b1_0 = vec4<f32>(0.0);
-    var a0_1 = vec4<f32>(0.0);
-    var a1_1 = vec4<f32>(0.0);
-    var b0_1 = vec4<f32>(0.0);
-    var b1_1 = vec4<f32>(0.0);
-    var a0_2 = vec4<f32>(0.0);
-    var a1_2 = vec4<f32>(0.0);
-    var b0_2 = vec4<f32>(0.0);
-    var b1_2 = vec4<f32>(0.0);
-    var a0_3 = vec4<f32>(0.0);
-    var a1_3 = vec4<f32>(0.0);
-    var b0_3 = vec4<f32>(0.0);
-    var b1_3 = vec4<f32>(0.0);
+    // the second row (a valid row to read when there is none; its sums are dropped)
+    let two = p.rb == 2u && row + nr < nrows;
+    let row2 = select(row, row + nr, two);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var e0 = vec4<f32>(0.0);
+    var e1 = vec4<f32>(0.0);
+    // eight rows of M a turn: their loads are independent, so they are in flight together
+    // (a lone pack's step waits mostly on these loads)
     var j = 0u;
-    // several rows of M a turn: their loads are independent, so they are in flight together
-    // (a lone pack's step waits mostly on these loads); four a turn at RB = 4, whose
-    // accumulators take the registers
-    if (RB == 4u) {
-        for (; j + 3u < inner; j += 4u) {
-            let x0 = xv + j * cpv;
-            let y00 = ldw4(x0);
-            let y01 = ldw4(x0 + 1u);
-            let y10 = ldw4(x0 + cpv);
-            let y11 = ldw4(x0 + cpv + 1u);
-            let y20 = ldw4(x0 + 2u * cpv);
-            let y21 = ldw4(x0 + 2u * cpv + 1u);
-            let y30 = ldw4(x0 + 3u * cpv);
-            let y31 = ldw4(x0 + 3u * cpv + 1u);
-            let mj0 = mi0 + j * nrows;
-            let m0 = big[mj0];
-            let m1 = big[mj0 + nrows];
-            let m2 = big[mj0 + 2u * nrows];
-            let m3 = big[mj0 + 3u * nrows];
-            a0_0 += m0 * y00;
-            a1_0 += m0 * y01;
-            b0_0 += m1 * y10;
-            b1_0 += m1 * y11;
-            a0_0 += m2 * y20;
-            a1_0 += m2 * y21;
-            b0_0 += m3 * y30;
-            b1_0 += m3 * y31;
-            if (RB > 1u) {
-                let mj1 = mi1 + j * nrows;
-                let m0 = big[mj1];
-                let m1 = big[mj1 + nrows];
-                let m2 = big[mj1 + 2u * nrows];
-                let m3 = big[mj1 + 3u * nrows];
-                a0_1 += m0 * y00;
-                a1_1 += m0 * y01;
-                b0_1 += m1 * y10;
-                b1_1 += m1 * y11;
-                a0_1 += m2 * y20;
-                a1_1 += m2 * y21;
-                b0_1 += m3 * y30;
-                b1_1 += m3 * y31;
-            }
-            if (RB > 2u) {
-                let mj2 = mi2 + j * nrows;
-                let m0 = big[mj2];
-                let m1 = big[mj2 + nrows];
-                let m2 = big[mj2 + 2u * nrows];
-                let m3 = big[mj2 + 3u * nrows];
-                a0_2 += m0 * y00;
-                a1_2 += m0 * y01;
-                b0_2 += m1 * y10;
-                b1_2 += m1 * y11;
-                a0_2 += m2 * y20;
-                a1_2 += m2 * y21;
-                b0_2 += m3 * y30;
-                b1_2 += m3 * y31;
-            }
-            if (RB > 3u) {
-                let mj3 = mi3 + j * nrows;
-                let m0 = big[mj3];
-                let m1 = big[mj3 + nrows];
-                let m2 = big[mj3 + 2u * nrows];
-                let m3 = big[mj3 + 3u * nrows];
-                a0_3 += m0 * y00;
-                a1_3 += m0 * y01;
-                b0_3 += m1 * y10;
-                b1_3 += m1 * y11;
-                a0_3 += m2 * y20;
-                a1_3 += m2 * y21;
-                b0_3 += m3 * y30;
-                b1_3 += m3 * y31;
-            }
-        }
-    } else {
-        for (; j + 7u < inner; j += 8u) {
-            let x0 = xv + j * cpv;
-            let y00 = ldw4(x0);
-            let y01 = ldw4(x0 + 1u);
-            let y10 = ldw4(x0 + cpv);
-            let y11 = ldw4(x0 + cpv + 1u);
-            let y20 = ldw4(x0 + 2u * cpv);
-            let y21 = ldw4(x0 + 2u * cpv + 1u);
-            let y30 = ldw4(x0 + 3u * cpv);
-            let y31 = ldw4(x0 + 3u * cpv + 1u);
-            let y40 = ldw4(x0 + 4u * cpv);
-            let y41 = ldw4(x0 + 4u * cpv + 1u);
-            let y50 = ldw4(x0 + 5u * cpv);
-            let y51 = ldw4(x0 + 5u * cpv + 1u);
-            let y60 = ldw4(x0 + 6u * cpv);
-            let y61 = ldw4(x0 + 6u * cpv + 1u);
-            let y70 = ldw4(x0 + 7u * cpv);
-            let y71 = ldw4(x0 + 7u * cpv + 1u);
-            let mj0 = mi0 + j * nrows;
-            let m0 = big[mj0];
-            let m1 = big[mj0 + nrows];
-            let m2 = big[mj0 + 2u * nrows];
-            let m3 = big[mj0 + 3u * nrows];
-            let m4 = big[mj0 + 4u * nrows];
-            let m5 = big[mj0 + 5u * nrows];
-            let m6 = big[mj0 + 6u * nrows];
-            let m7 = big[mj0 + 7u * nrows];
-            a0_0 += m0 * y00;
-            a1_0 += m0 * y01;
-            b0_0 += m1 * y10;
-            b1_0 += m1 * y11;
-            a0_0 += m2 * y20;
-            a1_0 += m2 * y21;
-            b0_0 += m3 * y30;
-            b1_0 += m3 * y31;
-            a0_0 += m4 * y40;
-            a1_0 += m4 * y41;
-            b0_0 += m5 * y50;
-            b1_0 += m5 * y51;
-            a0_0 += m6 * y60;
-            a1_0 += m6 * y61;
-            b0_0 += m7 * y70;
-            b1_0 += m7 * y71;
-            if (RB > 1u) {
-                let mj1 = mi1 + j * nrows;
-                let m0 = big[mj1];
-                let m1 = big[mj1 + nrows];
-                let m2 = big[mj1 + 2u * nrows];
-                let m3 = big[mj1 + 3u * nrows];
-                let m4 = big[mj1 + 4u * nrows];
-                let m5 = big[mj1 + 5u * nrows];
-                let m6 = big[mj1 + 6u * nrows];
-                let m7 = big[mj1 + 7u * nrows];
-                a0_1 += m0 * y00;
-                a1_1 += m0 * y01;
-                b0_1 += m1 * y10;
-                b1_1 += m1 * y11;
-                a0_1 += m2 * y20;
-                a1_1 += m2 * y21;
-                b0_1 += m3 * y30;
-                b1_1 += m3 * y31;
-                a0_1 += m4 * y40;
-                a1_1 += m4 * y41;
-                b0_1 += m5 * y50;
-                b1_1 += m5 * y51;
-                a0_1 += m6 * y60;
-                a1_1 += m6 * y61;
-                b0_1 += m7 * y70;
-                b1_1 += m7 * y71;
-            }
+    for (; j + 7u < inner; j += 8u) {
+        let mi = mo + j * nrows + row;
+        let m0 = big[mi];
+        let m1 = big[mi + nrows];
+        let m2 = big[mi + 2u * nrows];
+        let m3 = big[mi + 3u * nrows];
+        let m4 = big[mi + 4u * nrows];
+        let m5 = big[mi + 5u * nrows];
+        let m6 = big[mi + 6u * nrows];
+        let m7 = big[mi + 7u * nrows];
+        let x0 = xv + j * cpv;
+        let y00 = ldw4(x0);
+        let y01 = ldw4(x0 + 1u);
+        let y10 = ldw4(x0 + cpv);
+        let y11 = ldw4(x0 + cpv + 1u);
+        let y20 = ldw4(x0 + 2u * cpv);
+        let y21 = ldw4(x0 + 2u * cpv + 1u);
+        let y30 = ldw4(x0 + 3u * cpv);
+        let y31 = ldw4(x0 + 3u * cpv + 1u);
+        let y40 = ldw4(x0 + 4u * cpv);
+        let y41 = ldw4(x0 + 4u * cpv + 1u);
+        let y50 = ldw4(x0 + 5u * cpv);
+        let y51 = ldw4(x0 + 5u * cpv + 1u);
+        let y60 = ldw4(x0 + 6u * cpv);
+        let y61 = ldw4(x0 + 6u * cpv + 1u);
+        let y70 = ldw4(x0 + 7u * cpv);
+        let y71 = ldw4(x0 + 7u * cpv + 1u);
+        a0 += m0 * y00;
+        a1 += m0 * y01;
+        b0 += m1 * y10;
+        b1 += m1 * y11;
+        a0 += m2 * y20;
+        a1 += m2 * y21;
+        b0 += m3 * y30;
+        b1 += m3 * y31;
+        a0 += m4 * y40;
+        a1 += m4 * y41;
+        b0 += m5 * y50;
+        b1 += m5 * y51;
+        a0 += m6 * y60;
+        a1 += m6 * y61;
+        b0 += m7 * y70;
+        b1 += m7 * y71;
+        if (p.rb == 2u) {
+            let ni = mo + j * nrows + row2;
+            let n0 = big[ni];
+            let n1 = big[ni + nrows];
+            let n2 = big[ni + 2u * nrows];
+            let n3 = big[ni + 3u * nrows];
+            let n4 = big[ni + 4u * nrows];
+            let n5 = big[ni + 5u * nrows];
+            let n6 = big[ni + 6u * nrows];
+            let n7 = big[ni + 7u * nrows];
+            c0 += n0 * y00;
+            c1 += n0 * y01;
+            e0 += n1 * y10;
+            e1 += n1 * y11;
+            c0 += n2 * y20;
+            c1 += n2 * y21;
+            e0 += n3 * y30;
+            e1 += n3 * y31;
+            c0 += n4 * y40;
+            c1 += n4 * y41;
+            e0 += n5 * y50;
+            e1 += n5 * y51;
+            c0 += n6 * y60;
+            c1 += n6 * y61;
+            e0 += n7 * y70;
+            e1 += n7 * y71;
         }
     }
     for (; j < inner; j++) {
         let x0 = xv + j * cpv;
         let y0 = ldw4(x0);
         let y1 = ldw4(x0 + 1u);
-        let odd = (j & 1u) == 1u;
-        let m = big[mi0 + j * nrows];
-        if (odd) {
-            b0_0 += m * y0;
-            b1_0 += m * y1;
-        } else {
-            a0_0 += m * y0;
-            a1_0 += m * y1;
-        }
-        if (RB > 1u) {
-            let m = big[mi1 + j * nrows];
-            if (odd) {
-                b0_1 += m * y0;
-                b1_1 += m * y1;
-            } else {
-                a0_1 += m * y0;
-                a1_1 += m * y1;
-            }
-        }
-        if (RB > 2u) {
-            let m = big[mi2 + j * nrows];
-            if (odd) {
-                b0_2 += m * y0;
-                b1_2 += m * y1;
-            } else {
-                a0_2 += m * y0;
-                a1_2 += m * y1;
-            }
-        }
-        if (RB > 3u) {
-            let m = big[mi3 + j * nrows];
-            if (odd) {
-                b0_3 += m * y0;
-                b1_3 += m * y1;
-            } else {
-                a0_3 += m * y0;
-                a1_3 += m * y1;
-            }
+        let m0 = big[mo + j * nrows + row];
+        a0 += m0 * y0;
+        a1 += m0 * y1;
+        if (p.rb == 2u) {
+            let n0 = big[mo + j * nrows + row2];
+            c0 += n0 * y0;
+            c1 += n0 * y1;
         }
     }
     let o = ov + row * cpv + 2u * g;
-    stw4(o, a0_0 + b0_0);
-    stw4(o + 1u, a1_0 + b1_0);
-    if (v1) {
-        let o1 = ov + row1 * cpv + 2u * g;
-        stw4(o1, a0_1 + b0_1);
-        stw4(o1 + 1u, a1_1 + b1_1);
-    }
-    if (v2) {
+    stw4(o, a0 + b0);
+    stw4(o + 1u, a1 + b1);
+    if (two) {
         let o2 = ov + row2 * cpv + 2u * g;
-        stw4(o2, a0_2 + b0_2);
-        stw4(o2 + 1u, a1_2 + b1_2);
-    }
-    if (v3) {
-        let o3 = ov + row3 * cpv + 2u * g;
-        stw4(o3, a0_3 + b0_3);
-        stw4(o3 + 1u, a1_3 + b1_3);
+        stw4(o2, c0 + e0);
+        stw4(o2 + 1u, c1 + e1);
     }
 }
 
@@ -477,7 +343,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         let recd = check && (step % p.rec_every == 0u || step == p.last_step);
         let need_k = p.precond == 1u;
         // (a) Q = BBᵀ, K = AᵀA, the offset Grams E = B0Bᵀ (k) and F = AᵀSA0 (d); X = Σ̂A
-        let nx = ((p.d + RB - 1u) / RB) * (p.cp / 8u);
+        let nx = ((p.d + p.rb - 1u) / p.rb) * (p.cp / 8u);
         var ngram = tiles;
         if (need_k) { ngram += tiles; }
         var noff = 0u;
@@ -500,7 +366,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         // (b) P = AᵀX; Y = G Bᵀ (+ SA0·E for offset runs)
-        let ny = ((p.d + RB - 1u) / RB) * (p.cp / 8u);
+        let ny = ((p.d + p.rb - 1u) / p.rb) * (p.cp / 8u);
         for (var e = tid; e < tiles + ny; e += WG) {
             if (e < tiles) {
                 gram_tile(e, p.d, av, false, xv, p.wp, 0u, 0u);
@@ -582,7 +448,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         // (f) Z = (AᵀG)ᵀ into X (the old A), + B0·Fᵀ for offset runs
-        let nz = ((p.k + RB - 1u) / RB) * (p.cp / 8u);
+        let nz = ((p.k + p.rb - 1u) / p.rb) * (p.cp / 8u);
         for (var e = tid; e < nz; e += WG) {
             product(e, p.k, p.d, p.o_g, av, xv);
         }

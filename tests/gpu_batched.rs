@@ -266,35 +266,6 @@ fn large_batch_in_storage_packs() {
     }
 }
 
-/// One, two or four rows of Σ̂ or G a task in the big products: the same numbers, to the bit.
-#[test]
-fn rows_a_task_change_no_result() {
-    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
-    let mut c = cfg(131, 129, 4, 2, Optimiser::Preconditioned);
-    c.inits = vec![InitKind::Vanilla, InitKind::LoraOne, InitKind::LoraGa];
-    c.seeds = 2;
-    c.steps = 12;
-    let with = |rb: usize| {
-        let opts = GpuOptions {
-            batched_wg_bytes: Some(0),
-            batched_min_packs: Some(1),
-            batched_rows_per_task: Some(rb),
-            ..GpuOptions::default()
-        };
-        gpu_runs(&c, opts, true)
-    };
-    let Some(four) = with(4) else {
-        return;
-    };
-    compare(&c, &cpu_runs(&c), &four);
-    for rb in [1, 2] {
-        let other = with(rb).unwrap();
-        for (a, b) in four.iter().zip(&other) {
-            common::same_bits(a, b);
-        }
-    }
-}
-
 #[test]
 fn alignment_preset_on_the_batched_path() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());

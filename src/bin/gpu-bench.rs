@@ -631,14 +631,9 @@ mod bench {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(GpuOptions::default().batched_in_flight);
-        // BATCHED_RB=1|2|4 forces the rows a task of the big products
-        let rb = std::env::var("BATCHED_RB")
-            .ok()
-            .and_then(|v| v.parse().ok());
         let mut g = block_on(GpuBackend::with_options(GpuOptions {
             batched_wg_bytes: wg,
             batched_in_flight: in_flight,
-            batched_rows_per_task: rb,
             ..GpuOptions::default()
         }))?;
         kernel_profile(&mut g, quick)?;

@@ -49,8 +49,6 @@ const MAX_SNAP_BYTES: u64 = 128 << 20;
 /// Largest r whose alignment metrics `batched_align` forms one thread a record (larger ranks: the
 /// metrics workgroup, in parallel; the shader's `SMAX`).
 const ALIGN_SERIAL_MAX_R: usize = 8;
-/// The shader's default `RB` (the pipeline built with the other kernels).
-const DEFAULT_RB: usize = 2;
 /// Batches of at least this many runs keep their packs in storage, with as many trajectories a
 /// pack as the kernel takes. A pack in workgroup memory has the fastest step, but the H200 runs
 /// one such pack (~40 KB) per SM at a time (396 runs in 132 packs take 52 µs a step, 399 runs
@@ -345,21 +343,16 @@ impl Layout {
             any_offset as usize,
             pack0,
             self.wfloats,
-            0,
+            self.rows_per_task(),
             0,
         ];
         v.map(|x| x as u32)
     }
 
-    /// Rows of a big product per task (the shader's `RB`): two when one row a task would need a
-    /// second round of the workgroup's threads, four beyond four rounds (each loaded row of the
-    /// pack's factors then feeds four rows of Σ̂ or G: at d = 1000, 1024 runs, two rows a task
-    /// instead of one took the step from 12.0 to 9.6 s on the H200).
+    /// Rows of a big product per task (the shader's `p.rb`): two when one row a task would
+    /// need a second round of the workgroup's threads.
     fn rows_per_task(&self) -> usize {
-        let tasks = self.d.max(self.k) * (self.cp / 8);
-        if tasks > 4 * WG {
-            4
-        } else if tasks > WG {
+        if self.d.max(self.k) * (self.cp / 8) > WG {
             2
         } else {
             1
@@ -507,32 +500,25 @@ impl GpuBackend {
 
     /// The batched pipeline for a pack memory of `wfloats` workgroup floats (0: in storage),
     /// compiled once per size.
-    /// The step kernel for a layout: its pack memory (`wfloats` floats of workgroup memory, 0:
-    /// storage) and its rows a task `rb` (the shader's `RB`).
     async fn batched_pipeline(
         &mut self,
         wfloats: usize,
-        rb: usize,
     ) -> Result<wgpu::ComputePipeline, EngineError> {
-        if wfloats == 0 && rb == DEFAULT_RB {
+        if wfloats == 0 {
             return Ok(self.kern.batched.clone());
         }
-        if let Some((_, p)) = self
-            .batched_variants
-            .iter()
-            .find(|(key, _)| *key == (wfloats, rb))
-        {
+        if let Some((_, p)) = self.batched_variants.iter().find(|(n, _)| *n == wfloats) {
             return Ok(p.clone());
         }
-        let src = shader_source((wfloats > 0).then_some(wfloats));
+        let src = shader_source(Some(wfloats));
         let ctx = &self.ctx;
         let pipe = ctx
             .scoped("compiling the batched kernel", || {
-                let m = ctx.module("batched (variant)", &src);
-                super::kernels::pipeline_with(ctx, &m, "batched", &[("RB", rb as f64)])
+                let m = ctx.module("batched (workgroup pack)", &src);
+                super::kernels::pipeline(ctx, &m, "batched")
             })
             .await?;
-        self.batched_variants.push(((wfloats, rb), pipe.clone()));
+        self.batched_variants.push((wfloats, pipe.clone()));
         Ok(pipe)
     }
 
@@ -627,16 +613,7 @@ impl GpuBackend {
         let r = runs[0].init.a0.ncols();
         let lay = self.batch_layout(d, k, runs, basis);
         let rs = lay.rs;
-        let rb = match self.ctx.options.batched_rows_per_task {
-            Some(n) if [1, 2, 4].contains(&n) => n,
-            Some(n) => {
-                return Err(EngineError::Unsupported(format!(
-                    "batched_rows_per_task = {n}: 1, 2 or 4"
-                )))
-            }
-            None => lay.rows_per_task(),
-        };
-        let pipeline = self.batched_pipeline(lay.wfloats, rb).await?;
+        let pipeline = self.batched_pipeline(lay.wfloats).await?;
         let metrics = self.kern.batched_metrics.clone();
         let align = self.kern.batched_align.clone();
         let l = self.loaded.as_ref().expect("loaded");

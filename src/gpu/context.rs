@@ -41,9 +41,6 @@ pub struct GpuOptions {
     /// last one's records are read back and parsed, so the GPU does not wait on the host (1:
     /// one at a time; benchmarks compare).
     pub batched_in_flight: usize,
-    /// Rows of Σ̂ or G a task of the batched kernel's big products takes: 1, 2 or 4 (None: by
-    /// the problem's size). Tests force each to check that results do not depend on it.
-    pub batched_rows_per_task: Option<usize>,
 }
 
 impl Default for GpuOptions {
@@ -57,7 +54,6 @@ impl Default for GpuOptions {
             batched_wg_bytes: None,
             batched_min_packs: None,
             batched_in_flight: 2,
-            batched_rows_per_task: None,
         }
     }
 }

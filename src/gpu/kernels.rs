@@ -53,16 +53,6 @@ pub(super) fn pipeline(
     module: &wgpu::ShaderModule,
     entry: &str,
 ) -> wgpu::ComputePipeline {
-    pipeline_with(ctx, module, entry, &[])
-}
-
-/// `pipeline` with values for the module's pipeline-overridable constants.
-pub(super) fn pipeline_with(
-    ctx: &Context,
-    module: &wgpu::ShaderModule,
-    entry: &str,
-    constants: &[(&str, f64)],
-) -> wgpu::ComputePipeline {
     ctx.device
         .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
@@ -70,7 +60,7 @@ pub(super) fn pipeline_with(
             module,
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
+                constants: &[],
                 // every kernel writes its workgroup memory before reading it
                 zero_initialize_workgroup_memory: false,
             },

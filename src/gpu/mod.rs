@@ -71,7 +71,7 @@ pub struct GpuBackend {
     batch: Option<BatchState>,
     svd_plan: Option<svd::SvdPlan>,
     /// Batched kernels compiled with their pack in workgroup memory, by its size in floats.
-    batched_variants: Vec<((usize, usize), wgpu::ComputePipeline)>,
+    batched_variants: Vec<(usize, wgpu::ComputePipeline)>,
     /// Why the batch in progress is on the single-run path (None: batched, or no batch).
     single_path_reason: Option<String>,
     /// The digits model's plans, by data set (`mlp.rs`).
