@@ -289,6 +289,30 @@ fn first_segment(path: &str) -> &str {
     path.split(['.', '[']).next().unwrap_or(path)
 }
 
+/// The JSON string literals of `text` (even when the whole is not valid JSON), decoded: a key
+/// written with escapes (`"\/"` is `/`) is named by its decoded form.
+fn string_literals(text: &str) -> Vec<String> {
+    text.char_indices()
+        .filter(|&(_, c)| c == '"')
+        .filter_map(|(i, _)| {
+            serde_json::Deserializer::from_str(&text[i..])
+                .into_iter::<String>()
+                .next()
+                .and_then(Result::ok)
+        })
+        .collect()
+}
+
+/// A key written with an escape (found by the fuzzer below): the error names its decoded form,
+/// which the fuzzer's check finds among the text's string literals.
+#[test]
+fn json_config_error_names_an_escaped_key_decoded() {
+    let text = r#"{"\/""#;
+    let e = Config::from_json(text).unwrap_err();
+    assert_eq!(e.field, "/");
+    assert_eq!(string_literals(text), vec!["/".to_string()]);
+}
+
 /// The JSON config reader: never a panic; an error names `json` (not JSON at all) or the path of
 /// the field it is about, whose first segment is a key of the document or a config field.
 #[test]
@@ -336,7 +360,10 @@ fn json_config_reader_never_panics_and_names_the_field() {
                     })
                     .unwrap_or(false)
                     || text.contains(&serde_json::to_string(head).unwrap())
-                    || text.contains(&serde_json::to_string(&e.field).unwrap());
+                    || text.contains(&serde_json::to_string(&e.field).unwrap())
+                    || string_literals(&text)
+                        .iter()
+                        .any(|l| l == head || *l == e.field);
                 prop_assert!(
                     e.field == "json"
                         || in_doc
