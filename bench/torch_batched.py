@@ -76,20 +76,21 @@ def run(dump, d, B, r=8, steps=1500, every=10, eta=1.0 / 64, alpha2=1e-3, metric
         A.sub_(eta * gA)
         Bm.sub_(eta * gB)
 
-    def record():
+    def record_loss():
+        """The loss by the trace identity into rec[0]; returns BB^T."""
         SA = torch.matmul(sigma, A)
         BBt = torch.bmm(Bm, Bm.transpose(1, 2))
         AtSA = torch.bmm(A.transpose(1, 2), SA)
         AtG = torch.matmul(A.transpose(1, 2), G)
         rec[0].copy_(0.5 * (AtSA * BBt).sum((1, 2)) - (AtG * Bm).sum((1, 2)))
+        return BBt
+
+    def record():
+        record_loss()
         rec[1].copy_(0.5 * (torch.bmm(A, Bm) - delta).square().sum((1, 2)))
 
     def record_all():
-        SA = torch.matmul(sigma, A)
-        BBt = torch.bmm(Bm, Bm.transpose(1, 2))
-        AtSA = torch.bmm(A.transpose(1, 2), SA)
-        AtG = torch.matmul(A.transpose(1, 2), G)
-        rec[0].copy_(0.5 * (AtSA * BBt).sum((1, 2)) - (AtG * Bm).sum((1, 2)))
+        BBt = record_loss()
         sq = (torch.bmm(A, Bm) - delta).square().sum((1, 2))
         rec[1].copy_(0.5 * sq)
         rec[2].copy_(sq.sqrt())

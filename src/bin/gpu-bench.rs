@@ -523,21 +523,24 @@ mod bench {
             u: svd.u.columns(0, 4).into_owned(),
             v: svd.v.columns(0, 4).into_owned(),
         };
-        for &b in bs {
-            let specs: Vec<RunSpec> = (0..b)
+        // b vanilla draws recording every `every` steps
+        let specs = |b: usize, every: usize| -> Vec<RunSpec> {
+            (0..b)
                 .map(|i| RunSpec {
                     init: lora_one_lab::init::vanilla_draw(&cfg, 1e-3, i),
                     settings: StepSettings {
                         eta: cfg.eta,
                         optimiser: Optimiser::Gd,
                         damping: 1e-3,
-                        record_every: 1 << 30,
+                        record_every: every,
                         last_step: 1 << 30,
                         divergence_factor: 1e8,
                     },
                 })
-                .collect();
-            block_on(g.start_batch(&specs, &basis))?;
+                .collect()
+        };
+        for &b in bs {
+            block_on(g.start_batch(&specs(b, 1 << 30), &basis))?;
             let mut pts = Vec::new();
             for n in [1usize, 1, 10, 100, 1000] {
                 let ms = median(
@@ -566,20 +569,7 @@ mod bench {
         // the records' GPU cost: one submission of 150 steps recording every 10th step, with the
         // metrics dispatches and the rows' readback and without (the kernel snapshots either way)
         for &b in bs {
-            let specs: Vec<RunSpec> = (0..b)
-                .map(|i| RunSpec {
-                    init: lora_one_lab::init::vanilla_draw(&cfg, 1e-3, i),
-                    settings: StepSettings {
-                        eta: cfg.eta,
-                        optimiser: Optimiser::Gd,
-                        damping: 1e-3,
-                        record_every: 10,
-                        last_step: 1 << 30,
-                        divergence_factor: 1e8,
-                    },
-                })
-                .collect();
-            block_on(g.start_batch(&specs, &basis))?;
+            block_on(g.start_batch(&specs(b, 10), &basis))?;
             let (mut with, mut without) = (Vec::new(), Vec::new());
             // one pair to wake the GPU's clocks, then five
             block_on(g.time_batched_dispatch(150, true))?;
