@@ -988,9 +988,7 @@ impl GpuBackend {
             ));
         };
         let nrec = if records {
-            (b.step + 1..=b.step + n)
-                .filter(|&s| b.schedule.records(s))
-                .count()
+            b.recorded_steps(n).len()
         } else {
             0
         };
@@ -1052,9 +1050,7 @@ impl GpuBackend {
          -> Result<(), EngineError> {
             while queue.len() < depth && *left > 0 && b.stopped.iter().any(|s| !s) {
                 let n = self.batched_chunk(b, *left);
-                let recsteps: Vec<usize> = (b.step + 1..=b.step + n)
-                    .filter(|&s| b.schedule.records(s))
-                    .collect();
+                let recsteps = b.recorded_steps(n);
                 let sub = self.submit_chunk(b, n, false, recsteps.len())?;
                 queue.push_back((sub, n, b.step, recsteps, Instant::now()));
                 b.step += n;
@@ -1113,6 +1109,15 @@ impl GpuBackend {
             sink(advs);
         }
         self.ctx.check()
+    }
+}
+
+impl Batch {
+    /// The steps the schedule records among the next `n` (after the batch's step).
+    fn recorded_steps(&self, n: usize) -> Vec<usize> {
+        (self.step + 1..=self.step + n)
+            .filter(|&s| self.schedule.records(s))
+            .collect()
     }
 }
 

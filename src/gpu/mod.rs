@@ -231,17 +231,20 @@ impl Backend for GpuBackend {
         steps: usize,
         sink: &mut dyn FnMut(Vec<Advance>),
     ) -> Result<(), EngineError> {
-        if !matches!(self.batch, Some(BatchState::Batched(_))) {
-            sink(self.advance_batch(steps).await?);
-            return Ok(());
+        match self.batch.take() {
+            Some(BatchState::Batched(mut b)) => {
+                let out = self.advance_batched_into(&mut b, steps, sink).await;
+                // keep the batch after a failed advance (the caller may fall back or retry)
+                self.batch = Some(BatchState::Batched(b));
+                out
+            }
+            other => {
+                // the single-run path: one part, at the end
+                self.batch = other;
+                sink(self.advance_batch(steps).await?);
+                Ok(())
+            }
         }
-        let Some(BatchState::Batched(mut b)) = self.batch.take() else {
-            unreachable!()
-        };
-        let out = self.advance_batched_into(&mut b, steps, sink).await;
-        // keep the batch after a failed advance (the caller may fall back or retry)
-        self.batch = Some(BatchState::Batched(b));
-        out
     }
 
     async fn advance_batch(&mut self, steps: usize) -> Result<Vec<Advance>, EngineError> {
