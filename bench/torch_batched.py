@@ -165,7 +165,8 @@ def run(dump, d, B, r=8, steps=1500, every=10, eta=1.0 / 64, alpha2=1e-3, metric
 
 if __name__ == "__main__":
     dump = sys.argv[1]
-    for d in (100, 400, 1000):
+    # BATCHED_DIMS=100,400 restricts the sizes (as gpu-bench reads it)
+    for d in [int(x) for x in os.environ.get("BATCHED_DIMS", "100,400,1000").split(",")]:
         if os.path.exists(os.path.join(dump, f"b{d}_g.f32")):
             run(dump, d, 1024)
             if d <= 400:

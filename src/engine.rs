@@ -398,12 +398,7 @@ pub struct Experiment {
     /// its start in the model (formed at the first records).
     linear: LinearState,
     lin_a0: Vec<Option<DMatrix<f64>>>,
-    lin_starts: Arc<Vec<Option<crate::linearised::Start>>>,
-    /// The prediction at every recorded step of every run, computed natively on a thread of its
-    /// own from the first records on (it needs nothing from the backend), so that a long batch's
-    /// host work overlaps the backend's; records use it once it is ready, and compute the same
-    /// numbers in place before.
-    lin_table: LinTable,
+    lin_starts: Vec<Option<crate::linearised::Start>>,
     /// Host milliseconds spent turning snapshots into records (benchmarks' breakdown).
     absorb_ms: f64,
 }
@@ -415,48 +410,6 @@ enum LinearState {
     Ready(Option<Arc<crate::linearised::Linearised>>),
     #[cfg(not(target_arch = "wasm32"))]
     Pending(std::thread::JoinHandle<Option<crate::linearised::Linearised>>),
-}
-
-/// The linearised prediction of every run at every recorded step (`steps`, ascending): None per
-/// run that has no prediction.
-struct LinValues {
-    steps: Vec<usize>,
-    runs: Vec<Option<Vec<Option<f64>>>>,
-}
-
-impl LinValues {
-    fn get(&self, run: usize, step: usize) -> Option<Option<f64>> {
-        let i = self.steps.binary_search(&step).ok()?;
-        Some(self.runs.get(run)?.as_ref()?[i])
-    }
-}
-
-// in the browser's one wasm thread the table is never built
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-enum LinTable {
-    None,
-    #[cfg(not(target_arch = "wasm32"))]
-    Pending(std::thread::JoinHandle<LinValues>),
-    Ready(LinValues),
-}
-
-impl LinTable {
-    /// The table if it is ready (joined without waiting).
-    fn ready(&mut self) -> Option<&LinValues> {
-        #[cfg(not(target_arch = "wasm32"))]
-        if matches!(self, LinTable::Pending(h) if h.is_finished()) {
-            let LinTable::Pending(h) = std::mem::replace(self, LinTable::None) else {
-                unreachable!()
-            };
-            if let Ok(v) = h.join() {
-                *self = LinTable::Ready(v);
-            }
-        }
-        match self {
-            LinTable::Ready(v) => Some(v),
-            _ => None,
-        }
-    }
 }
 
 impl LinearState {
@@ -508,8 +461,7 @@ impl Experiment {
             backend_info: None,
             linear: LinearState::Ready(None),
             lin_a0: Vec::new(),
-            lin_starts: Arc::new(Vec::new()),
-            lin_table: LinTable::None,
+            lin_starts: Vec::new(),
             absorb_ms: 0.0,
         }
     }
@@ -706,16 +658,13 @@ impl Experiment {
     /// there are many) and note divergences.
     fn absorb_all(&mut self, work: Vec<(usize, Advance, f64)>) {
         let t_absorb = Instant::now();
-        let mut new_starts = false;
         if self.lin_starts.len() < self.lin_a0.len() {
             let starts: Vec<_> = match self.linear.get() {
                 Some(l) => par_map(&self.lin_a0, |a| a.as_ref().map(|a| l.start(a))),
                 None => self.lin_a0.iter().map(|_| None).collect(),
             };
-            self.lin_starts = Arc::new(starts);
-            new_starts = true;
+            self.lin_starts = starts;
         }
-        let table = self.lin_table.ready();
         let linear = self.linear.get();
         let prep = self.prepared.as_ref().expect("prepared");
         let problem = &self.problem;
@@ -724,40 +673,30 @@ impl Experiment {
             jobs.extend(adv.snapshots.iter().map(|s| (*i, s, *base)));
         }
         let starts = &self.lin_starts;
+        // the linearised predictions: each step's shared part once, then each run's r×r work
+        let scales: std::collections::HashMap<usize, crate::linearised::Scales> = match linear {
+            Some(l) => {
+                let mut need: Vec<usize> = jobs
+                    .iter()
+                    .filter(|&&(i, _, _)| matches!(starts.get(i), Some(Some(_))))
+                    .map(|&(_, s, _)| s.step)
+                    .collect();
+                need.sort_unstable();
+                need.dedup();
+                need.into_iter().map(|t| (t, l.scales(t))).collect()
+            }
+            None => Default::default(),
+        };
         let recs = par_map(&jobs, |&(i, s, base)| {
             let mut rec = record_of(prep, problem, s, base);
             if let (Some(l), Some(Some(st))) = (linear, starts.get(i)) {
-                rec.lin_sin_a = match table.and_then(|t| t.get(i, s.step)) {
-                    Some(v) => v,
-                    None => l.sin_a(st, s.step),
-                };
+                rec.lin_sin_a = l.sin_a_scaled(st, &scales[&s.step]);
             }
             rec
         });
         for ((i, _, _), rec) in jobs.iter().zip(recs) {
             self.runs[*i].records.push(rec);
         }
-        // the table of predictions, started once these records are done (not competing with
-        // them for the cores)
-        #[cfg(not(target_arch = "wasm32"))]
-        if new_starts {
-            if let Some(l) = self.linear.get() {
-                let (l, starts) = (l.clone(), self.lin_starts.clone());
-                let sched = StepSettings::from_config(self.cfg());
-                let steps: Vec<usize> = (0..=sched.last_step)
-                    .filter(|&t| sched.records(t))
-                    .collect();
-                self.lin_table = LinTable::Pending(std::thread::spawn(move || {
-                    let runs = par_map(&starts, |st| {
-                        st.as_ref()
-                            .map(|st| steps.iter().map(|&t| l.sin_a(st, t)).collect())
-                    });
-                    LinValues { steps, runs }
-                }));
-            }
-        }
-        #[cfg(target_arch = "wasm32")]
-        let _ = new_starts; // one wasm thread: predictions are computed in place
         for (i, adv, _) in work {
             if adv.diverged.is_some() {
                 self.runs[i].diverged = adv.diverged;
@@ -956,10 +895,10 @@ fn ms(t: Instant) -> f64 {
 mod tests {
     use super::*;
 
-    /// The background table of linearised predictions holds exactly what the records computed
-    /// in place (the records use whichever is at hand, so both must agree to the bit).
+    /// The records' linearised predictions (each step's shared part computed once for all
+    /// runs) equal the closed form evaluated run by run, to the bit.
     #[test]
-    fn linearised_table_equals_the_in_place_prediction() {
+    fn linearised_records_equal_the_closed_form_run_by_run() {
         let mut cfg = crate::config::Preset::Alignment.config();
         cfg.d = 24;
         cfg.k = 20;
@@ -969,23 +908,26 @@ mod tests {
         let mut e = Experiment::new(&cfg).unwrap();
         let mut cpu = crate::cpu::CpuBackend::new();
         pollster::block_on(e.run_to_end(&mut cpu, 7, |_| {})).unwrap();
-        let table = loop {
-            if let Some(t) = e.lin_table.ready() {
-                break t;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
+        let lin = linearised_model(&e.problem).expect("eligible");
         let mut checked = 0;
         for (i, run) in e.runs.iter().enumerate() {
+            let Some(a0) = &e.lin_a0[i] else {
+                assert!(run.records.iter().all(|r| r.lin_sin_a.is_none()));
+                continue;
+            };
+            let st = lin.start(a0);
             for rec in &run.records {
-                let v = table
-                    .get(i, rec.step)
-                    .expect("every recorded step is in the table");
-                assert_eq!(v.map(f64::to_bits), rec.lin_sin_a.map(f64::to_bits));
-                checked += v.is_some() as usize;
+                let want = lin.sin_a(&st, rec.step);
+                assert_eq!(
+                    want.map(f64::to_bits),
+                    rec.lin_sin_a.map(f64::to_bits),
+                    "run {i} step {}",
+                    rec.step
+                );
+                checked += want.is_some() as usize;
             }
+            assert_eq!(run.records.last().map(|r| r.step), Some(45));
         }
         assert!(checked > 3 * 12, "{checked} predictions checked");
-        assert_eq!(table.steps.last(), Some(&45));
     }
 }

@@ -21,6 +21,12 @@ pub struct Linearised {
     rs: usize,
 }
 
+/// Step t's factors shared by every run (`Linearised::scales`).
+pub struct Scales {
+    c: Vec<f64>,
+    rest: f64,
+}
+
 /// One vanilla run's initial A in G's basis: P = UᵀA0 and the Gram of the rest, QᵀQ.
 pub struct Start {
     p: DMatrix<f64>,
@@ -52,15 +58,10 @@ impl Linearised {
         }
     }
 
-    /// sin θ_A(t) of the linearised A_t: the largest principal angle between its top-min(r, r*)
-    /// left singular subspace and G's top-r*. O(m r²) per call. None while A_t = 0.
-    pub fn sin_a(&self, st: &Start, t: usize) -> Option<f64> {
-        let (m, r) = st.p.shape();
-        let k = r.min(self.rs).min(m);
-        if k == 0 {
-            return None;
-        }
-        // ln c_i(t), scaled by the largest so that no power overflows
+    /// The part of step t's prediction every run shares: c_i(t) over the largest c (so that no
+    /// power overflows) and one over the largest c for the part of A0 outside G's range. An
+    /// ensemble computes it once per step, not once per run.
+    pub fn scales(&self, t: usize) -> Scales {
         let t = t as f64;
         let ln_c: Vec<f64> = self
             .s
@@ -72,13 +73,31 @@ impl Linearised {
             })
             .collect();
         let top = ln_c.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        Scales {
+            c: ln_c.iter().map(|l| (l - top).exp()).collect(),
+            rest: (-top).exp(),
+        }
+    }
+
+    /// sin θ_A(t) of the linearised A_t: the largest principal angle between its top-min(r, r*)
+    /// left singular subspace and G's top-r*. O(m r²) per call. None while A_t = 0.
+    pub fn sin_a(&self, st: &Start, t: usize) -> Option<f64> {
+        self.sin_a_scaled(st, &self.scales(t))
+    }
+
+    /// `sin_a` with step t's `scales` given.
+    pub fn sin_a_scaled(&self, st: &Start, sc: &Scales) -> Option<f64> {
+        let (m, r) = st.p.shape();
+        let k = r.min(self.rs).min(m);
+        if k == 0 {
+            return None;
+        }
         // A_t / c_max in G's basis: [c ⊙ P; Q] with c scaled; its Gram decides the subspace
         let mut cp = st.p.clone();
-        for (i, l) in ln_c.iter().enumerate() {
-            let f = (l - top).exp();
+        for (i, &f) in sc.c.iter().enumerate() {
             cp.row_mut(i).scale_mut(f);
         }
-        let q_scale = (-top).exp();
+        let q_scale = sc.rest;
         let gram = cp.transpose() * &cp + &st.qtq * (q_scale * q_scale);
         if !gram.iter().all(|x| x.is_finite()) || gram.norm() == 0.0 {
             return None;

@@ -942,13 +942,19 @@ impl GpuBackend {
         })
     }
 
-    /// Steps the next submission may take.
-    fn batched_chunk(&self, b: &Batch, left: usize) -> usize {
+    /// Steps the next submission may take, `left` of the call's `steps` to go.
+    fn batched_chunk(&self, b: &Batch, left: usize, steps: usize) -> usize {
         let mut n = left.min(MAX_STEPS_PER_DISPATCH);
         if let Some(f) = self.ctx.options.batched_steps_per_dispatch {
             n = n.min(f.max(1));
         }
         n = n.min(b.pace.next(b.last_n));
+        // the host parses a call's last chunk with the GPU idle: a long call (four full chunks
+        // or more) ends on shorter chunks, each about half of what is left, down to an eighth of
+        // a full one (a short call keeps its few submissions)
+        if steps >= 4 * n {
+            n = n.min(left.div_ceil(2).max(n / 8));
+        }
         if self.ctx.is_software() {
             let lay = &b.lay;
             let rec_every_step = b.schedule.record_every == 1;
@@ -1049,7 +1055,7 @@ impl GpuBackend {
                       queue: &mut std::collections::VecDeque<_>|
          -> Result<(), EngineError> {
             while queue.len() < depth && *left > 0 && b.stopped.iter().any(|s| !s) {
-                let n = self.batched_chunk(b, *left);
+                let n = self.batched_chunk(b, *left, steps);
                 let recsteps = b.recorded_steps(n);
                 let sub = self.submit_chunk(b, n, false, recsteps.len())?;
                 queue.push_back((sub, n, b.step, recsteps, Instant::now()));
