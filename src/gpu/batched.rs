@@ -944,16 +944,16 @@ impl GpuBackend {
 
     /// Steps the next submission may take, `left` of the call's `steps` to go.
     fn batched_chunk(&self, b: &Batch, left: usize, steps: usize) -> usize {
-        let mut n = left.min(MAX_STEPS_PER_DISPATCH);
+        let mut full = MAX_STEPS_PER_DISPATCH.min(b.pace.next(b.last_n));
         if let Some(f) = self.ctx.options.batched_steps_per_dispatch {
-            n = n.min(f.max(1));
+            full = full.min(f.max(1));
         }
-        n = n.min(b.pace.next(b.last_n));
+        let mut n = left.min(full);
         // the host parses a call's last chunk with the GPU idle: a long call (four full chunks
         // or more) ends on shorter chunks, each about half of what is left, down to an eighth of
         // a full one (a short call keeps its few submissions)
-        if steps >= 4 * n {
-            n = n.min(left.div_ceil(2).max(n / 8));
+        if steps >= 4 * full {
+            n = n.min(left.div_ceil(2).max(full / 8));
         }
         if self.ctx.is_software() {
             let lay = &b.lay;
