@@ -370,3 +370,40 @@ fn one_diverging_run_leaves_the_others_untouched() {
         common::same_bits(a, b);
     }
 }
+
+/// A batch started on a backend whose last batch had the same sizes takes that batch's record
+/// and snapshot buffers; nothing of the last batch is read: the same numbers, to the bit, as on
+/// a fresh backend (the last batch had another problem and a run that diverged).
+#[test]
+fn a_batch_after_another_same_numbers() {
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let mut first = cfg(31, 27, 4, 2, Optimiser::Gd);
+    first.inits = vec![InitKind::Vanilla, InitKind::LoraOne];
+    first.alpha2 = vec![1e-3, 30.0];
+    first.steps = 60;
+    first.record_every = 1;
+    let mut second = first.clone();
+    second.seed += 17;
+    second.alpha2 = vec![1e-3, 1e-2];
+    let opts = GpuOptions {
+        batched_min_packs: Some(1),
+        ..GpuOptions::default()
+    };
+    let Some(fresh) = gpu_runs(&second, opts, true) else {
+        return;
+    };
+    let mut g = gpu(opts).unwrap();
+    let mut e = Experiment::new(&first).unwrap();
+    block(e.run_to_end(&mut g, 1000, |_| {})).unwrap();
+    assert!(e.runs()[1].diverged.is_some(), "α² = 30 diverges");
+    let mut e = Experiment::new(&second).unwrap();
+    block(e.step(&mut g, 1)).unwrap(); // prepare
+    block(e.step(&mut g, 1)).unwrap(); // start the batch
+    assert_eq!(g.batched_path(), Some(true));
+    assert_eq!(g.reused_buffers(), 2, "records and snapshots reused");
+    block(e.run_to_end(&mut g, 1000, |_| {})).unwrap();
+    for (a, b) in fresh.iter().zip(e.runs()) {
+        assert!(a.diverged.is_none());
+        common::same_bits(a, b);
+    }
+}

@@ -440,7 +440,7 @@ pub(super) struct Batch {
     rec_cap: usize,
     segments: Vec<Segment>,
     _big: wgpu::Buffer,
-    _snap: wgpu::Buffer,
+    snap: wgpu::Buffer,
     _base0: wgpu::Buffer,
     /// Wall time of submissions, for sizing the next one.
     pace: Pace,
@@ -674,8 +674,18 @@ impl GpuBackend {
             .min((snap_max / (seg_traj * lay.sf * 4) as u64) as usize)
             .min(MAX_GROUPS as usize)
             .clamp(1, total_recs.max(1));
-        let rec = ctx.storage("batched records", rec_cap * nb * lay.rstride)?;
-        let snap = ctx.storage("batched snapshots", rec_cap * seg_traj * lay.sf)?;
+        // the last batch's buffers where they have the same size (every row and slot a
+        // submission reads is written by it first: nothing of the last batch is read)
+        let spare = &mut self.spare;
+        let mut reuse = |label: &str, floats: usize| -> Result<wgpu::Buffer, EngineError> {
+            let bytes = ctx.check_size(label, floats)?.div_ceil(16) * 16;
+            match spare.iter().position(|b| b.size() == bytes) {
+                Some(i) => Ok(spare.swap_remove(i)),
+                None => ctx.storage(label, floats),
+            }
+        };
+        let rec = reuse("batched records", rec_cap * nb * lay.rstride)?;
+        let snap = reuse("batched snapshots", rec_cap * seg_traj * lay.sf)?;
         // the offset runs' A0 and B0ᵀ, laid out as a snapshot, for the records' risk
         let base0 = if any_offset {
             let r4 = ceil4(r);
@@ -801,7 +811,7 @@ impl GpuBackend {
             rec_cap,
             segments,
             _big: big_buf,
-            _snap: snap,
+            snap,
             _base0: base0,
             pace: Pace::default(),
             last_n: 0,
@@ -1119,6 +1129,11 @@ impl GpuBackend {
 }
 
 impl Batch {
+    /// The buffers the next batch may reuse: records and snapshots.
+    pub(super) fn into_spare(self) -> Vec<wgpu::Buffer> {
+        vec![self.rec, self.snap]
+    }
+
     /// The steps the schedule records among the next `n` (after the batch's step).
     fn recorded_steps(&self, n: usize) -> Vec<usize> {
         (self.step + 1..=self.step + n)

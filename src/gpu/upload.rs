@@ -93,7 +93,7 @@ impl GpuBackend {
             y: None,
             z0: None,
         });
-        self.batch = None;
+        self.end_batch();
         Ok(())
     }
 
@@ -101,7 +101,7 @@ impl GpuBackend {
         let cfg = &p.cfg;
         let (d, k) = (cfg.d, cfg.k);
         let mut timing = LoadTiming::default();
-        self.batch = None;
+        self.end_batch();
         self.loaded = None;
         self.svd_plan = None;
         self.check_fits(p)?;
