@@ -337,15 +337,21 @@ fn chunking_and_record_interval_change_no_result() {
     }
 }
 
-#[test]
-fn one_diverging_run_leaves_the_others_untouched() {
-    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
-    // the α² = 30 draws blow up under η = 0.05; the small ones do not
+/// Vanilla at α² = 1e-3 and 30, and LoRA-One, every step recorded: the α² = 30 draw blows up
+/// under η = 0.05; the others do not.
+fn with_a_diverging_run() -> Config {
     let mut c = cfg(31, 27, 4, 2, Optimiser::Gd);
     c.inits = vec![InitKind::Vanilla, InitKind::LoraOne];
     c.alpha2 = vec![1e-3, 30.0];
     c.steps = 60;
     c.record_every = 1;
+    c
+}
+
+#[test]
+fn one_diverging_run_leaves_the_others_untouched() {
+    let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
+    let c = with_a_diverging_run();
     // the four runs share packs, so that a stopped trajectory sits beside running ones
     let packed = GpuOptions {
         batched_min_packs: Some(1),
@@ -377,11 +383,7 @@ fn one_diverging_run_leaves_the_others_untouched() {
 #[test]
 fn a_batch_after_another_same_numbers() {
     let _g = GPU.lock().unwrap_or_else(|p| p.into_inner());
-    let mut first = cfg(31, 27, 4, 2, Optimiser::Gd);
-    first.inits = vec![InitKind::Vanilla, InitKind::LoraOne];
-    first.alpha2 = vec![1e-3, 30.0];
-    first.steps = 60;
-    first.record_every = 1;
+    let first = with_a_diverging_run();
     let mut second = first.clone();
     second.seed += 17;
     second.alpha2 = vec![1e-3, 1e-2];
