@@ -627,6 +627,10 @@ mod bench {
             ..GpuOptions::default()
         }))?;
         kernel_profile(&mut g, quick)?;
+        // BATCHED_PROFILE_ONLY=1 stops after the kernel and records profiles (ablations)
+        if std::env::var_os("BATCHED_PROFILE_ONLY").is_some() {
+            return Ok(());
+        }
         if std::env::var_os("SKIP_CROSSOVER").is_none() {
             crossover(&mut g, quick)?;
         }
