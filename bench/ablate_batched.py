@@ -40,13 +40,23 @@ ABLATIONS = {
     ],
     # (h) the update of A and B
     "no-update": [("                stw(o, ldw(o) - eta * s);\n", "")],
-    # records: the factor Grams and the risk over the d×k entries
+    # records: the eigensolves (sin θ_A, sin θ_B, σ(AB) from the Grams; r ≤ 8)
+    "no-align": [(
+        "    if (x >= p.snt || g >= p.nb || p.r > SMAX) { return; }",
+        "    if (x >= p.snt || g >= p.nb || p.r > SMAX || p.r < 1000u) { return; }",
+    )],
+    # records: the factor Grams, and the eigensolves too (fed no Grams they would converge at
+    # once on whatever the scratch holds: compare with no-align)
     "no-record-grams": [(
+        "    if (x >= p.snt || g >= p.nb || p.r > SMAX) { return; }",
+        "    if (x >= p.snt || g >= p.nb || p.r > SMAX || p.r < 1000u) { return; }",
+    ), (
         "    factor_grams(tid, so, 0u, p.d, p.o_u, go, go + 2u * rr);\n"
         "    workgroupBarrier();\n"
         "    factor_grams(tid, so, p.d, p.k, p.o_v, go + rr, go + 3u * rr);",
         "    workgroupBarrier();",
     )],
+    # records: the risk and error over the d×k entries
     "no-record-risk": [("    let n = p.d * p.k;\n    let si = WG / p.k;", "    let n = 0u;\n    let si = WG / p.k;")],
 }
 
