@@ -547,10 +547,6 @@ impl Experiment {
                 stopped: false,
                 records: Vec::new(),
             });
-            self.lin_a0.push(
-                (plan.init == InitKind::Vanilla && linearised_eligible(self.cfg()))
-                    .then(|| factors.a0.clone()),
-            );
             specs.push(RunSpec {
                 init: factors,
                 settings,
@@ -561,6 +557,13 @@ impl Experiment {
             v: prep.v_rs.clone(),
         };
         let advs = be.start_batch(&specs, &basis).await?;
+        // the vanilla runs' A0 for the linearised model (moved out of the specs, not copied)
+        let eligible = linearised_eligible(self.cfg());
+        self.lin_a0 = specs
+            .into_iter()
+            .zip(&self.plan)
+            .map(|(s, plan)| (eligible && plan.init == InitKind::Vanilla).then_some(s.init.a0))
+            .collect();
         self.live = vec![true; self.runs.len()];
         self.absorb_all(
             advs.into_iter()
