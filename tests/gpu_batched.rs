@@ -408,4 +408,16 @@ fn a_batch_after_another_same_numbers() {
         assert!(a.diverged.is_none());
         common::same_bits(a, b);
     }
+    // a batch of other sizes takes none of them (they are let go before it allocates)
+    let mut third = second.clone();
+    third.record_every = 2;
+    let mut e = Experiment::new(&third).unwrap();
+    block(e.step(&mut g, 1)).unwrap(); // prepare
+    block(e.step(&mut g, 1)).unwrap(); // start the batch
+    assert_eq!(g.reused_buffers(), 0, "other sizes: nothing reused");
+    block(e.run_to_end(&mut g, 1000, |_| {})).unwrap();
+    let fresh3 = gpu_runs(&third, opts, true).unwrap();
+    for (a, b) in fresh3.iter().zip(e.runs()) {
+        common::same_bits(a, b);
+    }
 }

@@ -657,6 +657,29 @@ impl GpuBackend {
             .min(MAX_GROUPS / lay.t as u64)
             .max(1) as usize;
         let seg_traj = max_packs.min(npacks) * lay.t;
+        let total_recs = (0..=s0.last_step).filter(|&s| s0.records(s)).count();
+        let row_bytes = (nb * lay.rstride * 4) as u64;
+        let rec_cap = ((ctx.max_binding().min(MAX_READBACK_BYTES) / row_bytes) as usize)
+            .min((snap_max / (seg_traj * lay.sf * 4) as u64) as usize)
+            .min(MAX_GROUPS as usize)
+            .clamp(1, total_recs.max(1));
+        let (rec_floats, snap_floats) = (rec_cap * nb * lay.rstride, rec_cap * seg_traj * lay.sf);
+        // the last batch's record and snapshot buffers where their sizes match (every row and
+        // slot a submission reads is written by it first: nothing of the last batch is read);
+        // the others are let go before anything is allocated, so that the two batches' buffers
+        // are never held at once
+        let spare = &mut self.spare;
+        let mut take = |label: &str, floats: usize| -> Result<Option<wgpu::Buffer>, EngineError> {
+            let bytes = ctx.check_size(label, floats)?.div_ceil(16) * 16;
+            Ok(spare
+                .iter()
+                .position(|b| b.size() == bytes)
+                .map(|i| spare.swap_remove(i)))
+        };
+        let rec_old = take("batched records", rec_floats)?;
+        let snap_old = take("batched snapshots", snap_floats)?;
+        self.spare.clear();
+        self.reused = rec_old.is_some() as usize + snap_old.is_some() as usize;
         let mut segments = Vec::new();
         let big_buf = ctx.storage_init("batched big", &big)?;
         let mut rpv = vec![0f32; nb * RP];
@@ -668,24 +691,14 @@ impl GpuBackend {
             rpv[o + 6] = s.init.offset as u8 as f32;
         }
         let rp = ctx.storage_init("batched rp", &rpv)?;
-        let total_recs = (0..=s0.last_step).filter(|&s| s0.records(s)).count();
-        let row_bytes = (nb * lay.rstride * 4) as u64;
-        let rec_cap = ((ctx.max_binding().min(MAX_READBACK_BYTES) / row_bytes) as usize)
-            .min((snap_max / (seg_traj * lay.sf * 4) as u64) as usize)
-            .min(MAX_GROUPS as usize)
-            .clamp(1, total_recs.max(1));
-        // the last batch's buffers where they have the same size (every row and slot a
-        // submission reads is written by it first: nothing of the last batch is read)
-        let spare = &mut self.spare;
-        let mut reuse = |label: &str, floats: usize| -> Result<wgpu::Buffer, EngineError> {
-            let bytes = ctx.check_size(label, floats)?.div_ceil(16) * 16;
-            match spare.iter().position(|b| b.size() == bytes) {
-                Some(i) => Ok(spare.swap_remove(i)),
-                None => ctx.storage(label, floats),
-            }
+        let rec = match rec_old {
+            Some(b) => b,
+            None => ctx.storage("batched records", rec_floats)?,
         };
-        let rec = reuse("batched records", rec_cap * nb * lay.rstride)?;
-        let snap = reuse("batched snapshots", rec_cap * seg_traj * lay.sf)?;
+        let snap = match snap_old {
+            Some(b) => b,
+            None => ctx.storage("batched snapshots", snap_floats)?,
+        };
         // the offset runs' A0 and B0ᵀ, laid out as a snapshot, for the records' risk
         let base0 = if any_offset {
             let r4 = ceil4(r);

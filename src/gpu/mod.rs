@@ -69,9 +69,9 @@ pub struct GpuBackend {
     /// The batch in progress: one persistent dispatch for small problems, or runs advanced one
     /// after the other on the large path.
     batch: Option<BatchState>,
-    /// The last batched batch's record and snapshot buffers, while the next batch starts: it
+    /// The last batched batch's record and snapshot buffers, until the next batch starts: it
     /// takes those of the same size instead of allocating (a 1024-run ensemble's snapshots are
-    /// 128 MiB, 5 ms to allocate on the H200).
+    /// 128 MiB, 5 ms to allocate on the H200) and lets the others go first.
     spare: Vec<wgpu::Buffer>,
     /// How many of them the last batch took (tests).
     reused: usize,
@@ -243,9 +243,8 @@ impl Backend for GpuBackend {
             self.batch = Some(BatchState::Single(all));
             Ok(advs)
         } else {
-            let left = self.spare.len();
+            self.reused = 0;
             let started = self.start_batched(runs, basis).await;
-            self.reused = left - self.spare.len();
             self.spare.clear();
             let (batch, advs) = started?;
             self.batch = Some(BatchState::Batched(Box::new(batch)));
