@@ -158,11 +158,22 @@ impl GpuBackend {
         self.single_path_reason.as_deref()
     }
 
-    /// Drop the batch in progress, keeping its big buffers for the next batch to reuse.
-    fn end_batch(&mut self) {
+    /// Drop the batch in progress; with `keep`, its record and snapshot buffers stay for the next
+    /// batch to reuse (a problem of other sizes could not use them: its load lets them go).
+    fn end_batch(&mut self, keep: bool) {
         if let Some(BatchState::Batched(b)) = self.batch.take() {
-            self.spare = b.into_spare();
+            if keep {
+                self.spare = b.into_spare();
+            }
         }
+        if !keep {
+            self.spare.clear();
+        }
+    }
+
+    /// Whether the problem loaded has these sizes.
+    fn loaded_dims_are(&self, d: usize, k: usize) -> bool {
+        self.loaded.as_ref().is_some_and(|l| (l.d, l.k) == (d, k))
     }
 
     /// How many buffers of the previous batch the batch in progress reuses (the batched path's
@@ -228,7 +239,7 @@ impl Backend for GpuBackend {
         runs: &[RunSpec],
         basis: &MetricBasis,
     ) -> Result<Vec<Advance>, EngineError> {
-        self.end_batch();
+        self.end_batch(true);
         self.single_path_reason = self.batched_refusal(runs, basis);
         if self.single_path_reason.is_some() {
             self.spare.clear();

@@ -70,6 +70,7 @@ impl GpuBackend {
         delta: &[f32],
         c0: f64,
     ) -> Result<(), EngineError> {
+        self.end_batch(self.loaded_dims_are(d, k));
         let ctx = &self.ctx;
         let sig = match sigma {
             Some(s) => ctx.storage_init("sigma", s)?,
@@ -93,7 +94,6 @@ impl GpuBackend {
             y: None,
             z0: None,
         });
-        self.end_batch();
         Ok(())
     }
 
@@ -101,7 +101,7 @@ impl GpuBackend {
         let cfg = &p.cfg;
         let (d, k) = (cfg.d, cfg.k);
         let mut timing = LoadTiming::default();
-        self.end_batch();
+        self.end_batch(self.loaded_dims_are(d, k));
         self.loaded = None;
         self.svd_plan = None;
         self.check_fits(p)?;
