@@ -240,10 +240,10 @@ impl Backend for GpuBackend {
         basis: &MetricBasis,
     ) -> Result<Vec<Advance>, EngineError> {
         self.end_batch(true);
+        self.reused = 0;
         self.single_path_reason = self.batched_refusal(runs, basis);
         if self.single_path_reason.is_some() {
             self.spare.clear();
-            self.reused = 0;
             let mut all = Vec::with_capacity(runs.len());
             let mut advs = Vec::with_capacity(runs.len());
             for spec in runs {
@@ -254,7 +254,6 @@ impl Backend for GpuBackend {
             self.batch = Some(BatchState::Single(all));
             Ok(advs)
         } else {
-            self.reused = 0;
             let started = self.start_batched(runs, basis).await;
             self.spare.clear();
             let (batch, advs) = started?;
