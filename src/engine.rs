@@ -677,19 +677,14 @@ impl Experiment {
         }
         let starts = &self.lin_starts;
         // the linearised predictions: each step's shared part once, then each run's r×r work
-        let scales: std::collections::HashMap<usize, crate::linearised::Scales> = match linear {
-            Some(l) => {
-                let mut need: Vec<usize> = jobs
-                    .iter()
-                    .filter(|&&(i, _, _)| matches!(starts.get(i), Some(Some(_))))
-                    .map(|&(_, s, _)| s.step)
-                    .collect();
-                need.sort_unstable();
-                need.dedup();
-                need.into_iter().map(|t| (t, l.scales(t))).collect()
+        let mut scales = std::collections::HashMap::new();
+        if let Some(l) = linear {
+            for &(i, s, _) in &jobs {
+                if matches!(starts.get(i), Some(Some(_))) {
+                    scales.entry(s.step).or_insert_with(|| l.scales(s.step));
+                }
             }
-            None => Default::default(),
-        };
+        }
         let recs = par_map(&jobs, |&(i, s, base)| {
             let mut rec = record_of(prep, problem, s, base);
             if let (Some(l), Some(Some(st))) = (linear, starts.get(i)) {
