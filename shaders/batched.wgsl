@@ -282,6 +282,41 @@ fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u3
     }
 }
 
+// The tiles of the block diagonal, numbered compactly (so that a phase's products and Grams fit
+// one round of the workgroup where the full cpv² grid of tiles would spill into a second): the
+// column groups ty whose columns share a trajectory with group tx's form one run [lo, hi].
+fn diag_span(tx: u32) -> vec2<u32> {
+    let r = p.r;
+    let c0 = tx * 4u;
+    let c1 = min(c0 + 3u, p.tr - 1u);
+    let lo = (c0 / r) * r / 4u;
+    let hi = min(((c1 / r + 1u) * r - 1u) / 4u, (p.tr - 1u) / 4u);
+    return vec2<u32>(lo, hi);
+}
+
+// How many tiles of the grid meet a trajectory's diagonal block.
+fn diag_tiles() -> u32 {
+    var n = 0u;
+    for (var tx = 0u; tx * 4u < p.tr; tx++) {
+        let s = diag_span(tx);
+        n += s.y - s.x + 1u;
+    }
+    return n;
+}
+
+// The grid index (tx·cpv + ty) of the e-th tile that meets the block diagonal.
+fn diag_tile(e: u32) -> u32 {
+    var left = e;
+    var tx = 0u;
+    var s = diag_span(0u);
+    while (left > s.y - s.x && (tx + 1u) * 4u < p.tr) {
+        left -= s.y - s.x + 1u;
+        tx += 1u;
+        s = diag_span(tx);
+    }
+    return tx * (p.cp / 4u) + s.x + left;
+}
+
 // Σ_a C(row, t·r + a) · S_t(a, b) for the column c = t·r + b of a row: C at offset co (row
 // stride CP) in pack memory or, when `c_st`, in storage; S_t trajectory t's r×r block at offset so
 // (pack memory, or storage when `s_st`), read as S_t(b, a) when `tr_s`.
@@ -315,8 +350,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
     let r = p.r;
     let rr = r * r;
     let tcount = p.t;
-    let cpv = p.cp / 4u;
-    let tiles = cpv * cpv;
+    let tiles = diag_tiles();
     let mx = max(p.d, p.k);
     let av = p.wa / 4u;
     let bv = p.wb / 4u;
@@ -352,13 +386,13 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             if (e < nx) {
                 product(e, p.d, p.d, p.o_sig, av, xv);
             } else if (e < nx + tiles) {
-                gram_tile(e - nx, p.k, bv, false, bv, p.wq, 0u, 0u);
+                gram_tile(diag_tile(e - nx), p.k, bv, false, bv, p.wq, 0u, 0u);
             } else if (e < nx + ngram) {
-                gram_tile(e - nx - tiles, p.d, av, false, av, p.wk, 0u, 0u);
+                gram_tile(diag_tile(e - nx - tiles), p.d, av, false, av, p.wk, 0u, 0u);
             } else if (e < nx + ngram + tiles) {
-                gram_tile(e - nx - ngram, p.k, p.ob0 / 4u, true, bv, p.oe, 1u, 0u);
+                gram_tile(diag_tile(e - nx - ngram), p.k, p.ob0 / 4u, true, bv, p.oe, 1u, 0u);
             } else {
-                gram_tile(e - nx - ngram - tiles, p.d, p.osa0 / 4u, true, av, p.of_, 1u, 0u);
+                gram_tile(diag_tile(e - nx - ngram - tiles), p.d, p.osa0 / 4u, true, av, p.of_, 1u, 0u);
             }
         }
         if (p.any_offset == 1u) {
@@ -369,7 +403,7 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         let ny = ((p.d + p.rb - 1u) / p.rb) * (p.cp / 8u);
         for (var e = tid; e < tiles + ny; e += WG) {
             if (e < tiles) {
-                gram_tile(e, p.d, av, false, xv, p.wp, 0u, 0u);
+                gram_tile(diag_tile(e), p.d, av, false, xv, p.wp, 0u, 0u);
             } else {
                 product(e - tiles, p.d, p.k, p.o_gt, bv, yv);
             }
