@@ -9,27 +9,32 @@ fn validate(path: &Path) -> Result<(), String> {
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::empty(),
     );
-    v.validate(&module).map_err(|e| e.emit_to_string(&src))?;
-    // WebGPU default limits: ≤ 256 invocations per workgroup, ≤ 16 KiB workgroup memory.
-    for ep in &module.entry_points {
-        let [x, y, z] = ep.workgroup_size;
-        if x * y * z > 256 {
-            return Err(format!("{}: workgroup size {x}x{y}x{z} > 256", ep.name));
-        }
-    }
-    let mut wg_bytes = 0u32;
+    let info = v.validate(&module).map_err(|e| e.emit_to_string(&src))?;
     let layouter = {
         let mut l = naga::proc::Layouter::default();
         l.update(module.to_ctx()).map_err(|e| e.to_string())?;
         l
     };
-    for (_, gv) in module.global_variables.iter() {
-        if gv.space == naga::AddressSpace::WorkGroup {
-            wg_bytes += layouter[gv.ty].size;
+    // WebGPU default limits, per entry point (a pipeline's own): ≤ 256 invocations per
+    // workgroup, ≤ 16 KiB of the workgroup memory it uses (directly or through its calls).
+    for (i, ep) in module.entry_points.iter().enumerate() {
+        let [x, y, z] = ep.workgroup_size;
+        if x * y * z > 256 {
+            return Err(format!("{}: workgroup size {x}x{y}x{z} > 256", ep.name));
         }
-    }
-    if wg_bytes > 16384 {
-        return Err(format!("workgroup memory {wg_bytes} B > 16 KiB"));
+        let uses = info.get_entry_point(i);
+        let wg_bytes: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(h, gv)| gv.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty())
+            .map(|(_, gv)| layouter[gv.ty].size)
+            .sum();
+        if wg_bytes > 16384 {
+            return Err(format!(
+                "{}: workgroup memory {wg_bytes} B > 16 KiB",
+                ep.name
+            ));
+        }
     }
     Ok(())
 }
