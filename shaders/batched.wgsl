@@ -97,6 +97,7 @@ fn nonfinite(x: f32) -> bool {
 
 fn lds(i: u32) -> f32 { return st[(base + i) >> 2u][(base + i) & 3u]; }
 fn sts(i: u32, v: f32) { st[(base + i) >> 2u][(base + i) & 3u] = v; }
+fn lds4(i: u32) -> vec4<f32> { return st[(base >> 2u) + i]; }
 
 // out(row, c) = Σ_j M(j, row) · C(j, c) for rows < nrows, 8 columns (2 vec4) per task and
 // p.rb rows (1 or 2: rows row and row + ⌈nrows/2⌉, so that a pack's products take one round of
@@ -339,6 +340,58 @@ fn row_block(row: u32, c: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s: b
     return s;
 }
 
+// `row_block` for the four columns 4·cv … 4·cv + 3 of a row at once, when r is a multiple of 4
+// (the columns then belong to one trajectory and every operand is a vec4 at an aligned offset):
+// the loads of a row block are independent and few (r/4 of C, r of S), where `row_block` waits
+// on 2r dependent scalar loads per column. Each lane sums in the same order as `row_block`.
+fn row_block4(row: u32, cv: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s: bool) -> vec4<f32> {
+    let r = p.r;
+    let t = (cv * 4u) / r;
+    let b = (cv * 4u) % r;
+    let ci = (co + row * p.cp + t * r) / 4u;
+    let si = (so + t * r * r) / 4u;
+    let rv = r / 4u;
+    var acc = vec4<f32>(0.0);
+    for (var a4 = 0u; a4 < rv; a4++) {
+        var x: vec4<f32>;
+        if (c_st) { x = lds4(ci + a4); } else { x = ldw4(ci + a4); }
+        // S rows a = 4·a4 … 4·a4 + 3, columns b … b + 3 (or, when `tr_s`, rows b … b + 3,
+        // columns a …, whose transpose is the 4×4 block needed)
+        var k0 = si + (4u * a4) * rv + b / 4u;
+        let step = rv;
+        if (tr_s) {
+            k0 = si + b * rv + a4;
+        }
+        var s0: vec4<f32>;
+        var s1: vec4<f32>;
+        var s2: vec4<f32>;
+        var s3: vec4<f32>;
+        if (s_st) {
+            s0 = lds4(k0);
+            s1 = lds4(k0 + step);
+            s2 = lds4(k0 + 2u * step);
+            s3 = lds4(k0 + 3u * step);
+        } else {
+            s0 = ldw4(k0);
+            s1 = ldw4(k0 + step);
+            s2 = ldw4(k0 + 2u * step);
+            s3 = ldw4(k0 + 3u * step);
+        }
+        if (tr_s) {
+            let m = transpose(mat4x4<f32>(s0, s1, s2, s3));
+            s0 = m[0];
+            s1 = m[1];
+            s2 = m[2];
+            s3 = m[3];
+        }
+        acc += x.x * s0;
+        acc += x.y * s1;
+        acc += x.z * s2;
+        acc += x.w * s3;
+    }
+    return acc;
+}
+
 fn gidx(pack: u32, t: u32) -> u32 {
     return (p.pack0 + pack) * p.t + t;
 }
@@ -351,6 +404,10 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
     let rr = r * r;
     let tcount = p.t;
     let tiles = diag_tiles();
+    let cpv = p.cp / 4u;
+    // r a multiple of 4: the row-block phases work on vec4s (nv of them per row)
+    let v4 = r % 4u == 0u;
+    let nv = p.tr / 4u;
     let mx = max(p.d, p.k);
     let av = p.wa / 4u;
     let bv = p.wb / 4u;
@@ -473,12 +530,21 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             nrec += 1u;
         }
         if (it == p.nsteps) { break; }
-        // (e) ∇_A = X·Q − Y, into Y
-        for (var e = tid; e < p.d * p.tr; e += WG) {
-            let row = e / p.tr;
-            let c = e % p.tr;
-            let o = p.wy + row * p.cp + c;
-            stw(o, row_block(row, c, p.wx, false, p.wq, false, false) - ldw(o));
+        // (e) ∇_A = X·Q − Y, into Y (four columns a thread when r is a multiple of 4)
+        if (v4) {
+            for (var e = tid; e < p.d * nv; e += WG) {
+                let row = e / nv;
+                let cv = e % nv;
+                let o = yv + row * cpv + cv;
+                stw4(o, row_block4(row, cv, p.wx, false, p.wq, false, false) - ldw4(o));
+            }
+        } else {
+            for (var e = tid; e < p.d * p.tr; e += WG) {
+                let row = e / p.tr;
+                let c = e % p.tr;
+                let o = p.wy + row * p.cp + c;
+                stw(o, row_block(row, c, p.wx, false, p.wq, false, false) - ldw(o));
+            }
         }
         sync();
         // (f) Z = (AᵀG)ᵀ into X (the old A), + B0·Fᵀ for offset runs
@@ -488,15 +554,28 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         // (g) ∇_B (Bc layout) = B·P − Z (− B0·Fᵀ), into X
-        for (var e = tid; e < p.k * p.tr; e += WG) {
-            let row = e / p.tr;
-            let c = e % p.tr;
-            var s = row_block(row, c, p.wb, false, p.wp, false, true);
-            if (p.any_offset == 1u) {
-                s -= row_block(row, c, p.ob0, true, p.of_, true, false);
+        if (v4) {
+            for (var e = tid; e < p.k * nv; e += WG) {
+                let row = e / nv;
+                let cv = e % nv;
+                var s = row_block4(row, cv, p.wb, false, p.wp, false, true);
+                if (p.any_offset == 1u) {
+                    s -= row_block4(row, cv, p.ob0, true, p.of_, true, false);
+                }
+                let o = xv + row * cpv + cv;
+                stw4(o, s - ldw4(o));
             }
-            let o = p.wx + row * p.cp + c;
-            stw(o, s - ldw(o));
+        } else {
+            for (var e = tid; e < p.k * p.tr; e += WG) {
+                let row = e / p.tr;
+                let c = e % p.tr;
+                var s = row_block(row, c, p.wb, false, p.wp, false, true);
+                if (p.any_offset == 1u) {
+                    s -= row_block(row, c, p.ob0, true, p.of_, true, false);
+                }
+                let o = p.wx + row * p.cp + c;
+                stw(o, s - ldw(o));
+            }
         }
         sync();
         if (p.precond == 1u) {
@@ -554,7 +633,32 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
             workgroupBarrier();
         }
         // (h) A ← A − η ∇_A [Q+λI]^-1,  B ← B − η [AᵀA+λI]^-1 ∇_B
-        for (var e = tid; e < (p.d + p.k) * p.tr; e += WG) {
+        if (v4) {
+            for (var e = tid; e < (p.d + p.k) * nv; e += WG) {
+                var row = e / nv;
+                let cv = e % nv;
+                let t = (cv * 4u) / r;
+                if (alive[t] == 0u) { continue; }
+                let eta = wrun[t].x;
+                if (row < p.d) {
+                    var s = ldw4(yv + row * cpv + cv);
+                    if (p.precond == 1u) {
+                        s = row_block4(row, cv, p.wy, false, p.wq, false, false);
+                    }
+                    let o = av + row * cpv + cv;
+                    stw4(o, ldw4(o) - eta * s);
+                } else {
+                    row -= p.d;
+                    var s = ldw4(xv + row * cpv + cv);
+                    if (p.precond == 1u) {
+                        s = row_block4(row, cv, p.wx, false, p.wk, false, true);
+                    }
+                    let o = bv + row * cpv + cv;
+                    stw4(o, ldw4(o) - eta * s);
+                }
+            }
+        }
+        for (var e = tid; e < select((p.d + p.k) * p.tr, 0u, v4); e += WG) {
             var row = e / p.tr;
             let c = e % p.tr;
             let t = c / r;
