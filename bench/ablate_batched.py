@@ -30,16 +30,21 @@ ABLATIONS = {
     "no-gt-a": [("product(e, p.k, p.d, p.o_g, av, xv);", "")],
     # the Grams Q = BBᵀ (a) and P = AᵀX (b)
     "no-grams": [
-        ("gram_tile(e - nx, p.k, bv, false, bv, p.wq, 0u, 0u);", ""),
-        ("gram_tile(e, p.d, av, false, xv, p.wp, 0u, 0u);", ""),
+        ("gram_tile(diag_tile(e - nx), p.k, bv, false, bv, p.wq, 0u, 0u);", ""),
+        ("gram_tile(diag_tile(e), p.d, av, false, xv, p.wp, 0u, 0u);", ""),
     ],
-    # (e) ∇_A = X·Q − Y and (g) ∇_B = B·P − Z
+    # (e) ∇_A = X·Q − Y and (g) ∇_B = B·P − Z (both forms: vec4 for r a multiple of 4, scalar)
     "no-row-blocks": [
+        ("stw4(o, row_block4(row, cv, p.wx, false, p.wq, false, false) - ldw4(o));", ""),
+        ("                stw4(o, s - ldw4(o));\n", ""),
         ("stw(o, row_block(row, c, p.wx, false, p.wq, false, false) - ldw(o));", ""),
-        ("            stw(o, s - ldw(o));\n", ""),
+        ("                stw(o, s - ldw(o));\n", ""),
     ],
-    # (h) the update of A and B
-    "no-update": [("                stw(o, ldw(o) - eta * s);\n", "")],
+    # (h) the update of A and B (both forms)
+    "no-update": [
+        ("                    stw4(o, ldw4(o) - eta * s);\n", ""),
+        ("                stw(o, ldw(o) - eta * s);\n", ""),
+    ],
     # records: the eigensolves (sin θ_A, sin θ_B, σ(AB) from the Grams; r ≤ 8)
     "no-align": [(
         "    if (x >= p.snt || g >= p.nb || p.r > SMAX) { return; }",
