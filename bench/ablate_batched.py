@@ -45,6 +45,14 @@ ABLATIONS = {
         ("                    stw4(o, ldw4(o) - eta * s);\n", ""),
         ("                stw(o, ldw(o) - eta * s);\n", ""),
     ],
+    # (c) the trace parts tr(AᵀY) (the loads go with the sums)
+    "no-trace": [(
+        "                acc += a0 * y0;\n"
+        "                acc += a1 * y1;\n"
+        "                acc += a2 * y2;\n"
+        "                acc += a3 * y3;\n",
+        "",
+    )],
     # records: the eigensolves (sin θ_A, sin θ_B, σ(AB) from the Grams; r ≤ 8)
     "no-align": [(
         "    if (x >= p.snt || g >= p.nb || p.r > SMAX) { return; }",

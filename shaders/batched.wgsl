@@ -247,14 +247,44 @@ fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u3
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    // two rows a turn, so that their loads overlap
+    // rows summed in pairs; four rows a turn, so that their eight loads are in flight together
+    // (a tile's loop is the longest of its phase)
     var i = 0u;
-    for (; i + 1u < n; i += 2u) {
+    for (; i + 3u < n; i += 4u) {
+        var x: vec4<f32>;
+        var x2: vec4<f32>;
+        var x3: vec4<f32>;
+        var x4: vec4<f32>;
+        if (x_st) {
+            x = lds4(xv + i * cpv + tx);
+            x2 = lds4(xv + (i + 1u) * cpv + tx);
+            x3 = lds4(xv + (i + 2u) * cpv + tx);
+            x4 = lds4(xv + (i + 3u) * cpv + tx);
+        } else {
+            x = ldw4(xv + i * cpv + tx);
+            x2 = ldw4(xv + (i + 1u) * cpv + tx);
+            x3 = ldw4(xv + (i + 2u) * cpv + tx);
+            x4 = ldw4(xv + (i + 3u) * cpv + tx);
+        }
+        let y = ldw4(yv + i * cpv + ty);
+        let y2 = ldw4(yv + (i + 1u) * cpv + ty);
+        let y3 = ldw4(yv + (i + 2u) * cpv + ty);
+        let y4 = ldw4(yv + (i + 3u) * cpv + ty);
+        a0 += x.x * y + x2.x * y2;
+        a1 += x.y * y + x2.y * y2;
+        a2 += x.z * y + x2.z * y2;
+        a3 += x.w * y + x2.w * y2;
+        a0 += x3.x * y3 + x4.x * y4;
+        a1 += x3.y * y3 + x4.y * y4;
+        a2 += x3.z * y3 + x4.z * y4;
+        a3 += x3.w * y3 + x4.w * y4;
+    }
+    if (i + 1u < n) {
         var x: vec4<f32>;
         var x2: vec4<f32>;
         if (x_st) {
-            x = st[(base >> 2u) + xv + i * cpv + tx];
-            x2 = st[(base >> 2u) + xv + (i + 1u) * cpv + tx];
+            x = lds4(xv + i * cpv + tx);
+            x2 = lds4(xv + (i + 1u) * cpv + tx);
         } else {
             x = ldw4(xv + i * cpv + tx);
             x2 = ldw4(xv + (i + 1u) * cpv + tx);
@@ -265,10 +295,11 @@ fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u3
         a1 += x.y * y + x2.y * y2;
         a2 += x.z * y + x2.z * y2;
         a3 += x.w * y + x2.w * y2;
+        i += 2u;
     }
     if (i < n) {
         var x: vec4<f32>;
-        if (x_st) { x = st[(base >> 2u) + xv + i * cpv + tx]; } else { x = ldw4(xv + i * cpv + tx); }
+        if (x_st) { x = lds4(xv + i * cpv + tx); } else { x = ldw4(xv + i * cpv + tx); }
         let y = ldw4(yv + i * cpv + ty);
         a0 += x.x * y;
         a1 += x.y * y;
@@ -480,7 +511,26 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         if (tid < TRG * p.cp) {
             let c = tid % p.cp;
             var acc = 0.0;
-            for (var i = tid / p.cp; i < p.d; i += TRG) {
+            // four rows a turn (their loads in flight together), summed in row order
+            var i = tid / p.cp;
+            for (; i + 3u * TRG < p.d; i += 4u * TRG) {
+                let o = p.wa + i * p.cp + c;
+                let u = p.wy + i * p.cp + c;
+                let s = TRG * p.cp;
+                let a0 = ldw(o);
+                let a1 = ldw(o + s);
+                let a2 = ldw(o + 2u * s);
+                let a3 = ldw(o + 3u * s);
+                let y0 = ldw(u);
+                let y1 = ldw(u + s);
+                let y2 = ldw(u + 2u * s);
+                let y3 = ldw(u + 3u * s);
+                acc += a0 * y0;
+                acc += a1 * y1;
+                acc += a2 * y2;
+                acc += a3 * y3;
+            }
+            for (; i < p.d; i += TRG) {
                 acc += ldw(p.wa + i * p.cp + c) * ldw(p.wy + i * p.cp + c);
             }
             wtr[tid] = acc;
