@@ -33,8 +33,9 @@ ABLATIONS = {
         ("gram_tile(diag_tile(e - nx), p.k, bv, false, bv, p.wq, 0u, 0u);", ""),
         ("gram_tile(diag_tile(e), p.d, av, false, xv, p.wp, 0u, 0u);", ""),
     ],
-    # (e) ∇_A = X·Q − Y and (g) ∇_B = B·P − Z (both forms: vec4 for r a multiple of 4, scalar)
+    # (e) ∇_A = X·Q − Y and (g) ∇_B = B·P − Z (every form: two vec4s a thread for r a multiple of 8, one for r a multiple of 4, scalar)
     "no-row-blocks": [
+        ("                stw4(o, m[0] - ldw4(o));\n                stw4(o + 1u, m[1] - ldw4(o + 1u));\n", ""),
         ("stw4(o, row_block4(row, cv, p.wx, false, p.wq, false, false) - ldw4(o));", ""),
         ("                stw4(o, s - ldw4(o));\n", ""),
         ("stw(o, row_block(row, c, p.wx, false, p.wq, false, false) - ldw(o));", ""),

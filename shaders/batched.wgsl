@@ -232,6 +232,12 @@ fn put_block(c: u32, e: u32, v: f32, dst: u32, mode: u32, g0: u32) {
     }
 }
 
+// A vec4 of a Gram tile's X: in storage when `x_st`, else in pack memory.
+fn tile_x(x_st: bool, i: u32) -> vec4<f32> {
+    if (x_st) { return lds4(i); }
+    return ldw4(i);
+}
+
 // One 4×4 tile (tile = tx·cpv + ty) of XᵀY over n rows; X, Y in pack memory (vec4 offsets xv,
 // yv) or, when `x_st`, X in storage. Tiles that meet no trajectory's diagonal block are skipped.
 fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u32, g0: u32) {
@@ -247,59 +253,55 @@ fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u3
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    // rows summed in pairs; four rows a turn, so that their eight loads are in flight together
-    // (a tile's loop is the longest of its phase)
+    // rows summed in pairs; eight rows a turn, so that their sixteen loads are in flight together
+    // (a tile's loop is the longest of its phase: as many turns as a product's)
     var i = 0u;
-    for (; i + 3u < n; i += 4u) {
-        var x: vec4<f32>;
-        var x2: vec4<f32>;
-        var x3: vec4<f32>;
-        var x4: vec4<f32>;
-        if (x_st) {
-            x = lds4(xv + i * cpv + tx);
-            x2 = lds4(xv + (i + 1u) * cpv + tx);
-            x3 = lds4(xv + (i + 2u) * cpv + tx);
-            x4 = lds4(xv + (i + 3u) * cpv + tx);
-        } else {
-            x = ldw4(xv + i * cpv + tx);
-            x2 = ldw4(xv + (i + 1u) * cpv + tx);
-            x3 = ldw4(xv + (i + 2u) * cpv + tx);
-            x4 = ldw4(xv + (i + 3u) * cpv + tx);
-        }
-        let y = ldw4(yv + i * cpv + ty);
-        let y2 = ldw4(yv + (i + 1u) * cpv + ty);
-        let y3 = ldw4(yv + (i + 2u) * cpv + ty);
-        let y4 = ldw4(yv + (i + 3u) * cpv + ty);
-        a0 += x.x * y + x2.x * y2;
-        a1 += x.y * y + x2.y * y2;
-        a2 += x.z * y + x2.z * y2;
-        a3 += x.w * y + x2.w * y2;
-        a0 += x3.x * y3 + x4.x * y4;
-        a1 += x3.y * y3 + x4.y * y4;
-        a2 += x3.z * y3 + x4.z * y4;
-        a3 += x3.w * y3 + x4.w * y4;
+    for (; i + 7u < n; i += 8u) {
+        let x0 = tile_x(x_st, xv + i * cpv + tx);
+        let y0 = ldw4(yv + i * cpv + ty);
+        let x1 = tile_x(x_st, xv + (i + 1u) * cpv + tx);
+        let y1 = ldw4(yv + (i + 1u) * cpv + ty);
+        let x2 = tile_x(x_st, xv + (i + 2u) * cpv + tx);
+        let y2 = ldw4(yv + (i + 2u) * cpv + ty);
+        let x3 = tile_x(x_st, xv + (i + 3u) * cpv + tx);
+        let y3 = ldw4(yv + (i + 3u) * cpv + ty);
+        let x4 = tile_x(x_st, xv + (i + 4u) * cpv + tx);
+        let y4 = ldw4(yv + (i + 4u) * cpv + ty);
+        let x5 = tile_x(x_st, xv + (i + 5u) * cpv + tx);
+        let y5 = ldw4(yv + (i + 5u) * cpv + ty);
+        let x6 = tile_x(x_st, xv + (i + 6u) * cpv + tx);
+        let y6 = ldw4(yv + (i + 6u) * cpv + ty);
+        let x7 = tile_x(x_st, xv + (i + 7u) * cpv + tx);
+        let y7 = ldw4(yv + (i + 7u) * cpv + ty);
+        a0 += x0.x * y0 + x1.x * y1;
+        a1 += x0.y * y0 + x1.y * y1;
+        a2 += x0.z * y0 + x1.z * y1;
+        a3 += x0.w * y0 + x1.w * y1;
+        a0 += x2.x * y2 + x3.x * y3;
+        a1 += x2.y * y2 + x3.y * y3;
+        a2 += x2.z * y2 + x3.z * y3;
+        a3 += x2.w * y2 + x3.w * y3;
+        a0 += x4.x * y4 + x5.x * y5;
+        a1 += x4.y * y4 + x5.y * y5;
+        a2 += x4.z * y4 + x5.z * y5;
+        a3 += x4.w * y4 + x5.w * y5;
+        a0 += x6.x * y6 + x7.x * y7;
+        a1 += x6.y * y6 + x7.y * y7;
+        a2 += x6.z * y6 + x7.z * y7;
+        a3 += x6.w * y6 + x7.w * y7;
     }
-    if (i + 1u < n) {
-        var x: vec4<f32>;
-        var x2: vec4<f32>;
-        if (x_st) {
-            x = lds4(xv + i * cpv + tx);
-            x2 = lds4(xv + (i + 1u) * cpv + tx);
-        } else {
-            x = ldw4(xv + i * cpv + tx);
-            x2 = ldw4(xv + (i + 1u) * cpv + tx);
-        }
+    for (; i + 1u < n; i += 2u) {
+        let x = tile_x(x_st, xv + i * cpv + tx);
+        let x2 = tile_x(x_st, xv + (i + 1u) * cpv + tx);
         let y = ldw4(yv + i * cpv + ty);
         let y2 = ldw4(yv + (i + 1u) * cpv + ty);
         a0 += x.x * y + x2.x * y2;
         a1 += x.y * y + x2.y * y2;
         a2 += x.z * y + x2.z * y2;
         a3 += x.w * y + x2.w * y2;
-        i += 2u;
     }
     if (i < n) {
-        var x: vec4<f32>;
-        if (x_st) { x = lds4(xv + i * cpv + tx); } else { x = ldw4(xv + i * cpv + tx); }
+        let x = tile_x(x_st, xv + i * cpv + tx);
         let y = ldw4(yv + i * cpv + ty);
         a0 += x.x * y;
         a1 += x.y * y;
@@ -423,6 +425,54 @@ fn row_block4(row: u32, cv: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s:
     return acc;
 }
 
+// `row_block4` for the eight columns 8·q … 8·q + 7 of a row (columns 0 and 1 of the result: the
+// vec4s 2q and 2q + 1), when r is a multiple of 8: the C loads are shared by both halves, and a
+// phase needs half the tasks. Each lane sums in the same order as `row_block`.
+fn row_block8(row: u32, q: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s: bool) -> mat2x4<f32> {
+    let r = p.r;
+    let t = (q * 8u) / r;
+    let b = (q * 8u) % r;
+    let ci = (co + row * p.cp + t * r) / 4u;
+    let si = (so + t * r * r) / 4u;
+    let rv = r / 4u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    for (var a4 = 0u; a4 < rv; a4++) {
+        var x: vec4<f32>;
+        if (c_st) { x = lds4(ci + a4); } else { x = ldw4(ci + a4); }
+        // S rows a = 4·a4 …, columns b … b + 7: vec4s k0 + j·rv (+ 1 for the second half);
+        // when `tr_s`, rows b … b + 7 and columns a …: two 4×4 blocks to transpose
+        var k0 = si + (4u * a4) * rv + b / 4u;
+        var k1 = k0 + 1u;
+        if (tr_s) {
+            k0 = si + b * rv + a4;
+            k1 = k0 + 4u * rv;
+        }
+        var m0: mat4x4<f32>;
+        var m1: mat4x4<f32>;
+        if (s_st) {
+            m0 = mat4x4<f32>(lds4(k0), lds4(k0 + rv), lds4(k0 + 2u * rv), lds4(k0 + 3u * rv));
+            m1 = mat4x4<f32>(lds4(k1), lds4(k1 + rv), lds4(k1 + 2u * rv), lds4(k1 + 3u * rv));
+        } else {
+            m0 = mat4x4<f32>(ldw4(k0), ldw4(k0 + rv), ldw4(k0 + 2u * rv), ldw4(k0 + 3u * rv));
+            m1 = mat4x4<f32>(ldw4(k1), ldw4(k1 + rv), ldw4(k1 + 2u * rv), ldw4(k1 + 3u * rv));
+        }
+        if (tr_s) {
+            m0 = transpose(m0);
+            m1 = transpose(m1);
+        }
+        acc0 += x.x * m0[0];
+        acc0 += x.y * m0[1];
+        acc0 += x.z * m0[2];
+        acc0 += x.w * m0[3];
+        acc1 += x.x * m1[0];
+        acc1 += x.y * m1[1];
+        acc1 += x.z * m1[2];
+        acc1 += x.w * m1[3];
+    }
+    return mat2x4<f32>(acc0, acc1);
+}
+
 fn gidx(pack: u32, t: u32) -> u32 {
     return (p.pack0 + pack) * p.t + t;
 }
@@ -438,6 +488,8 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
     let cpv = p.cp / 4u;
     // r a multiple of 4: the row-block phases work on vec4s (nv of them per row)
     let v4 = r % 4u == 0u;
+    // r a multiple of 8: ∇_A and ∇_B two vec4s a thread
+    let v8 = r % 8u == 0u;
     let nv = p.tr / 4u;
     let mx = max(p.d, p.k);
     let av = p.wa / 4u;
@@ -581,7 +633,16 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         if (it == p.nsteps) { break; }
         // (e) ∇_A = X·Q − Y, into Y (four columns a thread when r is a multiple of 4)
-        if (v4) {
+        if (v8) {
+            for (var e = tid; e < p.d * nv / 2u; e += WG) {
+                let row = e / (nv / 2u);
+                let q = e % (nv / 2u);
+                let o = yv + row * cpv + 2u * q;
+                let m = row_block8(row, q, p.wx, false, p.wq, false, false);
+                stw4(o, m[0] - ldw4(o));
+                stw4(o + 1u, m[1] - ldw4(o + 1u));
+            }
+        } else if (v4) {
             for (var e = tid; e < p.d * nv; e += WG) {
                 let row = e / nv;
                 let cv = e % nv;
@@ -604,7 +665,19 @@ fn batched(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid
         }
         sync();
         // (g) ∇_B (Bc layout) = B·P − Z (− B0·Fᵀ), into X
-        if (v4) {
+        if (v8) {
+            for (var e = tid; e < p.k * nv / 2u; e += WG) {
+                let row = e / (nv / 2u);
+                let q = e % (nv / 2u);
+                var m = row_block8(row, q, p.wb, false, p.wp, false, true);
+                if (p.any_offset == 1u) {
+                    m -= row_block8(row, q, p.ob0, true, p.of_, true, false);
+                }
+                let o = xv + row * cpv + 2u * q;
+                stw4(o, m[0] - ldw4(o));
+                stw4(o + 1u, m[1] - ldw4(o + 1u));
+            }
+        } else if (v4) {
             for (var e = tid; e < p.k * nv; e += WG) {
                 let row = e / nv;
                 let cv = e % nv;
