@@ -232,10 +232,14 @@ fn put_block(c: u32, e: u32, v: f32, dst: u32, mode: u32, g0: u32) {
     }
 }
 
-// A vec4 of a Gram tile's X: in storage when `x_st`, else in pack memory.
-fn tile_x(x_st: bool, i: u32) -> vec4<f32> {
-    if (x_st) { return lds4(i); }
-    return ldw4(i);
+// A Gram tile's rows plus one pair of rows of X and Y: a[j] + (x.j·y + x2.j·y2).
+fn pair_add(a: mat4x4<f32>, x: vec4<f32>, x2: vec4<f32>, y: vec4<f32>, y2: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(
+        a[0] + (x.x * y + x2.x * y2),
+        a[1] + (x.y * y + x2.y * y2),
+        a[2] + (x.z * y + x2.z * y2),
+        a[3] + (x.w * y + x2.w * y2),
+    );
 }
 
 // One 4×4 tile (tile = tx·cpv + ty) of XᵀY over n rows; X, Y in pack memory (vec4 offsets xv,
@@ -249,70 +253,49 @@ fn gram_tile(tile: u32, n: u32, xv: u32, x_st: bool, yv: u32, dst: u32, mode: u3
     let d0 = ty * 4u;
     if (c0 >= p.tr || d0 >= p.tr) { return; }
     if ((c0 + 3u) / r < d0 / r || (d0 + 3u) / r < c0 / r) { return; }
-    var a0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    // rows summed in pairs; eight rows a turn, so that their sixteen loads are in flight together
-    // (a tile's loop is the longest of its phase: as many turns as a product's)
+    // a[j] = row c0 + j of the tile; rows of X and Y summed in pairs (`pair_add`), eight rows a
+    // turn so that their sixteen loads are in flight together (a tile's loop is the longest of
+    // its phase: as many turns as a product's)
+    var a = mat4x4<f32>();
     var i = 0u;
     for (; i + 7u < n; i += 8u) {
-        let x0 = tile_x(x_st, xv + i * cpv + tx);
-        let y0 = ldw4(yv + i * cpv + ty);
-        let x1 = tile_x(x_st, xv + (i + 1u) * cpv + tx);
-        let y1 = ldw4(yv + (i + 1u) * cpv + ty);
-        let x2 = tile_x(x_st, xv + (i + 2u) * cpv + tx);
-        let y2 = ldw4(yv + (i + 2u) * cpv + ty);
-        let x3 = tile_x(x_st, xv + (i + 3u) * cpv + tx);
-        let y3 = ldw4(yv + (i + 3u) * cpv + ty);
-        let x4 = tile_x(x_st, xv + (i + 4u) * cpv + tx);
-        let y4 = ldw4(yv + (i + 4u) * cpv + ty);
-        let x5 = tile_x(x_st, xv + (i + 5u) * cpv + tx);
-        let y5 = ldw4(yv + (i + 5u) * cpv + ty);
-        let x6 = tile_x(x_st, xv + (i + 6u) * cpv + tx);
-        let y6 = ldw4(yv + (i + 6u) * cpv + ty);
-        let x7 = tile_x(x_st, xv + (i + 7u) * cpv + tx);
-        let y7 = ldw4(yv + (i + 7u) * cpv + ty);
-        a0 += x0.x * y0 + x1.x * y1;
-        a1 += x0.y * y0 + x1.y * y1;
-        a2 += x0.z * y0 + x1.z * y1;
-        a3 += x0.w * y0 + x1.w * y1;
-        a0 += x2.x * y2 + x3.x * y3;
-        a1 += x2.y * y2 + x3.y * y3;
-        a2 += x2.z * y2 + x3.z * y3;
-        a3 += x2.w * y2 + x3.w * y3;
-        a0 += x4.x * y4 + x5.x * y5;
-        a1 += x4.y * y4 + x5.y * y5;
-        a2 += x4.z * y4 + x5.z * y5;
-        a3 += x4.w * y4 + x5.w * y5;
-        a0 += x6.x * y6 + x7.x * y7;
-        a1 += x6.y * y6 + x7.y * y7;
-        a2 += x6.z * y6 + x7.z * y7;
-        a3 += x6.w * y6 + x7.w * y7;
+        let x0 = ld4(x_st, xv + i * cpv + tx);
+        let x1 = ld4(x_st, xv + (i + 1u) * cpv + tx);
+        let x2 = ld4(x_st, xv + (i + 2u) * cpv + tx);
+        let x3 = ld4(x_st, xv + (i + 3u) * cpv + tx);
+        let x4 = ld4(x_st, xv + (i + 4u) * cpv + tx);
+        let x5 = ld4(x_st, xv + (i + 5u) * cpv + tx);
+        let x6 = ld4(x_st, xv + (i + 6u) * cpv + tx);
+        let x7 = ld4(x_st, xv + (i + 7u) * cpv + tx);
+        let y = yv + i * cpv + ty;
+        let y0 = ldw4(y);
+        let y1 = ldw4(y + cpv);
+        let y2 = ldw4(y + 2u * cpv);
+        let y3 = ldw4(y + 3u * cpv);
+        let y4 = ldw4(y + 4u * cpv);
+        let y5 = ldw4(y + 5u * cpv);
+        let y6 = ldw4(y + 6u * cpv);
+        let y7 = ldw4(y + 7u * cpv);
+        a = pair_add(a, x0, x1, y0, y1);
+        a = pair_add(a, x2, x3, y2, y3);
+        a = pair_add(a, x4, x5, y4, y5);
+        a = pair_add(a, x6, x7, y6, y7);
     }
     for (; i + 1u < n; i += 2u) {
-        let x = tile_x(x_st, xv + i * cpv + tx);
-        let x2 = tile_x(x_st, xv + (i + 1u) * cpv + tx);
-        let y = ldw4(yv + i * cpv + ty);
-        let y2 = ldw4(yv + (i + 1u) * cpv + ty);
-        a0 += x.x * y + x2.x * y2;
-        a1 += x.y * y + x2.y * y2;
-        a2 += x.z * y + x2.z * y2;
-        a3 += x.w * y + x2.w * y2;
+        let x = ld4(x_st, xv + i * cpv + tx);
+        let x2 = ld4(x_st, xv + (i + 1u) * cpv + tx);
+        a = pair_add(a, x, x2, ldw4(yv + i * cpv + ty), ldw4(yv + (i + 1u) * cpv + ty));
     }
     if (i < n) {
-        let x = tile_x(x_st, xv + i * cpv + tx);
+        let x = ld4(x_st, xv + i * cpv + tx);
         let y = ldw4(yv + i * cpv + ty);
-        a0 += x.x * y;
-        a1 += x.y * y;
-        a2 += x.z * y;
-        a3 += x.w * y;
+        a = mat4x4<f32>(a[0] + x.x * y, a[1] + x.y * y, a[2] + x.z * y, a[3] + x.w * y);
     }
     for (var v = 0u; v < 4u; v++) {
-        put_block(c0, d0 + v, a0[v], dst, mode, g0);
-        put_block(c0 + 1u, d0 + v, a1[v], dst, mode, g0);
-        put_block(c0 + 2u, d0 + v, a2[v], dst, mode, g0);
-        put_block(c0 + 3u, d0 + v, a3[v], dst, mode, g0);
+        put_block(c0, d0 + v, a[0][v], dst, mode, g0);
+        put_block(c0 + 1u, d0 + v, a[1][v], dst, mode, g0);
+        put_block(c0 + 2u, d0 + v, a[2][v], dst, mode, g0);
+        put_block(c0 + 3u, d0 + v, a[3][v], dst, mode, g0);
     }
 }
 
@@ -373,54 +356,56 @@ fn row_block(row: u32, c: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s: b
     return s;
 }
 
+// A vec4 in storage (`in_st`) or in pack memory.
+fn ld4(in_st: bool, i: u32) -> vec4<f32> {
+    if (in_st) { return lds4(i); }
+    return ldw4(i);
+}
+
+// The 4×4 block of an r×r matrix (rv = r/4 vec4s a row) whose rows are the vec4s k0 + j·rv,
+// transposed when `tr`: its column j multiplies element j of a vec4 of C.
+fn s_block(k0: u32, rv: u32, in_st: bool, tr: bool) -> mat4x4<f32> {
+    let m = mat4x4<f32>(ld4(in_st, k0), ld4(in_st, k0 + rv), ld4(in_st, k0 + 2u * rv), ld4(in_st, k0 + 3u * rv));
+    if (tr) { return transpose(m); }
+    return m;
+}
+
+// acc + x.x·m[0] + x.y·m[1] + x.z·m[2] + x.w·m[3], summed in that order (each lane as
+// `row_block` sums).
+fn mul_add4(acc: vec4<f32>, x: vec4<f32>, m: mat4x4<f32>) -> vec4<f32> {
+    var a = acc;
+    a += x.x * m[0];
+    a += x.y * m[1];
+    a += x.z * m[2];
+    a += x.w * m[3];
+    return a;
+}
+
+// Where the vec4 row blocks of column c (r a multiple of 4) start: C's row block (vec4 index),
+// S_t (vec4 index) and the column's index b within its trajectory.
+fn block_at(row: u32, c: u32, co: u32, so: u32) -> vec3<u32> {
+    let r = p.r;
+    let t = c / r;
+    return vec3<u32>((co + row * p.cp + t * r) / 4u, (so + t * r * r) / 4u, c % r);
+}
+
 // `row_block` for the four columns 4·cv … 4·cv + 3 of a row at once, when r is a multiple of 4
 // (the columns then belong to one trajectory and every operand is a vec4 at an aligned offset):
 // the loads of a row block are independent and few (r/4 of C, r of S), where `row_block` waits
 // on 2r dependent scalar loads per column. Each lane sums in the same order as `row_block`.
 fn row_block4(row: u32, cv: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s: bool) -> vec4<f32> {
-    let r = p.r;
-    let t = (cv * 4u) / r;
-    let b = (cv * 4u) % r;
-    let ci = (co + row * p.cp + t * r) / 4u;
-    let si = (so + t * r * r) / 4u;
-    let rv = r / 4u;
+    let at = block_at(row, cv * 4u, co, so);
+    let ci = at.x;
+    let si = at.y;
+    let b = at.z;
+    let rv = p.r / 4u;
     var acc = vec4<f32>(0.0);
     for (var a4 = 0u; a4 < rv; a4++) {
-        var x: vec4<f32>;
-        if (c_st) { x = lds4(ci + a4); } else { x = ldw4(ci + a4); }
         // S rows a = 4·a4 … 4·a4 + 3, columns b … b + 3 (or, when `tr_s`, rows b … b + 3,
-        // columns a …, whose transpose is the 4×4 block needed)
+        // columns a …, whose transpose is the block needed)
         var k0 = si + (4u * a4) * rv + b / 4u;
-        let step = rv;
-        if (tr_s) {
-            k0 = si + b * rv + a4;
-        }
-        var s0: vec4<f32>;
-        var s1: vec4<f32>;
-        var s2: vec4<f32>;
-        var s3: vec4<f32>;
-        if (s_st) {
-            s0 = lds4(k0);
-            s1 = lds4(k0 + step);
-            s2 = lds4(k0 + 2u * step);
-            s3 = lds4(k0 + 3u * step);
-        } else {
-            s0 = ldw4(k0);
-            s1 = ldw4(k0 + step);
-            s2 = ldw4(k0 + 2u * step);
-            s3 = ldw4(k0 + 3u * step);
-        }
-        if (tr_s) {
-            let m = transpose(mat4x4<f32>(s0, s1, s2, s3));
-            s0 = m[0];
-            s1 = m[1];
-            s2 = m[2];
-            s3 = m[3];
-        }
-        acc += x.x * s0;
-        acc += x.y * s1;
-        acc += x.z * s2;
-        acc += x.w * s3;
+        if (tr_s) { k0 = si + b * rv + a4; }
+        acc = mul_add4(acc, ld4(c_st, ci + a4), s_block(k0, rv, s_st, tr_s));
     }
     return acc;
 }
@@ -429,46 +414,24 @@ fn row_block4(row: u32, cv: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s:
 // vec4s 2q and 2q + 1), when r is a multiple of 8: the C loads are shared by both halves, and a
 // phase needs half the tasks. Each lane sums in the same order as `row_block`.
 fn row_block8(row: u32, q: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s: bool) -> mat2x4<f32> {
-    let r = p.r;
-    let t = (q * 8u) / r;
-    let b = (q * 8u) % r;
-    let ci = (co + row * p.cp + t * r) / 4u;
-    let si = (so + t * r * r) / 4u;
-    let rv = r / 4u;
+    let at = block_at(row, q * 8u, co, so);
+    let ci = at.x;
+    let si = at.y;
+    let b = at.z;
+    let rv = p.r / 4u;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     for (var a4 = 0u; a4 < rv; a4++) {
-        var x: vec4<f32>;
-        if (c_st) { x = lds4(ci + a4); } else { x = ldw4(ci + a4); }
-        // S rows a = 4·a4 …, columns b … b + 7: vec4s k0 + j·rv (+ 1 for the second half);
-        // when `tr_s`, rows b … b + 7 and columns a …: two 4×4 blocks to transpose
+        // the blocks of columns b … b + 3 and b + 4 … b + 7 (rows, when `tr_s`)
         var k0 = si + (4u * a4) * rv + b / 4u;
         var k1 = k0 + 1u;
         if (tr_s) {
             k0 = si + b * rv + a4;
             k1 = k0 + 4u * rv;
         }
-        var m0: mat4x4<f32>;
-        var m1: mat4x4<f32>;
-        if (s_st) {
-            m0 = mat4x4<f32>(lds4(k0), lds4(k0 + rv), lds4(k0 + 2u * rv), lds4(k0 + 3u * rv));
-            m1 = mat4x4<f32>(lds4(k1), lds4(k1 + rv), lds4(k1 + 2u * rv), lds4(k1 + 3u * rv));
-        } else {
-            m0 = mat4x4<f32>(ldw4(k0), ldw4(k0 + rv), ldw4(k0 + 2u * rv), ldw4(k0 + 3u * rv));
-            m1 = mat4x4<f32>(ldw4(k1), ldw4(k1 + rv), ldw4(k1 + 2u * rv), ldw4(k1 + 3u * rv));
-        }
-        if (tr_s) {
-            m0 = transpose(m0);
-            m1 = transpose(m1);
-        }
-        acc0 += x.x * m0[0];
-        acc0 += x.y * m0[1];
-        acc0 += x.z * m0[2];
-        acc0 += x.w * m0[3];
-        acc1 += x.x * m1[0];
-        acc1 += x.y * m1[1];
-        acc1 += x.z * m1[2];
-        acc1 += x.w * m1[3];
+        let x = ld4(c_st, ci + a4);
+        acc0 = mul_add4(acc0, x, s_block(k0, rv, s_st, tr_s));
+        acc1 = mul_add4(acc1, x, s_block(k1, rv, s_st, tr_s));
     }
     return mat2x4<f32>(acc0, acc1);
 }
