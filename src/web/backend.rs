@@ -354,16 +354,30 @@ pub fn cpu_backend() -> AppBackend {
     AppBackend::Cpu(CpuBackend::new())
 }
 
+/// How long a run waits for the page's WebGPU probe. The probe starts the GPU backend, which
+/// compiles the engine's kernels: well under a second on a hardware adapter, but 15–21 s on
+/// SwiftShader on a 2-core machine (measured by `tests/e2e/probe_time.mjs`).
+pub const PROBE_WAIT_MS: f64 = 90_000.0;
+
 /// The backend choice once the page's WebGPU probe has finished (a run started in the first
 /// moments after load, e.g. with `compute=gpu` in the URL, waits for it rather than falling back
-/// to the CPU). Gives up waiting after 15 s and returns the choice as it is.
+/// to the CPU). Gives up waiting after [`PROBE_WAIT_MS`] and then runs on the CPU, saying why.
 pub async fn settled(choice: leptos::prelude::RwSignal<BackendChoice>) -> BackendChoice {
     use leptos::prelude::GetUntracked;
     let t0 = crate::web::util::now_ms();
     loop {
         let c = choice.get_untracked();
-        if !c.is_probing() || crate::web::util::now_ms() - t0 > 15_000.0 {
+        if !c.is_probing() {
             return c;
+        }
+        if crate::web::util::now_ms() - t0 > PROBE_WAIT_MS {
+            return BackendChoice {
+                cpu_reason: Some(format!(
+                    "the WebGPU probe had not finished after {} s",
+                    PROBE_WAIT_MS / 1000.0
+                )),
+                ..c
+            };
         }
         crate::web::util::sleep_ms(20).await;
     }

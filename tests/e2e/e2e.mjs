@@ -57,7 +57,8 @@ function attachLogs(page, tag) {
 }
 
 async function badge(page) {
-  await page.waitForSelector("#gpu-badge:not([data-webgpu=probing])", { timeout: 30000 });
+  // the probe starts the GPU backend: 15–21 s on SwiftShader on the 2-core VM (probe_time.mjs)
+  await page.waitForSelector("#gpu-badge:not([data-webgpu=probing])", { timeout: 90000 });
   return page.$eval("#gpu-badge", (e) => ({
     text: e.textContent.trim(), title: e.title || "", webgpu: e.dataset.webgpu, backend: e.dataset.backend, adapter: e.dataset.adapter,
   }));
