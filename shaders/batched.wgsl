@@ -379,6 +379,14 @@ fn block_at(row: u32, c: u32, co: u32, so: u32) -> vec3<u32> {
     return vec3<u32>((co + row * p.cp + t * r) / 4u, (so + t * r * r) / 4u, c % r);
 }
 
+// The first vec4 of the S block that columns b … b + 3 of a row block need at turn a4: S_t rows
+// a = 4·a4 … 4·a4 + 3, columns b … b + 3 (or, when `tr`, rows b … b + 3 and columns a …, whose
+// transpose is the block needed); S_t at vec4 index si, rv = r/4 vec4s a row.
+fn s_at(si: u32, b: u32, a4: u32, rv: u32, tr: bool) -> u32 {
+    if (tr) { return si + b * rv + a4; }
+    return si + (4u * a4) * rv + b / 4u;
+}
+
 // `row_block` for the four columns 4·cv … 4·cv + 3 of a row at once, when r is a multiple of 4
 // (the columns then belong to one trajectory and every operand is a vec4 at an aligned offset):
 // the loads of a row block are independent and few (r/4 of C, r of S), where `row_block` waits
@@ -391,11 +399,7 @@ fn row_block4(row: u32, cv: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s:
     let rv = p.r / 4u;
     var acc = vec4<f32>(0.0);
     for (var a4 = 0u; a4 < rv; a4++) {
-        // S rows a = 4·a4 … 4·a4 + 3, columns b … b + 3 (or, when `tr_s`, rows b … b + 3,
-        // columns a …, whose transpose is the block needed)
-        var k0 = si + (4u * a4) * rv + b / 4u;
-        if (tr_s) { k0 = si + b * rv + a4; }
-        acc = mul_add4(acc, ld4(c_st, ci + a4), s_block(k0, rv, s_st, tr_s));
+        acc = mul_add4(acc, ld4(c_st, ci + a4), s_block(s_at(si, b, a4, rv, tr_s), rv, s_st, tr_s));
     }
     return acc;
 }
@@ -412,16 +416,9 @@ fn row_block8(row: u32, q: u32, co: u32, c_st: bool, so: u32, s_st: bool, tr_s: 
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     for (var a4 = 0u; a4 < rv; a4++) {
-        // the blocks of columns b … b + 3 and b + 4 … b + 7 (rows, when `tr_s`)
-        var k0 = si + (4u * a4) * rv + b / 4u;
-        var k1 = k0 + 1u;
-        if (tr_s) {
-            k0 = si + b * rv + a4;
-            k1 = k0 + 4u * rv;
-        }
         let x = ld4(c_st, ci + a4);
-        acc0 = mul_add4(acc0, x, s_block(k0, rv, s_st, tr_s));
-        acc1 = mul_add4(acc1, x, s_block(k1, rv, s_st, tr_s));
+        acc0 = mul_add4(acc0, x, s_block(s_at(si, b, a4, rv, tr_s), rv, s_st, tr_s));
+        acc1 = mul_add4(acc1, x, s_block(s_at(si, b + 4u, a4, rv, tr_s), rv, s_st, tr_s));
     }
     return mat2x4<f32>(acc0, acc1);
 }

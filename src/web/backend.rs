@@ -355,8 +355,9 @@ pub fn cpu_backend() -> AppBackend {
 }
 
 /// How long a run waits for the page's WebGPU probe. The probe starts the GPU backend, which
-/// compiles the engine's kernels: well under a second on a hardware adapter, but 15–21 s on
-/// SwiftShader on a 2-core machine (measured by `tests/e2e/probe_time.mjs`).
+/// compiles the engine's kernels: well under a second on a hardware adapter, but 13.5–16 s on
+/// SwiftShader on a 2-core machine, and ~21 s with one kernel form tried (measured by
+/// `tests/e2e/probe_time.mjs`).
 pub const PROBE_WAIT_MS: f64 = 90_000.0;
 
 /// The backend choice once the page's WebGPU probe has finished (a run started in the first

@@ -57,7 +57,7 @@ function attachLogs(page, tag) {
 }
 
 async function badge(page) {
-  // the probe starts the GPU backend: 15–21 s on SwiftShader on the 2-core VM (probe_time.mjs)
+  // the probe starts the GPU backend: 13.5–16 s on SwiftShader on the 2-core VM (probe_time.mjs)
   await page.waitForSelector("#gpu-badge:not([data-webgpu=probing])", { timeout: 90000 });
   return page.$eval("#gpu-badge", (e) => ({
     text: e.textContent.trim(), title: e.title || "", webgpu: e.dataset.webgpu, backend: e.dataset.backend, adapter: e.dataset.adapter,
